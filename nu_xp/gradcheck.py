@@ -13,8 +13,11 @@ own backend; every evaluation starts from a fresh copy, so stochastic layers
 such as Dropout draw the same mask each time.
 
 The error of one gradient is ``max|analytic - numeric| / max(max|analytic|,
-max|numeric|)`` (0 when both are exactly zero); ``gradcheck`` returns the
-largest over the input gradient and every parameter gradient.
+max|numeric|, 1)``: relative for gradients of size 1 and more, absolute below
+(as ``numpy.allclose`` with ``rtol == atol``), because a central difference
+cannot resolve a derivative much smaller than its rounding noise
+(≈ 1e-16·|S|/h). ``gradcheck`` returns the largest error over the input
+gradient and every parameter gradient.
 """
 
 from __future__ import annotations
@@ -32,9 +35,7 @@ __all__ = ["gradcheck", "numeric_gradients"]
 
 
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)))
-    if scale == 0.0:
-        return 0.0
+    scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)), 1.0)
     return float(np.max(np.abs(analytic - numeric))) / scale
 
 
@@ -134,7 +135,7 @@ def gradcheck(layer_or_loss: Layer, *inputs: Any, eps: float = 1e-6, seed: int =
     -------
     float
         ``max`` over the input and every parameter of
-        ``max|analytic - numeric| / max(max|analytic|, max|numeric|)``;
+        ``max|analytic - numeric| / max(max|analytic|, max|numeric|, 1)``;
         around 1e-9 for a correct backward.
 
     Examples

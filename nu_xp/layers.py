@@ -145,8 +145,10 @@ class Layer:
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """Forward pass in eval mode (Dropout off), optionally in batches.
 
-        ``x`` is moved/cast like any input; the previous train/eval mode is
-        restored afterwards. Returns an array on the model's backend.
+        Unlike ``forward``, ``x`` may live anywhere (a list, a numpy array for a
+        torch model…): like ``fit``, it is moved to the model's backend and cast
+        to its dtype. The previous train/eval mode is restored afterwards.
+        Returns an array on the model's backend.
         """
         was_training = self.training
         self.eval()
@@ -157,17 +159,15 @@ class Layer:
                 return self.forward(x)
             if batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-            parts = [self.forward(x[i : i + batch_size]) for i in range(0, n, batch_size)]
+            parts = [self.forward(x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
             return self.backend_info.xp.concat(parts, axis=0)
         finally:
             self.train(was_training)
 
     def _prepare_input(self, x: Any) -> Any:
-        """Accept array-likes (lists, arrays of this backend) for ``predict``."""
+        """Any array or array-like, moved to this model's backend and dtype (for ``predict``)."""
         be = self.backend_info
-        if not hasattr(x, "shape"):
-            x = asarray(x, like=be, dtype=be.dtype)
-        return be.check(x)
+        return be.check(asarray(x, like=be), role="predict input")
 
     # ------------------------------------------------------------------ parameters
     def named_parameters(self) -> dict[str, Parameter]:

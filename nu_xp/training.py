@@ -344,7 +344,8 @@ def fit(
             total: Any = 0.0
             last_shown = time.monotonic()
             for start in range(0, n, bs):
-                xb, yb = xe[start : start + bs], ye[start : start + bs]
+                stop = min(start + bs, n)
+                xb, yb = xe[start:stop, ...], ye[start:stop, ...]
                 pred = model.forward(xb)
                 value = loss.forward(pred, yb)
                 optimizer.zero_grad()

@@ -1,0 +1,84 @@
+"""Shared fixtures: every test that takes ``backend`` runs once per installed backend.
+
+``NU_XP_TEST_BACKENDS=numpy,torch`` restricts the matrix (the nox sessions
+use it); a requested backend that cannot run here is reported as skipped with
+the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.load_profile("default")
+
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+
+
+def _why_unavailable(name: str) -> str | None:
+    if name == "numpy":
+        return None
+    module = {"array_api_strict": "array_api_strict", "torch": "torch", "cupy": "cupy"}[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return f"{name} is not installed"
+    if name == "cupy":
+        try:
+            if mod.cuda.runtime.getDeviceCount() < 1:
+                return "cupy backend skipped: no CUDA device on this machine"
+        except Exception as exc:  # noqa: BLE001
+            return f"cupy backend skipped: no usable CUDA device ({exc})"
+    return None
+
+
+def _backend_params() -> list:
+    requested = os.environ.get("NU_XP_TEST_BACKENDS", "").strip()
+    names = [n.strip() for n in requested.split(",") if n.strip()] if requested else list(ALL_BACKENDS)
+    params = []
+    for name in names:
+        if name not in ALL_BACKENDS:
+            raise pytest.UsageError(f"NU_XP_TEST_BACKENDS names unknown backend {name!r}")
+        why = _why_unavailable(name)
+        if why is None:
+            params.append(pytest.param(name, id=name))
+        elif requested or name == "cupy":
+            params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=why)))
+    return params
+
+
+BACKEND_PARAMS = _backend_params()
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of a backend to run the test on."""
+    return request.param
+
+
+@pytest.fixture
+def torch():
+    """The torch module, for reference results (skips where torch is not installed)."""
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _default_backend_is_numpy():
+    """Each test starts and ends with the default backend (numpy, float32)."""
+    import nu_xp
+
+    nu_xp.set_backend("numpy")
+    yield
+    nu_xp.set_backend("numpy")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
