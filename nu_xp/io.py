@@ -15,7 +15,9 @@ File format (version 1): a zip archive as written by ``numpy.savez`` holding
        "parameters": {"0.weight": {"shape": [8, 2], "dtype": "float32"}, ...}}
 
 * for a checkpoint, optimizer state under ``"__optimizer__/<index>/<name>"``
-  and its hyper-parameters in the JSON (``"optimizer"``), plus ``"extra"``.
+  and its hyper-parameters in the JSON (``"optimizer"``), the state of every
+  Dropout mask generator (``"rng"``), so training resumes to the bit, plus
+  the user's ``"extra"``.
 
 Safety: files are read with ``allow_pickle=False`` member by member (each
 CRC-checked by zipfile), object arrays are refused, and the architecture may
@@ -121,6 +123,16 @@ def _build(spec: Any, source: str) -> Layer:
         raise ModelFileError(f"{source}: cannot rebuild {name}(**{config!r}): {exc}") from exc
 
 
+def _random_layers(model: Layer, prefix: str = "") -> list[tuple[str, Layer]]:
+    """``(path, layer)`` for every layer with a host random generator (Dropout), e.g. ``("2", layer)``."""
+    found = [(prefix or "model", model)] if hasattr(model, "_rng") else []
+    children = list(model.children())
+    for i, child in enumerate(children):
+        name = str(i) if isinstance(model, Sequential) else type(child).__name__ + str(i)
+        found += _random_layers(child, f"{prefix}.{name}" if prefix else name)
+    return found
+
+
 # ============================================================================ writing
 
 
@@ -216,6 +228,7 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
             "param_groups": state["param_groups"],
             "scalars": scalars,
         }
+        meta["rng"] = {name: layer._rng.bit_generator.state for name, layer in _random_layers(model)}
     if extra is not None:
         meta["extra"] = extra
     try:
@@ -280,22 +293,18 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
 
 def _read_npy(buffer: io.BytesIO, path: Path, key: str) -> np.ndarray:
     try:
-        version = np.lib.format.read_magic(buffer)
-        shape, fortran, dtype = np.lib.format._read_array_header(buffer, version)  # noqa: SLF001
-    except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(f"{path}: array {key!r} has a damaged header ({exc})") from exc
-    if dtype.hasobject:
-        raise ModelFileError(
-            f"{path}: array {key!r} holds Python objects (pickled data); nu_xp refuses such files and never unpickles them"
-        )
-    buffer.seek(0)
-    try:
         array = np.lib.format.read_array(buffer, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ModelFileError(
+                f"{path}: array {key!r} holds Python objects (pickled data); "
+                "nu_xp refuses such files and never unpickles them"
+            ) from exc
         raise ModelFileError(f"{path}: array {key!r} is damaged ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - EOFError, struct.error, SyntaxError in the header...
+        raise ModelFileError(f"{path}: array {key!r} is damaged ({type(exc).__name__}: {exc})") from exc
     if buffer.read(1):
         raise ModelFileError(f"{path}: array {key!r} has trailing bytes (damaged file)")
-    del shape, fortran
     return array
 
 
@@ -450,5 +459,12 @@ def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None
             optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: optimizer state does not fit this optimizer ({exc})") from exc
+        rng_states = (meta or {}).get("rng", {})
+        for name, layer in _random_layers(model):
+            if name in rng_states:
+                try:
+                    layer._rng.bit_generator.state = rng_states[name]
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ModelFileError(f"{path}: bad random-generator state for layer {name} ({exc})") from exc
     extra = (meta or {}).get("extra", {})
     return extra if isinstance(extra, dict) else {"extra": extra}
