@@ -180,7 +180,7 @@ class EarlyStopping(Callback):
                 self._best_state = self._model.state_dict()
             return False
         self._wait += 1
-        if self._wait > self.patience or self.patience == 0:
+        if self._wait >= self.patience:
             self.stop_training = True
             self.stopped_epoch = epoch
             if self._best_state is not None and self._model is not None:

@@ -1,0 +1,69 @@
+"""The examples run end to end (small settings, no display) and reach their stated figures."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(name, capsys, *args):
+    module = importlib.import_module(f"nu_xp.examples.{name}")
+    assert module.main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+def test_xor_example(backend, tmp_path, capsys):
+    out = run_example("xor", capsys, "--backend", backend, "--epochs", "1500", "--out", str(tmp_path))
+    assert "accuracy: 100%" in out
+    assert (tmp_path / "xor.png").stat().st_size > 5000
+
+
+def test_regression_example(tmp_path, capsys):
+    out = run_example("regression", capsys, "--epochs", "60", "--out", str(tmp_path), "--no-progress")
+    rows = {m.group(1).strip(): [float(v) for v in m.group(2).split()] for m in
+            re.finditer(r"^(sin\(2x\) \+ x/2|diabetes)\s+(.*)$", out, re.MULTILINE)}
+    mse, r2, sk_mse, sk_r2 = rows["sin(2x) + x/2"]
+    assert r2 > 0.85 and r2 > sk_r2 - 0.05
+    mse, r2, sk_mse, sk_r2 = rows["diabetes"]
+    assert r2 > 0.25 and r2 > sk_r2 - 0.1
+    assert (tmp_path / "regression.png").stat().st_size > 5000
+
+
+def test_digits_example(backend, tmp_path, capsys):
+    if backend != "numpy":
+        epochs = "3"  # the other backends: end to end only
+    else:
+        epochs = "12"
+    out = run_example("digits", capsys, "--backend", backend, "--epochs", epochs, "--out", str(tmp_path),
+                      "--no-progress")
+    ours, sk = map(float, re.search(r"nu_xp ([\d.]+)\s+sklearn MLPClassifier ([\d.]+)", out).groups())
+    assert ours >= (0.95 if epochs == "12" else 0.85)
+    assert (tmp_path / "digits.png").stat().st_size > 5000
+    assert (tmp_path / "digits_model.npz").exists()
+
+
+def test_examples_run_as_scripts(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "xor.py"), "--epochs", "50", "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "after 50 epochs" in out
+
+
+def test_cli_demo(tmp_path, monkeypatch, capsys):
+    from nu_xp import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "xor", "--epochs", "100"]) == 0
+    assert "after 100 epochs" in capsys.readouterr().out
+    assert (tmp_path / "xor.png").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "mnist"])
