@@ -46,8 +46,17 @@ def sklearn_accuracy(x_train, y_train, x_test, y_test, epochs: int, seed: int) -
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=3e-3, batch_size=32,
-                        max_iter=epochs, alpha=0.0, random_state=seed, tol=0.0, n_iter_no_change=epochs)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(128,),
+        solver="adam",
+        learning_rate_init=3e-3,
+        batch_size=32,
+        max_iter=epochs,
+        alpha=0.0,
+        random_state=seed,
+        tol=0.0,
+        n_iter_no_change=epochs,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x_train, y_train)
@@ -69,9 +78,16 @@ def plot(matrix: np.ndarray, history: nu_xp.History, accuracy: float, path: Path
     for i in range(10):
         for j in range(10):
             if matrix[i, j]:
-                a.text(j, i, matrix[i, j], ha="center", va="center", color="w" if matrix[i, j] > matrix.max() / 2 else "k")
-    a.set(title=f"test confusion matrix (accuracy {accuracy:.1%})", xlabel="predicted", ylabel="true",
-          xticks=range(10), yticks=range(10))
+                a.text(
+                    j, i, matrix[i, j], ha="center", va="center", color="w" if matrix[i, j] > matrix.max() / 2 else "k"
+                )
+    a.set(
+        title=f"test confusion matrix (accuracy {accuracy:.1%})",
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(10),
+        yticks=range(10),
+    )
     for ax, key in ((b, "loss"), (c, "accuracy")):
         ax.plot(history[key], label="train")
         ax.plot(history[f"val_{key}"], label="test")
@@ -95,14 +111,26 @@ def main(argv: list[str] | None = None) -> int:
     model = build(args.seed, args.backend)
     print(model)
     opt = nu_xp.optim.Adam(model.parameters(), lr=3e-3)
-    history = nu_xp.fit(model, nu_xp.CrossEntropyLoss(), opt, x_train, y_train, epochs=args.epochs, batch_size=32,
-                        seed=args.seed, validation_data=(x_test, y_test), metrics=["accuracy"],
-                        progress=args.progress)
+    history = nu_xp.fit(
+        model,
+        nu_xp.CrossEntropyLoss(),
+        opt,
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=32,
+        seed=args.seed,
+        validation_data=(x_test, y_test),
+        metrics=["accuracy"],
+        progress=args.progress,
+    )
     pred = np.argmax(nu_xp.to_host(model.predict(x_test)), axis=1)
     accuracy = float(np.mean(pred == y_test))
     sk = sklearn_accuracy(x_train, y_train, x_test, y_test, args.epochs, args.seed)
-    print(f"\ntest accuracy after {len(history)} epochs on {args.backend}: nu_xp {accuracy:.4f}   "
-          f"sklearn MLPClassifier {sk:.4f}")
+    print(
+        f"\ntest accuracy after {len(history)} epochs on {args.backend}: nu_xp {accuracy:.4f}   "
+        f"sklearn MLPClassifier {sk:.4f}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "digits.png"
     plot(confusion(y_test, pred), history, accuracy, path)

@@ -38,8 +38,18 @@ def sklearn_baseline(hidden: tuple[int, ...], x, y, x_test, y_test, epochs: int,
     from sklearn.metrics import mean_squared_error, r2_score
     from sklearn.neural_network import MLPRegressor
 
-    reg = MLPRegressor(hidden_layer_sizes=hidden, activation="tanh", solver="adam", learning_rate_init=lr, batch_size=batch,
-                       max_iter=epochs, alpha=0.0, random_state=seed, tol=0.0, n_iter_no_change=epochs)
+    reg = MLPRegressor(
+        hidden_layer_sizes=hidden,
+        activation="tanh",
+        solver="adam",
+        learning_rate_init=lr,
+        batch_size=batch,
+        max_iter=epochs,
+        alpha=0.0,
+        random_state=seed,
+        tol=0.0,
+        n_iter_no_change=epochs,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(x, y)
@@ -55,12 +65,29 @@ def run_1d(args: argparse.Namespace) -> dict:
     x_train, y_train, x_test, y_test = x[:480], y[:480], x[480:], y[480:]
     model = mlp([1, 64, 64, 1], args.seed, args.backend)
     opt = nu_xp.optim.Adam(model.parameters(), lr=0.01)
-    history = nu_xp.fit(model, nu_xp.MSELoss(), opt, x_train, y_train, epochs=args.epochs, batch_size=32,
-                        seed=args.seed, validation_data=(x_test, y_test), metrics=["r2"], progress=args.progress)
+    history = nu_xp.fit(
+        model,
+        nu_xp.MSELoss(),
+        opt,
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=32,
+        seed=args.seed,
+        validation_data=(x_test, y_test),
+        metrics=["r2"],
+        progress=args.progress,
+    )
     test = nu_xp.training.evaluate(model, nu_xp.MSELoss(), x_test, y_test, ["mse", "r2"])
     sk = sklearn_baseline((64, 64), x_train, y_train[:, 0], x_test, y_test[:, 0], args.epochs, args.seed, 0.01, 32)
-    return {"name": "sin(2x) + x/2", "model": model, "history": history, "test": test, "sklearn": sk,
-            "data": (x_train, y_train)}
+    return {
+        "name": "sin(2x) + x/2",
+        "model": model,
+        "history": history,
+        "test": test,
+        "sklearn": sk,
+        "data": (x_train, y_train),
+    }
 
 
 def run_diabetes(args: argparse.Namespace) -> dict:
@@ -78,14 +105,31 @@ def run_diabetes(args: argparse.Namespace) -> dict:
     model = mlp([10, 32, 1], args.seed, args.backend)
     opt = nu_xp.optim.Adam(model.parameters(), lr=0.003, weight_decay=1e-3)
     epochs = max(1, args.epochs // 4)
-    history = nu_xp.fit(model, nu_xp.MSELoss(), opt, x_train, yt, epochs=epochs, batch_size=32,
-                        seed=args.seed, validation_data=(x_test, yv), metrics=["r2"], progress=args.progress)
+    history = nu_xp.fit(
+        model,
+        nu_xp.MSELoss(),
+        opt,
+        x_train,
+        yt,
+        epochs=epochs,
+        batch_size=32,
+        seed=args.seed,
+        validation_data=(x_test, yv),
+        metrics=["r2"],
+        progress=args.progress,
+    )
     test = nu_xp.training.evaluate(model, nu_xp.MSELoss(), x_test, yv, ["mse", "r2"])
     pred = nu_xp.to_host(model.predict(x_test))[:, 0] * std + mean
     test["mse"] = float(np.mean((pred - y_test) ** 2))  # in the original units
     sk_mse, sk_r2 = sklearn_baseline((32,), x_train, yt, x_test, yv, epochs, args.seed, 0.003, 32)
-    return {"name": "diabetes", "model": model, "history": history, "test": test,
-            "sklearn": (sk_mse * std**2, sk_r2), "data": (x_test, y_test, pred)}
+    return {
+        "name": "diabetes",
+        "model": model,
+        "history": history,
+        "test": test,
+        "sklearn": (sk_mse * std**2, sk_r2),
+        "data": (x_test, y_test, pred),
+    }
 
 
 def plot(one_d: dict, diabetes: dict, path: Path) -> None:
@@ -104,8 +148,7 @@ def plot(one_d: dict, diabetes: dict, path: Path) -> None:
     b.scatter(y_true, pred, s=10)
     lims = [min(y_true.min(), pred.min()), max(y_true.max(), pred.max())]
     b.plot(lims, lims, "k--", lw=1)
-    b.set(title=f"diabetes test set (R² {diabetes['test']['r2']:.3f})", xlabel="true progression",
-          ylabel="predicted")
+    b.set(title=f"diabetes test set (R² {diabetes['test']['r2']:.3f})", xlabel="true progression", ylabel="predicted")
     for run in (one_d, diabetes):
         h = run["history"]
         c.plot(h["loss"], label=f"{run['name']} train")

@@ -64,9 +64,7 @@ def _normalize_name(backend: Any) -> str:
         name = backend.strip().lower().replace("-", "_")
         if name in BACKENDS:
             return name
-        raise ValueError(
-            f"unknown backend {backend!r}; valid backends are {', '.join(map(repr, BACKENDS))}"
-        )
+        raise ValueError(f"unknown backend {backend!r}; valid backends are {', '.join(map(repr, BACKENDS))}")
     module_name = getattr(backend, "__name__", None)
     if isinstance(module_name, str):
         for name, raw in _RAW_MODULE.items():
@@ -97,8 +95,7 @@ def _import_namespace(name: str) -> Any:
     except ImportError as exc:
         what = "array-api-strict" if name == "array_api_strict" else name
         raise ImportError(
-            f"the {name!r} backend needs {what}, which is not installed; "
-            f'install it with: pip install "nu_xp[{extra}]"'
+            f'the {name!r} backend needs {what}, which is not installed; install it with: pip install "nu_xp[{extra}]"'
         ) from exc
     if name == "cupy":
         _check_cuda()
@@ -106,7 +103,7 @@ def _import_namespace(name: str) -> Any:
 
 
 def _check_cuda() -> None:
-    import cupy  # noqa: PLC0415 - only reached when cupy is installed
+    import cupy
 
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -117,8 +114,7 @@ def _check_cuda() -> None:
         ) from exc
     if count < 1:
         raise RuntimeError(
-            "the 'cupy' backend needs a CUDA device, and none was found; "
-            "use backend='numpy' (CPU) or 'torch' instead."
+            "the 'cupy' backend needs a CUDA device, and none was found; use backend='numpy' (CPU) or 'torch' instead."
         )
 
 
@@ -130,19 +126,16 @@ def _resolve_device(name: str, xp: Any, device: Any) -> Any:
                 raise ValueError(f"the numpy backend runs on 'cpu' only, got device={device!r}")
             return "cpu"
         if name == "torch":
-            import torch  # noqa: PLC0415
+            import torch
 
             dev = torch.device("cpu" if device is None else device)
             if dev.type == "cuda" and not torch.cuda.is_available():
-                raise RuntimeError(
-                    f"device={device!r} needs CUDA, which this torch build cannot use; "
-                    "use device='cpu'"
-                )
+                raise RuntimeError(f"device={device!r} needs CUDA, which this torch build cannot use; use device='cpu'")
             if dev.type == "cuda" and dev.index is None:
                 dev = torch.device("cuda", torch.cuda.current_device())
             return dev
         if name == "cupy":
-            import cupy  # noqa: PLC0415
+            import cupy
 
             if device is None:
                 return cupy.cuda.Device()
@@ -201,7 +194,11 @@ class Backend:
         of another backend or device, a complex or boolean array, or a
         non-array raises ``TypeError`` that says how to fix it.
         """
-        if type(x) is self.array_type and x.dtype == self.dtype and (self.name == "numpy" or x.device == self.device):
+        if (
+            type(x) is self.array_type
+            and x.dtype == self.dtype  # type: ignore[attr-defined]
+            and (self.name == "numpy" or x.device == self.device)  # type: ignore[attr-defined]
+        ):
             return x
         return self._coerce(x, role)
 
@@ -288,7 +285,10 @@ def _default_from_env() -> _Default:
         raise ValueError(f"environment variable NU_XP_BACKEND: {exc}") from None
 
 
-_DEFAULT: contextvars.ContextVar[_Default] = contextvars.ContextVar("nu_xp_default", default=_default_from_env())
+_DEFAULT: contextvars.ContextVar[_Default] = contextvars.ContextVar(
+    "nu_xp_default",
+    default=_default_from_env(),  # noqa: B039 - _Default is a frozen dataclass
+)
 
 
 def _check_dtype(dtype: Any) -> str:
@@ -304,7 +304,12 @@ def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
     device = _resolve_device(name, xp, device_key)
     probe = xp.zeros((1,), dtype=getattr(xp, dtype), device=device)
     return Backend(
-        name, xp, device, getattr(xp, dtype), array_type=type(probe), writeable=array_api_compat.is_writeable_array(probe)
+        name,
+        xp,
+        device,
+        getattr(xp, dtype),
+        array_type=type(probe),
+        writeable=array_api_compat.is_writeable_array(probe),
     )
 
 
@@ -486,7 +491,7 @@ def to_host(a: Any) -> np.ndarray:
     if name == "array_api_strict":
         try:
             return np.from_dlpack(a)
-        except Exception:  # noqa: BLE001 - arrays on a non-CPU strict device
+        except Exception:
             return np.asarray(a)
     return np.asarray(a)
 

@@ -48,7 +48,7 @@ def _float64_copy(obj: Layer, like: Any) -> Layer:
     return clone
 
 
-def numeric_gradients(layer_or_loss: Layer, *inputs: Any, eps: float = 1e-6, seed: int = 0) -> dict[str, tuple]:
+def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed: int = 0) -> dict[str, tuple]:
     """``{name: (analytic, numeric)}`` host float64 arrays for ``"input"`` and each parameter.
 
     See :func:`gradcheck`; this returns the arrays themselves for inspection.
@@ -71,14 +71,14 @@ def numeric_gradients(layer_or_loss: Layer, *inputs: Any, eps: float = 1e-6, see
     def on_backend(a: np.ndarray) -> Any:
         return asarray(a, like=inputs[0], dtype="float64")
 
-    def scalar(model: Layer, x_arr: np.ndarray) -> float:
+    def scalar(model: Any, x_arr: np.ndarray) -> float:
         out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
         if is_loss:
             return float(to_host(out))
         return float(np.sum(to_host(out) * upstream))
 
     # analytic
-    model = copy.deepcopy(base)
+    model: Any = copy.deepcopy(base)
     out = model(on_backend(x_host), other) if is_loss else model(on_backend(x_host))
     if is_loss:
         dx = model.backward()

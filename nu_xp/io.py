@@ -119,7 +119,7 @@ def _build(spec: Any, source: str) -> Layer:
         return cls(*[_build(child, source) for child in children])
     try:
         return cls(**config)
-    except Exception as exc:  # noqa: BLE001 - any constructor failure is a bad file
+    except Exception as exc:
         raise ModelFileError(f"{source}: cannot rebuild {name}(**{config!r}): {exc}") from exc
 
 
@@ -145,7 +145,7 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -199,7 +199,7 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     >>> nu_xp.load(path)[0].weight.shape
     (3, 2)
     """
-    from . import __version__  # noqa: PLC0415 - the package imports io
+    from . import __version__
 
     if not isinstance(model, Layer):
         raise TypeError(f"save expects a nu_xp Layer or Sequential, got {type(model).__name__}")
@@ -228,7 +228,7 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
             "param_groups": state["param_groups"],
             "scalars": scalars,
         }
-        meta["rng"] = {name: layer._rng.bit_generator.state for name, layer in _random_layers(model)}
+        meta["rng"] = {name: layer._rng.bit_generator.state for name, layer in _random_layers(model)}  # type: ignore[attr-defined]
     if extra is not None:
         meta["extra"] = extra
     try:
@@ -283,7 +283,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
                 arrays[key] = _read_npy(buffer, path, key)
     except ModelFileError:
         raise
-    except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, struct.error, zlib.error, ...
+    except Exception as exc:
         raise ModelFileError(f"{path}: the file is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     if not arrays:
         raise ModelFileError(f"{path}: the archive holds no arrays")
@@ -301,7 +301,7 @@ def _read_npy(buffer: io.BytesIO, path: Path, key: str) -> np.ndarray:
                 "nu_xp refuses such files and never unpickles them"
             ) from exc
         raise ModelFileError(f"{path}: array {key!r} is damaged ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - EOFError, struct.error, SyntaxError in the header...
+    except Exception as exc:
         raise ModelFileError(f"{path}: array {key!r} is damaged ({type(exc).__name__}: {exc})") from exc
     if buffer.read(1):
         raise ModelFileError(f"{path}: array {key!r} has trailing bytes (damaged file)")
@@ -438,6 +438,7 @@ def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None
     """
     arrays, meta = read_model_file(path)
     params, optim_arrays = _split(arrays)
+    saved: Any = None
     if optimizer is not None:
         saved = (meta or {}).get("optimizer")
         if not isinstance(saved, dict):
@@ -463,7 +464,7 @@ def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None
         for name, layer in _random_layers(model):
             if name in rng_states:
                 try:
-                    layer._rng.bit_generator.state = rng_states[name]
+                    layer._rng.bit_generator.state = rng_states[name]  # type: ignore[attr-defined]
                 except (TypeError, ValueError, KeyError) as exc:
                     raise ModelFileError(f"{path}: bad random-generator state for layer {name} ({exc})") from exc
     extra = (meta or {}).get("extra", {})

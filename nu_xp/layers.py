@@ -272,7 +272,7 @@ class Layer:
         ``strict=False`` loads the keys present in both and reports the rest.
         Returns ``(missing_keys, unexpected_keys)`` as a named tuple.
         """
-        from .io import load_arrays_into  # noqa: PLC0415 - io imports layers
+        from .io import load_arrays_into
 
         return load_arrays_into(self, dict(state), strict=strict, source="state_dict")
 
@@ -281,7 +281,7 @@ class Layer:
 
         Every name, shape and dtype is checked; see :func:`nu_xp.io.load_weights`.
         """
-        from .io import load_weights  # noqa: PLC0415
+        from .io import load_weights
 
         return load_weights(self, path, strict=strict)
 
@@ -392,6 +392,8 @@ class Linear(Layer):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    _backend: Backend  # always set by Layer.__init__
 
     def forward(self, x: Any) -> Any:
         be = self._backend

@@ -160,13 +160,17 @@ class CrossEntropyLoss(Loss):
     def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
         name = type(self).__name__
         if getattr(pred, "ndim", None) != 2:
-            raise ValueError(f"{name}: pred must be logits of shape (N, C), got shape {tuple(getattr(pred, 'shape', ()))}")
+            raise ValueError(
+                f"{name}: pred must be logits of shape (N, C), got shape {tuple(getattr(pred, 'shape', ()))}"
+            )
         n, c = pred.shape
         labels = getattr(target, "ndim", None) == 1
         xp, z, t = self._prepare(pred, target, same_shape=not labels, float_target=not labels)
         if labels:
             if t.shape[0] != n:
-                raise ValueError(f"{name}: pred {tuple(z.shape)} needs {n} labels, got target of shape {tuple(t.shape)}")
+                raise ValueError(
+                    f"{name}: pred {tuple(z.shape)} needs {n} labels, got target of shape {tuple(t.shape)}"
+                )
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(
                     f"{name}: a 1-D target must hold integer class labels, got dtype {dtype_name(t.dtype)}; "

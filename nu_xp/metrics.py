@@ -123,9 +123,7 @@ class R2Score(Metric):
         t = xp.astype(target, xp.float64)
         if p.ndim == 1:
             p, t = p[:, None], t[:, None]
-        self._add(
-            xp.sum((t - p) ** 2, axis=0), xp.sum(t, axis=0), xp.sum(t * t, axis=0), count=p.shape[0]
-        )
+        self._add(xp.sum((t - p) ** 2, axis=0), xp.sum(t, axis=0), xp.sum(t * t, axis=0), count=p.shape[0])
 
     def result(self) -> float:
         if not self._sums:
@@ -177,7 +175,9 @@ def make_metric(spec: str | Callable | Metric) -> Metric:
         try:
             return METRICS[spec.lower()]()
         except KeyError:
-            raise ValueError(f"unknown metric {spec!r}; choose from {sorted(set(METRICS))} or pass a callable") from None
+            raise ValueError(
+                f"unknown metric {spec!r}; choose from {sorted(set(METRICS))} or pass a callable"
+            ) from None
     if callable(spec):
         return FunctionMetric(spec)
     raise TypeError(f"metrics entries must be names or callables, got {spec!r}")

@@ -77,8 +77,9 @@ class Optimizer:
     """
 
     _hyper: tuple[str, ...] = ("lr",)
+    lr: float
 
-    def __init__(self, params: Layer | dict | Iterable[Parameter], **hyper: Any) -> None:
+    def __init__(self, params: Layer | dict | Iterable[Parameter]) -> None:
         if isinstance(params, Layer):
             params = params.parameters()
         elif isinstance(params, dict):
@@ -90,8 +91,6 @@ class Optimizer:
             if not isinstance(p, Parameter):
                 raise TypeError(f"{type(self).__name__} takes Parameters (model.parameters()), got {type(p).__name__}")
         self.state: dict[int, dict[str, Any]] = {}
-        for name, value in hyper.items():
-            setattr(self, name, value)
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to None."""
@@ -139,7 +138,9 @@ class Optimizer:
             for k, v in entries.items():
                 if hasattr(v, "shape"):
                     if tuple(v.shape) != p.shape:
-                        raise ValueError(f"state {k!r} of parameter {index} has shape {tuple(v.shape)}, expected {p.shape}")
+                        raise ValueError(
+                            f"state {k!r} of parameter {index} has shape {tuple(v.shape)}, expected {p.shape}"
+                        )
                     v = asarray(np.array(to_host(v), copy=True), like=p.data, dtype=p.data.dtype)
                 moved[k] = v
             new_state[index] = moved
@@ -184,9 +185,9 @@ class SGD(Optimizer):
         weight_decay = _check_number("weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
-        super().__init__(
-            params, lr=lr, momentum=momentum, dampening=dampening, nesterov=bool(nesterov), weight_decay=weight_decay
-        )
+        super().__init__(params)
+        self.lr, self.momentum, self.dampening = lr, momentum, dampening
+        self.nesterov, self.weight_decay = bool(nesterov), weight_decay
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data
@@ -242,7 +243,8 @@ class Adam(Optimizer):
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
         eps = _check_number("eps", eps)
         weight_decay = _check_number("weight_decay", weight_decay)
-        super().__init__(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay)
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, (b1, b2), eps, weight_decay
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data
@@ -365,7 +367,7 @@ class ExponentialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """``lr = eta_min + (base_lr - eta_min) · (1 + cos(π · epoch / T_max)) / 2``."""
 
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 - PyTorch's name
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)
         if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
             raise ValueError(f"T_max must be a positive integer, got {T_max!r}")

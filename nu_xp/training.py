@@ -81,7 +81,7 @@ class History:
         Returns the ``matplotlib.figure.Figure`` (made without pyplot, so it
         works with no display); ``path`` also saves it (PNG, SVG, PDF…).
         """
-        from matplotlib.figure import Figure  # noqa: PLC0415 - optional dependency
+        from matplotlib.figure import Figure
 
         names = [k for k in self.history if not k.startswith("val_")]
         fig = Figure(figsize=(4.2 * max(len(names), 1), 3.4), layout="constrained")
@@ -217,7 +217,7 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
         return None
     try:
-        from tqdm.auto import tqdm  # noqa: PLC0415 - optional dependency
+        from tqdm.auto import tqdm
     except ImportError:
         return None
     return tqdm(total=total, unit="batch", leave=True, dynamic_ncols=True)

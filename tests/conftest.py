@@ -29,12 +29,14 @@ def _why_unavailable(name: str) -> str | None:
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        return f"{name} is not installed"
+        if name == "cupy":
+            return 'cupy backend skipped: cupy is not installed (needs an NVIDIA GPU; pip install "nu_xp[cupy]")'
+        return f"{name} backend skipped: {module} is not installed"
     if name == "cupy":
         try:
             if mod.cuda.runtime.getDeviceCount() < 1:
                 return "cupy backend skipped: no CUDA device on this machine"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"cupy backend skipped: no usable CUDA device ({exc})"
     return None
 

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from _util import host, on
+from _util import host
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,9 +88,17 @@ def test_load_with_dtype_override(tmp_path):
 
 def test_load_weights_into_existing_model(backend, tmp_path):
     nu_xp.save(make_model(), tmp_path / "m.npz")
-    fresh = nu_xp.Sequential(*[nu_xp.Linear(3, 5, backend=backend), nu_xp.Tanh(), nu_xp.Dropout(0.2),
-                               nu_xp.Linear(5, 4, backend=backend), nu_xp.ReLU(),
-                               nu_xp.Linear(4, 2, bias=False, backend=backend), nu_xp.Softmax()])
+    fresh = nu_xp.Sequential(
+        *[
+            nu_xp.Linear(3, 5, backend=backend),
+            nu_xp.Tanh(),
+            nu_xp.Dropout(0.2),
+            nu_xp.Linear(5, 4, backend=backend),
+            nu_xp.ReLU(),
+            nu_xp.Linear(4, 2, bias=False, backend=backend),
+            nu_xp.Softmax(),
+        ]
+    )
     result = fresh.load_weights(tmp_path / "m.npz")
     assert result.missing_keys == [] and result.unexpected_keys == []
     np.testing.assert_array_equal(outputs(fresh), outputs(make_model(backend)))
@@ -146,8 +154,13 @@ def test_state_dict_is_a_host_copy(backend):
 
 def torch_twin(torch):
     return torch.nn.Sequential(
-        torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Dropout(0.2), torch.nn.Linear(5, 4), torch.nn.ReLU(),
-        torch.nn.Linear(4, 2, bias=False), torch.nn.Softmax(dim=-1),
+        torch.nn.Linear(3, 5),
+        torch.nn.Tanh(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(5, 4),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4, 2, bias=False),
+        torch.nn.Softmax(dim=-1),
     ).eval()
 
 
@@ -220,7 +233,7 @@ def test_register_layer_validates():
     with pytest.raises(ValueError, match="built-in"):
 
         @nu_xp.register_layer
-        class Linear(nu_xp.Layer):  # noqa: F811 - deliberately clashes
+        class Linear(nu_xp.Layer):
             pass
 
 
@@ -284,9 +297,15 @@ def _npy_bytes(array, allow_pickle=False) -> bytes:
 
 def _meta(**changes):
     meta = {
-        "format": "nu_xp", "format_version": 1, "library_version": "0.1.0", "dtype": "float32",
-        "architecture": {"class": "Sequential", "config": {}, "layers": [
-            {"class": "Linear", "config": {"in_features": 2, "out_features": 1}}]},
+        "format": "nu_xp",
+        "format_version": 1,
+        "library_version": "0.1.0",
+        "dtype": "float32",
+        "architecture": {
+            "class": "Sequential",
+            "config": {},
+            "layers": [{"class": "Linear", "config": {"in_features": 2, "out_features": 1}}],
+        },
     }
     meta.update(changes)
     return _npy_bytes(np.array(json.dumps(meta)))
@@ -315,17 +334,29 @@ BAD_FILES = {
         "cannot rebuild Linear",
     ),
     "wrong-shape": (
-        _npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((3, 2), np.float32)),
-                    "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)), "__nu_xp__.npy": _meta()}),
+        _npz_bytes(
+            {
+                "0.weight.npy": _npy_bytes(np.zeros((3, 2), np.float32)),
+                "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)),
+                "__nu_xp__.npy": _meta(),
+            }
+        ),
         r"'0.weight' has shape \(3, 2\).*\(1, 2\)",
     ),
     "int-weights": (
-        _npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.int32)),
-                    "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)), "__nu_xp__.npy": _meta()}),
+        _npz_bytes(
+            {
+                "0.weight.npy": _npy_bytes(np.zeros((1, 2), np.int32)),
+                "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)),
+                "__nu_xp__.npy": _meta(),
+            }
+        ),
         "floating point",
     ),
-    "missing-key": (_npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
-                    r"missing \['0.bias'\]"),
+    "missing-key": (
+        _npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
+        r"missing \['0.bias'\]",
+    ),
 }
 
 

@@ -205,8 +205,10 @@ def test_same_seed_same_bits_on_every_backend(backend, init):
 
 def test_init_schemes_have_the_documented_scale():
     fan_in, fan_out = 400, 300
-    w = {k: host(nu_xp.Linear(fan_in, fan_out, init=k, seed=0, dtype="float64").weight.data) for k in
-         ("auto", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")}
+    w = {
+        k: host(nu_xp.Linear(fan_in, fan_out, init=k, seed=0, dtype="float64").weight.data)
+        for k in ("auto", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")
+    }
     assert np.abs(w["auto"]).max() <= 1 / np.sqrt(fan_in)
     np.testing.assert_allclose(w["xavier_uniform"].std(), np.sqrt(2 / (fan_in + fan_out)), rtol=0.02)
     np.testing.assert_allclose(w["xavier_normal"].std(), np.sqrt(2 / (fan_in + fan_out)), rtol=0.02)
@@ -318,7 +320,9 @@ def test_train_eval_propagates():
 
 
 def test_predict_uses_eval_mode_and_batches(backend, rng):
-    model = nu_xp.Sequential(nu_xp.Linear(3, 4, seed=0, backend=backend), nu_xp.Dropout(0.9), nu_xp.Linear(4, 2, seed=1, backend=backend))
+    model = nu_xp.Sequential(
+        nu_xp.Linear(3, 4, seed=0, backend=backend), nu_xp.Dropout(0.9), nu_xp.Linear(4, 2, seed=1, backend=backend)
+    )
     x = rng.normal(size=(10, 3))
     full = host(model.predict(x))
     np.testing.assert_allclose(host(model.predict(x, batch_size=3)), full, rtol=1e-6)

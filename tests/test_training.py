@@ -16,15 +16,27 @@ Y_XOR = np.array([0, 1, 1, 0], dtype=float)
 
 def xor_model(seed, backend="numpy"):
     return nu_xp.Sequential(
-        nu_xp.Linear(2, 8, seed=seed, backend=backend), nu_xp.Tanh(), nu_xp.Linear(8, 1, seed=seed + 100, backend=backend)
+        nu_xp.Linear(2, 8, seed=seed, backend=backend),
+        nu_xp.Tanh(),
+        nu_xp.Linear(8, 1, seed=seed + 100, backend=backend),
     )
 
 
 def fit_xor(seed, backend="numpy", epochs=400, progress=False, **kwargs):
     model = xor_model(seed, backend)
     opt = nu_xp.optim.Adam(model.parameters(), lr=0.05)
-    history = nu_xp.fit(model, nu_xp.BCEWithLogitsLoss(), opt, X_XOR, Y_XOR, epochs=epochs, seed=seed,
-                        metrics=["accuracy"], progress=progress, **kwargs)
+    history = nu_xp.fit(
+        model,
+        nu_xp.BCEWithLogitsLoss(),
+        opt,
+        X_XOR,
+        Y_XOR,
+        epochs=epochs,
+        seed=seed,
+        metrics=["accuracy"],
+        progress=progress,
+        **kwargs,
+    )
     return model, history
 
 
@@ -42,11 +54,26 @@ def test_same_seed_same_history(backend):
     y = np.random.default_rng(1).integers(0, 3, size=64)
 
     def run():
-        model = nu_xp.Sequential(nu_xp.Linear(3, 8, seed=0, backend=backend), nu_xp.ReLU(), nu_xp.Dropout(0.2, seed=1),
-                                 nu_xp.Linear(8, 3, seed=2, backend=backend))
+        model = nu_xp.Sequential(
+            nu_xp.Linear(3, 8, seed=0, backend=backend),
+            nu_xp.ReLU(),
+            nu_xp.Dropout(0.2, seed=1),
+            nu_xp.Linear(8, 3, seed=2, backend=backend),
+        )
         opt = nu_xp.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        return nu_xp.fit(model, nu_xp.CrossEntropyLoss(), opt, x, y, epochs=5, batch_size=16, seed=3,
-                         validation_data=(x[:10], y[:10]), metrics=["accuracy"], progress=False)
+        return nu_xp.fit(
+            model,
+            nu_xp.CrossEntropyLoss(),
+            opt,
+            x,
+            y,
+            epochs=5,
+            batch_size=16,
+            seed=3,
+            validation_data=(x[:10], y[:10]),
+            metrics=["accuracy"],
+            progress=False,
+        )
 
     first, second = run(), run()
     assert first == second
@@ -60,8 +87,17 @@ def test_shuffle_seed_changes_the_order():
 
     def run(seed):
         model = nu_xp.Sequential(nu_xp.Linear(3, 1, seed=0))
-        return nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model, lr=0.05), x, y, epochs=3, batch_size=8,
-                         seed=seed, progress=False)
+        return nu_xp.fit(
+            model,
+            nu_xp.MSELoss(),
+            nu_xp.optim.SGD(model, lr=0.05),
+            x,
+            y,
+            epochs=3,
+            batch_size=8,
+            seed=seed,
+            progress=False,
+        )
 
     assert run(1) == run(1)
     assert run(1) != run(2)
@@ -125,8 +161,17 @@ def test_callable_metric_gets_host_arrays():
         return float(np.max(np.abs(y_true - y_pred)))
 
     model = xor_model(0)
-    history = nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model, lr=0.1), X_XOR, Y_XOR, epochs=2,
-                        metrics=[max_error], validation_data=(X_XOR, Y_XOR), progress=False)
+    history = nu_xp.fit(
+        model,
+        nu_xp.MSELoss(),
+        nu_xp.optim.SGD(model, lr=0.1),
+        X_XOR,
+        Y_XOR,
+        epochs=2,
+        metrics=[max_error],
+        validation_data=(X_XOR, Y_XOR),
+        progress=False,
+    )
     assert "max_error" in history and "val_max_error" in history
     assert all(t is np.ndarray for pair in seen for t in pair)
 
@@ -144,9 +189,17 @@ def test_early_stopping_restores_best_weights():
     model = nu_xp.Sequential(nu_xp.Linear(2, 16, seed=0), nu_xp.Tanh(), nu_xp.Linear(16, 1, seed=1))
     stopper = nu_xp.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     x_val, y_val = r.normal(size=(20, 2)), r.normal(size=(20, 1))
-    history = nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model, lr=0.5), x, y, epochs=200,
-                        validation_data=(x_val, y_val), callbacks=[stopper],
-                        progress=False)
+    history = nu_xp.fit(
+        model,
+        nu_xp.MSELoss(),
+        nu_xp.optim.SGD(model, lr=0.5),
+        x,
+        y,
+        epochs=200,
+        validation_data=(x_val, y_val),
+        callbacks=[stopper],
+        progress=False,
+    )
     assert history.stopped_early and len(history) < 200
     assert stopper.stopped_epoch == len(history) - 1
     assert len(history) - 1 - stopper.best_epoch == 2  # patience epochs without improvement
@@ -166,8 +219,16 @@ def test_early_stopping_needs_its_key():
 def test_schedule_as_callback_logs_lr():
     model = xor_model(0)
     opt = nu_xp.optim.SGD(model, lr=1.0)
-    history = nu_xp.fit(model, nu_xp.BCEWithLogitsLoss(), opt, X_XOR, Y_XOR, epochs=4,
-                        callbacks=[nu_xp.optim.StepLR(opt, step_size=2, gamma=0.1)], progress=False)
+    history = nu_xp.fit(
+        model,
+        nu_xp.BCEWithLogitsLoss(),
+        opt,
+        X_XOR,
+        Y_XOR,
+        epochs=4,
+        callbacks=[nu_xp.optim.StepLR(opt, step_size=2, gamma=0.1)],
+        progress=False,
+    )
     np.testing.assert_allclose(history["lr"], [1.0, 0.1, 0.1, 0.01])
 
 
@@ -229,7 +290,7 @@ def test_fit_argument_errors():
 
 
 def test_fit_moves_host_data_to_the_model_backend(backend):
-    model, history = fit_xor(0, backend, epochs=5)
+    _, history = fit_xor(0, backend, epochs=5)
     assert len(history) == 5 and np.isfinite(history["loss"]).all()
 
 

@@ -1,0 +1,51 @@
+"""The backend matrix: ``nox -s tests-numpy tests-array_api_strict tests-torch tests-cupy lint``.
+
+Each ``tests-<backend>`` session installs only what that backend needs and
+runs the whole suite with ``NU_XP_TEST_BACKENDS=<backend>``, so every
+backend-parametrized test runs on exactly that backend. ``tests-cupy`` skips
+with a message where no CUDA device is present.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+EXTRAS = {"numpy": "test", "array_api_strict": "test", "torch": "test,torch", "cupy": "test,cupy"}
+
+
+def _cuda_device() -> str | None:
+    """Name of the first NVIDIA GPU, or None."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    result = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    names = result.stdout.strip().splitlines()
+    return names[0] if result.returncode == 0 and names else None
+
+
+@nox.session(name="tests")
+@nox.parametrize("backend", list(EXTRAS), ids=list(EXTRAS))
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the test suite on one backend."""
+    if backend == "cupy":
+        gpu = _cuda_device()
+        if gpu is None:
+            session.skip("tests-cupy skipped: no CUDA device on this machine (nvidia-smi finds no GPU)")
+        session.log(f"CUDA device: {gpu}")
+    session.install("-e", f".[{EXTRAS[backend]}]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs, env={"NU_XP_TEST_BACKENDS": backend})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
