@@ -29,10 +29,8 @@ def _cuda_device() -> str | None:
     return names[0] if result.returncode == 0 and names else None
 
 
-@nox.session(name="tests")
-@nox.parametrize("backend", list(EXTRAS), ids=list(EXTRAS))
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the test suite on one backend."""
+def _run_tests(session: nox.Session, backend: str) -> None:
+    """Run the whole test suite with its backend fixture set to ``backend`` only."""
     if backend == "cupy":
         gpu = _cuda_device()
         if gpu is None:
@@ -40,6 +38,18 @@ def tests(session: nox.Session, backend: str) -> None:
         session.log(f"CUDA device: {gpu}")
     session.install("-e", f".[{EXTRAS[backend]}]")
     session.run("python", "-m", "pytest", "-q", *session.posargs, env={"NU_XP_TEST_BACKENDS": backend})
+
+
+def _register(backend: str) -> None:
+    @nox.session(name=f"tests-{backend}")
+    def run(session: nox.Session) -> None:
+        _run_tests(session, backend)
+
+    run.__doc__ = f"Run the test suite on the {backend} backend."
+
+
+for _backend in EXTRAS:
+    _register(_backend)
 
 
 @nox.session
