@@ -418,7 +418,12 @@ class Linear(Layer):
             )
         return tuple(x.shape[:-1]), self._backend.xp.reshape(x, (-1, self.in_features))
 
-    def backward(self, grad: Any) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """Accumulate ``dL/dW = g.T @ x`` and ``dL/db = Σ g``; return ``dL/dx = g @ W``.
+
+        ``input_grad=False`` skips ``g @ W`` (returns None): the first layer of a
+        model never needs it, and it costs as much as the weight gradient.
+        """
         x, lead, xp = self._cache_x, self._lead, self._backend.xp
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
@@ -427,6 +432,8 @@ class Linear(Layer):
         _accumulate(self.weight, grad.T @ x)
         if self.bias is not None:
             _accumulate(self.bias, xp.sum(grad, axis=0))
+        if not input_grad:
+            return None
         dx = grad @ self.weight.data
         return dx if lead is None else xp.reshape(dx, (*lead, self.in_features))
 
@@ -647,10 +654,20 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad: Any) -> Any:
-        for layer in reversed(self.layers):
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """Run every layer's backward in reverse order; return ``dL/d(input)``.
+
+        ``input_grad=False`` (what ``fit`` uses) lets a first ``Linear`` skip
+        computing the gradient with respect to the data, and returns None.
+        """
+        layers = self.layers
+        for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        if not layers:
+            return grad
+        if not input_grad and isinstance(layers[0], (Linear, Sequential)):
+            return layers[0].backward(grad, input_grad=False)
+        return layers[0].backward(grad)
 
     def named_parameters(self) -> dict[str, Parameter]:
         named: dict[str, Parameter] = {}

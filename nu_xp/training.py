@@ -24,7 +24,7 @@ import numpy as np
 
 from .backend import asarray, namespace_of
 from .init import host_rng
-from .layers import Layer, stable_sigmoid
+from .layers import Layer, Sequential, stable_sigmoid
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .metrics import Metric, make_metric
 from .optim import Optimizer
@@ -349,7 +349,10 @@ def fit(
                 pred = model.forward(xb)
                 value = loss.forward(pred, yb)
                 optimizer.zero_grad()
-                model.backward(loss.backward())
+                if isinstance(model, Sequential):
+                    model.backward(loss.backward(), input_grad=False)
+                else:
+                    model.backward(loss.backward())
                 optimizer.step()
                 total = total + value * xb.shape[0]
                 if train_metrics:

@@ -343,3 +343,19 @@ def test_integer_input_to_activation_is_cast():
     assert y.dtype == np.float32
     with pytest.raises(TypeError, match="real numbers"):
         nu_xp.Tanh()(np.array([[True]]))
+
+
+def test_backward_without_input_grad_gives_same_parameter_grads(backend, rng):
+    def model():
+        return nu_xp.Sequential(
+            nu_xp.Linear(3, 4, seed=0, backend=backend), nu_xp.Tanh(), nu_xp.Linear(4, 2, seed=1, backend=backend)
+        )
+
+    x, g = on(backend, rng.normal(size=(5, 3)), dtype="float32"), on(backend, rng.normal(size=(5, 2)), dtype="float32")
+    a, b = model(), model()
+    a(x)
+    assert a.backward(g) is not None
+    b(x)
+    assert b.backward(g, input_grad=False) is None
+    for name, p in a.named_parameters().items():
+        np.testing.assert_array_equal(host(p.grad), host(b.named_parameters()[name].grad))
