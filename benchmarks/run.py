@@ -4,9 +4,10 @@ Every contender trains the same network (same sizes, activations, loss, plain
 SGD, batch size and number of steps) on the same synthetic float32 data, in
 ONE process, with repetitions interleaved (contender order rotates each
 round, and each timed run starts after a short idle pause so BLAS thread
-pools settle). The result is the median time per contender and the ratios
-between contenders; absolute times on a shared machine are noisy, ratios much
-less so.
+pools settle). The result is the median time per contender and, for each
+pair, the median over rounds of the ratio measured within a round (paired, so
+slow drifts of a shared machine cancel); absolute times are noisy, ratios
+much less so.
 
     python benchmarks/run.py [--backend numpy|torch|cupy|array_api_strict] [--device cuda]
                              [--workloads xor_tiny,regression,...] [--repeats 5] [--json out.json]
@@ -346,6 +347,12 @@ def bench_workload(w: Workload, args: argparse.Namespace, torch: Any) -> dict[st
             times[name].append(elapsed)
             final_loss[name] = loss_value
     med = {name: statistics.median(v) for name, v in times.items()}
+    # paired ratios: nu_xp against each contender within the same round, then the median over rounds
+    paired = {
+        f"nu_xp/{k}": statistics.median(a / b for a, b in zip(times["nu_xp"], v))
+        for k, v in times.items()
+        if k != "nu_xp"
+    }
     result: dict[str, Any] = {
         "workload": w.name,
         "sizes": w.sizes,
@@ -354,7 +361,9 @@ def bench_workload(w: Workload, args: argparse.Namespace, torch: Any) -> dict[st
         "median_s": med,
         "per_step_us": {k: v / w.steps * 1e6 for k, v in med.items()},
         "final_loss": final_loss,
-        "ratios": {f"nu_xp/{k}": med["nu_xp"] / v for k, v in med.items() if k != "nu_xp"},
+        "ratios": paired,
+        "ratios_of_medians": {f"nu_xp/{k}": med["nu_xp"] / v for k, v in med.items() if k != "nu_xp"},
+        "times_s": times,
         "gflops": {k: w.flops_per_step() * w.steps / v / 1e9 for k, v in med.items()},
     }
     if w.name == "mlp_large" and args.backend == "numpy":
@@ -391,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "cupy", "array_api_strict"])
     parser.add_argument("--device", default=None, help="e.g. cuda for --backend torch")
     parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,gemm_peak")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--pause", type=float, default=0.5, help="idle seconds before each timed run")
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--no-torch", action="store_true")

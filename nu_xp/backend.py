@@ -426,6 +426,32 @@ def namespace_of(x: Any) -> Any:
     return xp
 
 
+_KIND_BY_DTYPE: dict[tuple[type, Any], str] = {}
+
+
+def dtype_kind(xp: Any, dtype: Any) -> str:
+    """``"f"`` (real floating), ``"i"`` (integral), ``"b"`` (bool) or ``"c"`` (complex), cached per dtype.
+
+    ``xp.isdtype`` costs about a microsecond; the hot paths of the losses ask
+    for every batch, so the answer is kept in a dict.
+    """
+    key = (type(dtype), dtype)  # the type first: never compare dtypes of two libraries
+    try:
+        return _KIND_BY_DTYPE[key]
+    except (KeyError, TypeError):
+        pass
+    for kind, name in (("f", "real floating"), ("i", "integral"), ("b", "bool"), ("c", "complex floating")):
+        if xp.isdtype(dtype, name):
+            break
+    else:
+        kind = "?"
+    try:
+        _KIND_BY_DTYPE[key] = kind
+    except TypeError:  # an unhashable dtype object
+        pass
+    return kind
+
+
 def _backend_name_of(x: Any) -> str | None:
     """Backend name of an array, or None when ``x`` is not a supported array."""
     try:

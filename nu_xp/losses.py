@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat
 
-from .backend import _backend_name_of, _same_device, describe, dtype_name, namespace_of
+from .backend import _backend_name_of, _same_device, describe, dtype_kind, dtype_name, namespace_of
 from .layers import Layer, register_layer, stable_sigmoid
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Loss", "MSELoss"]
@@ -45,11 +45,8 @@ class Loss(Layer):
     def _grad(self) -> Any:
         raise NotImplementedError
 
-    def _prepare(self, pred: Any, target: Any, *, same_shape: bool = True, float_target: bool = True) -> tuple:
-        """``(xp, pred, target)`` on one backend and device, pred floating, shapes checked."""
-        xp = namespace_of(pred)
-        if not xp.isdtype(pred.dtype, "real floating"):
-            raise TypeError(f"{type(self).__name__}: pred must be a floating array, got dtype {dtype_name(pred.dtype)}")
+    def _check_same_place(self, pred: Any, target: Any) -> None:
+        """Raise ``TypeError`` unless ``target`` is an array on pred's backend and device."""
         if _backend_name_of(target) is None:
             raise TypeError(
                 f"{type(self).__name__}: target must be an array, got {type(target).__name__}; "
@@ -62,13 +59,23 @@ class Loss(Layer):
                 f"{type(self).__name__}: target is {describe(target)} but pred is {describe(pred)}; "
                 "use nu_xp.asarray(target, like=pred)"
             )
+
+    def _prepare(self, pred: Any, target: Any, *, same_shape: bool = True, float_target: bool = True) -> tuple:
+        """``(xp, pred, target)`` on one backend and device, pred floating, shapes checked."""
+        xp = namespace_of(pred)
+        if dtype_kind(xp, pred.dtype) != "f":
+            raise TypeError(f"{type(self).__name__}: pred must be a floating array, got dtype {dtype_name(pred.dtype)}")
+        if type(target) is not type(pred) or (
+            _backend_name_of(pred) != "numpy" and not _same_device(target.device, pred.device)
+        ):
+            self._check_same_place(pred, target)
         if same_shape and tuple(pred.shape) != tuple(target.shape):
             raise ValueError(
                 f"{type(self).__name__}: pred and target must have the same shape, got pred "
                 f"{tuple(pred.shape)} and target {tuple(target.shape)} (no broadcasting)"
             )
         if float_target and target.dtype != pred.dtype:
-            if xp.isdtype(target.dtype, "complex floating"):
+            if dtype_kind(xp, target.dtype) == "c":
                 raise TypeError(f"{type(self).__name__}: target must be real, got dtype {dtype_name(target.dtype)}")
             target = xp.astype(target, pred.dtype)
         return xp, pred, target
@@ -171,7 +178,7 @@ class CrossEntropyLoss(Loss):
                 raise ValueError(
                     f"{name}: pred {tuple(z.shape)} needs {n} labels, got target of shape {tuple(t.shape)}"
                 )
-            if not xp.isdtype(t.dtype, "integral"):
+            if dtype_kind(xp, t.dtype) != "i":
                 raise TypeError(
                     f"{name}: a 1-D target must hold integer class labels, got dtype {dtype_name(t.dtype)}; "
                     "cast it (e.g. y.astype(int)) or pass one-hot targets of shape (N, C)"
