@@ -185,13 +185,26 @@ class CrossEntropyLoss(Loss):
                 )
             if n and not bool(xp.all((t >= 0) & (t < c))):
                 raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes")
-            t = xp.astype(t[:, None] == xp.arange(c, dtype=t.dtype, device=array_api_compat.device(t)), z.dtype)
+            t = xp.astype(t[:, None] == self._class_indices(xp, c, t), z.dtype)  # one-hot
+        # log s_nc = shifted_nc - log Σ_c exp(shifted_nc), with shifted = z - max_c z (no overflow), so
+        # N·L = Σ_n (Σ_c t_nc) log Σ_c exp(shifted_nc) - Σ_nc t_nc shifted_nc
         shifted = z - xp.max(z, axis=1, keepdims=True)
         e = xp.exp(shifted)
         sum_e = xp.sum(e, axis=1, keepdims=True)
-        log_probs = shifted - xp.log(sum_e)
+        log_sum = xp.log(sum_e)
+        if not labels:
+            log_sum = log_sum * xp.sum(t, axis=1, keepdims=True)
         self._cache = (e / sum_e, t, labels, max(n, 1))
-        return -xp.sum(t * log_probs) / max(n, 1)
+        return (xp.sum(log_sum) - xp.sum(t * shifted)) / max(n, 1)
+
+    _classes: Any = None
+
+    def _class_indices(self, xp: Any, c: int, labels: Any) -> Any:
+        """``arange(c)`` in the labels' dtype and device, kept between calls."""
+        cached = self._classes
+        if cached is None or cached.shape[0] != c or type(cached) is not type(labels) or cached.dtype != labels.dtype:
+            cached = self._classes = xp.arange(c, dtype=labels.dtype, device=array_api_compat.device(labels))
+        return cached
 
     def _grad(self) -> Any:
         probs, t, labels, n = self._cache
