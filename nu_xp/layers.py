@@ -23,6 +23,7 @@ import numpy as np
 
 from .backend import Backend, asarray, get_backend, namespace_of, to_host
 from .init import check_init, host_rng, initial_weights
+from .validation import check_positive_int
 
 __all__ = [
     "LAYER_REGISTRY",
@@ -150,6 +151,7 @@ class Layer:
         to its dtype. The previous train/eval mode is restored afterwards.
         Returns an array on the model's backend.
         """
+        check_positive_int("batch_size", batch_size, allow_none=True)
         was_training = self.training
         self.eval()
         try:
@@ -157,8 +159,6 @@ class Layer:
             n = x.shape[0]
             if batch_size is None or batch_size >= n:
                 return self.forward(x)
-            if batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
             parts = [self.forward(x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
             return self.backend_info.xp.concat(parts, axis=0)
         finally:
@@ -365,9 +365,8 @@ class Linear(Layer):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int("in_features", in_features)
+        check_positive_int("out_features", out_features)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         check_init(init)

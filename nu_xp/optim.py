@@ -36,6 +36,7 @@ import numpy as np
 
 from .backend import asarray, namespace_of, to_host
 from .layers import Layer, Parameter
+from .validation import check_number, check_positive_int
 
 __all__ = [
     "SGD",
@@ -57,16 +58,6 @@ def _writeable(a: Any) -> bool:
     except KeyError:
         _WRITEABLE[type(a)] = ok = bool(array_api_compat.is_writeable_array(a))
         return ok
-
-
-def _check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf, *, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (low < value if open_low else low <= value) or not value <= high or math.isnan(value):
-        lo = "(" if open_low else "["
-        raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")
-    return value
 
 
 class Optimizer:
@@ -179,10 +170,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
-        lr = _check_number("lr", lr)
-        momentum = _check_number("momentum", momentum)
-        dampening = _check_number("dampening", dampening)
-        weight_decay = _check_number("weight_decay", weight_decay)
+        lr = check_number("lr", lr)
+        momentum = check_number("momentum", momentum)
+        dampening = check_number("dampening", dampening)
+        weight_decay = check_number("weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
         super().__init__(params)
@@ -234,15 +225,15 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        lr = _check_number("lr", lr)
+        lr = check_number("lr", lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        b1 = _check_number("betas[0]", betas[0], 0.0, 1.0)
-        b2 = _check_number("betas[1]", betas[1], 0.0, 1.0)
+        b1 = check_number("betas[0]", betas[0], 0.0, 1.0)
+        b2 = check_number("betas[1]", betas[1], 0.0, 1.0)
         if b1 >= 1.0 or b2 >= 1.0:
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
-        eps = _check_number("eps", eps)
-        weight_decay = _check_number("weight_decay", weight_decay)
+        eps = check_number("eps", eps)
+        weight_decay = check_number("weight_decay", weight_decay)
         super().__init__(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, (b1, b2), eps, weight_decay
 
@@ -344,10 +335,8 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive integer, got {step_size!r}")
-        self.step_size = step_size
-        self.gamma = _check_number("gamma", gamma)
+        self.step_size = check_positive_int("step_size", step_size)
+        self.gamma = check_number("gamma", gamma)
 
     def get_lr(self) -> float:
         return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
@@ -358,7 +347,7 @@ class ExponentialLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer)
-        self.gamma = _check_number("gamma", gamma)
+        self.gamma = check_number("gamma", gamma)
 
     def get_lr(self) -> float:
         return self.base_lr * self.gamma**self.last_epoch
@@ -369,10 +358,8 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"T_max must be a positive integer, got {T_max!r}")
-        self.T_max = T_max
-        self.eta_min = _check_number("eta_min", eta_min)
+        self.T_max = check_positive_int("T_max", T_max)
+        self.eta_min = check_number("eta_min", eta_min)
 
     def get_lr(self) -> float:
         cos = math.cos(math.pi * self.last_epoch / self.T_max)

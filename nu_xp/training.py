@@ -28,6 +28,7 @@ from .layers import Layer, Sequential, stable_sigmoid
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .metrics import Metric, make_metric
 from .optim import Optimizer
+from .validation import check_positive_int
 
 __all__ = ["Callback", "EarlyStopping", "History", "evaluate", "fit"]
 
@@ -223,13 +224,6 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     return tqdm(total=total, unit="batch", leave=True, dynamic_ncols=True)
 
 
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-
-
 def fit(
     model: Layer,
     loss: Loss,
@@ -306,8 +300,8 @@ def fit(
         raise TypeError(f"loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size, allow_none=True)
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size, allow_none=True)
     callbacks = list(callbacks)
     xs, ys = _prepare_xy(model, loss, x, y, "training")
     val = None

@@ -359,3 +359,9 @@ def test_backward_without_input_grad_gives_same_parameter_grads(backend, rng):
     assert b.backward(g, input_grad=False) is None
     for name, p in a.named_parameters().items():
         np.testing.assert_array_equal(host(p.grad), host(b.named_parameters()[name].grad))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
+def test_predict_batch_size_is_validated(bad):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or None"):
+        nu_xp.Linear(2, 1).predict(np.ones((3, 2)), batch_size=bad)

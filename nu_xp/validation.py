@@ -1,0 +1,37 @@
+"""Argument checks shared by layers, optimizers and ``fit``: messages name the parameter."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, overload
+
+import numpy as np
+
+__all__ = ["check_number", "check_positive_int"]
+
+
+@overload
+def check_positive_int(name: str, value: Any) -> int: ...
+@overload
+def check_positive_int(name: str, value: Any, *, allow_none: bool) -> int | None: ...
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """``int(value)`` for a positive integer (or None when allowed), else ``ValueError`` naming ``name``."""
+    if allow_none and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf, *, open_low: bool = False) -> float:
+    """``float(value)`` for a real number in ``[low, high]`` (``(low, high]`` with ``open_low``).
+
+    Raises ``TypeError`` for a non-number and ``ValueError`` for one out of range (or NaN).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (low < value if open_low else low <= value) or not value <= high or math.isnan(value):
+        lo = "(" if open_low else "["
+        raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")
+    return value
