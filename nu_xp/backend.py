@@ -391,16 +391,18 @@ def get_backend(backend: Any = None, device: Any = None, dtype: Any = None) -> B
     if device is None and name == default.name:
         device = default.device
     dtype_str = _check_dtype(default.dtype if dtype is None else dtype)
-    try:
-        key = device if device is None or isinstance(device, (str, int)) else str(device)
-        hash(key)
-    except TypeError:
-        key = str(device)
-    if name == "cupy" and not isinstance(key, (str, int, type(None))):
-        key = device.id  # a cupy.cuda.Device
-    if name == "array_api_strict" and device is not None and not isinstance(device, str):
-        key = str(getattr(device, "_device", device))
-    return _make_backend(name, key, dtype_str)
+    return _make_backend(name, _device_key(name, device), dtype_str)
+
+
+def _device_key(name: str, device: Any) -> str | int | None:
+    """A hashable stand-in for ``device`` that :func:`_resolve_device` turns back into the device."""
+    if device is None or isinstance(device, (str, int)):
+        return device
+    if name == "cupy":
+        return int(getattr(device, "id", device))  # cupy.cuda.Device
+    if name == "array_api_strict":
+        return str(getattr(device, "_device", device))  # array_api_strict.Device("device1")
+    return str(device)  # torch.device("cuda", 0) -> "cuda:0"
 
 
 def set_backend(backend: Any = "numpy", device: Any = None, dtype: Any = None) -> Backend:

@@ -264,3 +264,25 @@ def test_outputs_keep_backend_and_dtype(backend):
         assert nu_xp.backend.dtype_name(y.dtype) == "float64"
         g = layer.backward(x64)
         assert nu_xp.backend.dtype_name(g.dtype) == "float64"
+
+
+def test_device_objects_round_trip_through_backend_keys():
+    cupy_device = types.SimpleNamespace(id=1)
+    assert backend_module._device_key("cupy", cupy_device) == 1
+    assert backend_module._device_key("torch", "cuda:0") == "cuda:0"
+    assert backend_module._device_key("numpy", None) is None
+
+
+def test_backend_device_objects_are_accepted_back(backend):
+    layer = nu_xp.Linear(2, 2, backend=backend)
+    again = nu_xp.get_backend(backend, layer.device, "float64")
+    assert again.device_name == layer.backend_info.device_name
+    assert layer.to(backend, layer.device) is layer
+
+
+def test_strict_device_object():
+    strict = pytest.importorskip("array_api_strict")
+    layer = nu_xp.Linear(2, 2, backend="array_api_strict", device=strict.Device("device1"))
+    assert layer.backend_info.device_name == "device1"
+    x = strict.asarray(np.ones((1, 2), dtype=np.float32), device=strict.Device("device1"))
+    assert layer(x).device == strict.Device("device1")
