@@ -13,7 +13,7 @@ from . import optim
 from .backend import Backend, asarray, get_backend, set_backend, to_host, use_backend
 from .gradcheck import gradcheck
 from .init import manual_seed
-from .io import ModelFileError, ModelFileWarning, load, save
+from .io import ModelFileError, ModelFileWarning, load, load_checkpoint, save
 from .layers import (
     LAYER_REGISTRY,
     Dropout,
@@ -61,6 +61,7 @@ __all__ = [
     "get_backend",
     "gradcheck",
     "load",
+    "load_checkpoint",
     "manual_seed",
     "optim",
     "register_layer",

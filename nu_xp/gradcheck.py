@@ -62,14 +62,16 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
     if not hasattr(inputs[0], "shape"):
         raise TypeError("gradcheck inputs must be arrays; convert with nu_xp.asarray(x, like=layer)")
     base = _float64_copy(layer_or_loss, inputs[0])
+    # inputs go where the parameters are (a layer with none computes where its input lives)
+    where = base.backend_info if base.parameters() else inputs[0]
     x_host = np.array(to_host(inputs[0]), dtype=np.float64)
     other = inputs[1] if is_loss else None
     if other is not None and np.asarray(to_host(other)).dtype.kind == "f":
-        other = asarray(other, like=inputs[0], dtype="float64")
+        other = asarray(other, like=where, dtype="float64")
     upstream = None
 
     def on_backend(a: np.ndarray) -> Any:
-        return asarray(a, like=inputs[0], dtype="float64")
+        return asarray(a, like=where, dtype="float64")
 
     def scalar(model: Any, x_arr: np.ndarray) -> float:
         out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
@@ -125,7 +127,8 @@ def gradcheck(layer_or_loss: Layer, *inputs: Any, eps: float = 1e-6, seed: int =
     layer_or_loss : Layer or Loss
         The object to check; it is not modified (a float64 copy is used).
     *inputs : arrays
-        ``x`` for a layer, ``(pred, target)`` for a loss, on the object's backend.
+        ``x`` for a layer, ``(pred, target)`` for a loss; for a layer with
+        parameters they are moved to its backend, otherwise they stay where they are.
     eps : float
         Finite-difference step ``h``.
     seed : int

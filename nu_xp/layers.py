@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import array_api_compat
 import numpy as np
 
-from .backend import Backend, asarray, get_backend, namespace_of, to_host
+from .backend import Backend, asarray, dtype_kind, get_backend, namespace_of, to_host
 from .init import check_init, host_rng, initial_weights
 from .validation import check_positive_int
 
@@ -443,14 +443,12 @@ class Linear(Layer):
 def _float_input(layer: Layer, x: Any) -> tuple[Any, Any]:
     """``(xp, x)`` for a parameter-free layer: floats pass, integers are cast, the rest refused."""
     xp = namespace_of(x)
-    dt = x.dtype
-    if dt == xp.float32 or dt == xp.float64:
+    kind = dtype_kind(xp, x.dtype)
+    if kind == "f":
         return xp, x
-    if xp.isdtype(dt, "real floating"):
-        return xp, x
-    if xp.isdtype(dt, "integral"):
+    if kind == "i":
         return xp, xp.astype(x, getattr(xp, layer.backend_info.dtype_name))
-    raise TypeError(f"{type(layer).__name__} takes real numbers, got an array of dtype {dt}")
+    raise TypeError(f"{type(layer).__name__} takes real numbers, got an array of dtype {x.dtype}")
 
 
 class _Activation(Layer):

@@ -365,3 +365,8 @@ def test_backward_without_input_grad_gives_same_parameter_grads(backend, rng):
 def test_predict_batch_size_is_validated(bad):
     with pytest.raises(ValueError, match="batch_size must be a positive integer or None"):
         nu_xp.Linear(2, 1).predict(np.ones((3, 2)), batch_size=bad)
+
+
+def test_gradcheck_moves_host_inputs_to_the_layer_backend(backend, rng):
+    layer = nu_xp.Linear(3, 2, seed=0, backend=backend)
+    assert nu_xp.gradcheck(layer, rng.normal(size=(4, 3))) < TOL
