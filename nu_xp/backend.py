@@ -122,7 +122,12 @@ def _fast_numpy(compat: Any) -> Any:
             return compat.astype(x, dtype, copy=copy, device=device)
         return x.astype(dtype, copy=copy)
 
-    ns.sum, ns.max, ns.min, ns.all, ns.astype = sum, max, min, all, astype
+    def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None) -> Any:
+        if device not in (None, "cpu"):
+            return compat.asarray(obj, dtype=dtype, device=device, copy=copy)
+        return np.asarray(obj, dtype=dtype, copy=copy)  # numpy >= 2: the standard's copy semantics
+
+    ns.sum, ns.max, ns.min, ns.all, ns.astype, ns.asarray = sum, max, min, all, astype, asarray
     return ns
 
 

@@ -21,6 +21,11 @@ from .layers import Layer, register_layer, stable_sigmoid
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Loss", "MSELoss"]
 
 
+def _scalar(xp: Any, value: Any) -> Any:
+    """The loss value as a 0-d array (numpy turns 0-d results into numpy scalars)."""
+    return xp.asarray(value)
+
+
 class Loss(Layer):
     """Base class: ``__call__(pred, target)`` is ``forward(pred, target)``."""
 
@@ -90,7 +95,7 @@ class MSELoss(Loss):
         diff = pred - target
         n = math.prod(pred.shape)
         self._cache = (diff, n)
-        return xp.sum(diff * diff) / n
+        return _scalar(xp, xp.sum(diff * diff) / n)
 
     def _grad(self) -> Any:
         diff, n = self._cache
@@ -120,7 +125,7 @@ class BCELoss(Loss):
         log_q = _clamped_log(xp, 1.0 - p)
         n = math.prod(p.shape)
         self._cache = (p, t, n)
-        return -xp.sum(t * log_p + (1.0 - t) * log_q) / n
+        return _scalar(xp, -xp.sum(t * log_p + (1.0 - t) * log_q) / n)
 
     def _grad(self) -> Any:
         p, t, n = self._cache
@@ -145,7 +150,7 @@ class BCEWithLogitsLoss(Loss):
         xp, x, t = self._prepare(pred, target)
         n = math.prod(x.shape)
         self._cache = (stable_sigmoid(xp, x), t, n)
-        return xp.sum(xp.maximum(x, 0.0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))) / n
+        return _scalar(xp, xp.sum(xp.maximum(x, 0.0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))) / n)
 
     def _grad(self) -> Any:
         sig, t, n = self._cache
@@ -195,7 +200,7 @@ class CrossEntropyLoss(Loss):
         if not labels:
             log_sum = log_sum * xp.sum(t, axis=1, keepdims=True)
         self._cache = (e / sum_e, t, labels, max(n, 1))
-        return (xp.sum(log_sum) - xp.sum(t * shifted)) / max(n, 1)
+        return _scalar(xp, (xp.sum(log_sum) - xp.sum(t * shifted)) / max(n, 1))
 
     _classes: Any = None
 

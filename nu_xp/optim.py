@@ -152,11 +152,12 @@ class SGD(Optimizer):
         Learning rate η > 0.
     momentum : float, default 0
         μ ≥ 0.
-    dampening : float, default 0
     nesterov : bool, default False
         Needs μ > 0 and dampening = 0.
     weight_decay : float, default 0
         λ ≥ 0 (added to the gradient).
+    dampening : float, default 0, keyword-only
+        As in ``torch.optim.SGD`` (the contract's positional order puts nesterov third).
     """
 
     _hyper = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
@@ -166,9 +167,10 @@ class SGD(Optimizer):
         params: Any,
         lr: float,
         momentum: float = 0.0,
-        dampening: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        *,
+        dampening: float = 0.0,
     ) -> None:
         lr = check_number("lr", lr)
         momentum = check_number("momentum", momentum)

@@ -63,6 +63,13 @@ class History:
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
 
+    def __getattr__(self, name: str) -> list[float]:
+        """``history.loss`` is ``history["loss"]``."""
+        history = self.__dict__.get("history", {})
+        if name in history:
+            return history[name]
+        raise AttributeError(f"History has no {name!r}; recorded: {sorted(history)}")
+
     def __contains__(self, key: object) -> bool:
         return key in self.history
 

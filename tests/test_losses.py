@@ -177,3 +177,16 @@ def test_target_on_another_backend_is_a_type_error(backend):
 def test_backward_before_forward():
     with pytest.raises(RuntimeError, match="before forward"):
         nu_xp.MSELoss().backward()
+
+
+def test_loss_value_is_a_0d_array(backend, rng):
+    pred = on(backend, rng.normal(size=(3, 2)))
+    for loss, target in [
+        (nu_xp.MSELoss(), pred),
+        (nu_xp.BCEWithLogitsLoss(), pred),
+        (nu_xp.BCELoss(), nu_xp.Sigmoid()(pred)),
+        (nu_xp.CrossEntropyLoss(), on(backend, np.array([0, 1, 1]), dtype=None)),
+    ]:
+        value = loss(pred if not isinstance(loss, nu_xp.BCELoss) else target, target)
+        assert nu_xp.backend._backend_name_of(value) == backend
+        assert tuple(value.shape) == ()

@@ -302,3 +302,10 @@ def test_history_plot(tmp_path):
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
     assert len(fig.axes[0].lines) == 2  # train and validation
     assert "History(5 epochs" in repr(history)
+
+
+def test_history_attribute_access():
+    _, history = fit_xor(0, epochs=2)
+    assert history.loss == history["loss"] == history.history["loss"]
+    with pytest.raises(AttributeError, match="recorded"):
+        _ = history.val_loss
