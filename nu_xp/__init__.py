@@ -9,7 +9,7 @@ layers get their array namespace through ``array-api-compat``.
 (1, 1)
 """
 
-from . import optim
+from . import layers, optim
 from .backend import Backend, asarray, get_backend, set_backend, to_host, use_backend
 from .gradcheck import gradcheck
 from .init import manual_seed
@@ -30,6 +30,8 @@ from .layers import (
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .training import EarlyStopping, History, fit
+
+layers._freeze_builtins()
 
 __version__ = "0.1.0"
 

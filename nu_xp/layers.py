@@ -44,6 +44,8 @@ L = TypeVar("L", bound="Layer")
 
 #: class name -> Layer subclass; what ``nu_xp.load`` may rebuild (nothing else is ever imported).
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
+#: names of the layers and losses that ship with nu_xp (a user class may not take one of them).
+BUILTIN_LAYERS: frozenset[str] = frozenset()
 
 
 def register_layer(cls: type[L]) -> type[L]:
@@ -72,8 +74,7 @@ def register_layer(cls: type[L]) -> type[L]:
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
     name = cls.__name__
-    existing = LAYER_REGISTRY.get(name)
-    if existing is not None and existing is not cls and existing.__module__ == __name__:
+    if name in BUILTIN_LAYERS and LAYER_REGISTRY.get(name) is not cls:
         raise ValueError(f"{name!r} is a built-in nu_xp layer; give your class another name")
     LAYER_REGISTRY[name] = cls
     return cls
@@ -713,3 +714,9 @@ class Sequential(Layer):
         be = self.backend_info
         lines.append(f")  total {self.num_parameters():,} parameters, {be.dtype_name} on {be.name} ({be.device_name})")
         return "\n".join(lines)
+
+
+def _freeze_builtins() -> None:
+    """Called once the package has registered its own layers and losses."""
+    global BUILTIN_LAYERS
+    BUILTIN_LAYERS = frozenset(LAYER_REGISTRY)
