@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asarray, dtype_name, get_backend, to_host, use_backend
-from .layers import LAYER_REGISTRY, Layer, Sequential
+from .layers import LAYER_REGISTRY, Layer, Linear, Sequential
 
 __all__ = [
     "FORMAT_VERSION",
@@ -98,7 +98,13 @@ def describe_architecture(layer: Layer) -> dict[str, Any]:
     return spec
 
 
-def _build(spec: Any, source: str) -> Layer:
+def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, prefix: str = "") -> Layer:
+    """Rebuild a layer from its JSON spec, only from registered classes.
+
+    With ``arrays`` (the file's parameters), a ``Linear``'s sizes are checked
+    against its stored weight *before* it is built, so a hostile file cannot
+    make nu_xp allocate a gigantic layer for a tiny array.
+    """
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
         raise ModelFileError(f"{source}: malformed architecture entry {spec!r}")
     name = spec["class"]
@@ -116,7 +122,16 @@ def _build(spec: Any, source: str) -> Layer:
         children = spec.get("layers")
         if not isinstance(children, list):
             raise ModelFileError(f"{source}: Sequential entry without a 'layers' list")
-        return cls(*[_build(child, source) for child in children])
+        return cls(*[_build(child, source, arrays, f"{prefix}{i}.") for i, child in enumerate(children)])
+    wanted = (config.get("out_features"), config.get("in_features"))
+    if arrays is not None and cls is Linear and all(isinstance(v, int) for v in wanted):
+        stored = arrays.get(f"{prefix}weight")
+        if stored is None or tuple(stored.shape) != wanted:
+            got = "nothing" if stored is None else f"shape {tuple(stored.shape)}"
+            raise ModelFileError(
+                f"{source}: the architecture says {prefix}weight is {wanted} (out_features, in_features), "
+                f"but the file holds {got}"
+            )
     try:
         return cls(**config)
     except Exception as exc:
@@ -425,7 +440,7 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
     target_dtype = dtype_name(dtype) if dtype is not None else meta["dtype"]
     target = get_backend(backend, device, target_dtype)
     with use_backend(target.name, target.device, target.dtype_name):
-        model = _build(meta["architecture"], str(path))
+        model = _build(meta["architecture"], str(path), arrays)
     params, _ = _split(arrays)
     load_arrays_into(model, params, strict=True, source=str(path), cast=True)
     return model

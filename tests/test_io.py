@@ -341,7 +341,22 @@ BAD_FILES = {
                 "__nu_xp__.npy": _meta(),
             }
         ),
-        r"'0.weight' has shape \(3, 2\).*\(1, 2\)",
+        r"0.weight is \(1, 2\) \(out_features, in_features\), but the file holds shape \(3, 2\)",
+    ),
+    "huge-layer": (
+        _npz_bytes(
+            {
+                **_weights(),
+                "__nu_xp__.npy": _meta(
+                    architecture={
+                        "class": "Sequential",
+                        "config": {},
+                        "layers": [{"class": "Linear", "config": {"in_features": 2, "out_features": 10**12}}],
+                    }
+                ),
+            }
+        ),
+        r"0.weight is \(1000000000000, 2\).*holds shape \(1, 2\)",
     ),
     "int-weights": (
         _npz_bytes(
