@@ -5,7 +5,9 @@ numpy, cupy or torch; they receive the namespace ``xp`` from the
 :class:`Backend` that owns their parameters (resolved once, at construction or
 in ``.to()``), or from their input through :func:`namespace_of`, which caches
 ``array_api_compat.array_namespace`` per array type so that the lookup costs a
-dict access instead of microseconds per call.
+dict access instead of microseconds per call. For numpy that namespace is
+``array_api_compat.numpy`` with its reductions sent straight to the ufuncs
+(see ``_fast_numpy``).
 
 Selection, from most to least specific:
 

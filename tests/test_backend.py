@@ -10,6 +10,9 @@ import types
 import numpy as np
 import pytest
 from _util import host, on
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import nu_xp
 from nu_xp import backend as backend_module
@@ -286,3 +289,25 @@ def test_strict_device_object():
     assert layer.backend_info.device_name == "device1"
     x = strict.asarray(np.ones((1, 2), dtype=np.float32), device=strict.Device("device1"))
     assert layer(x).device == strict.Device("device1")
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)), elements=st.floats(-1e3, 1e3)),
+    st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_]),
+    st.sampled_from([None, 0, 1, (0, 1)]),
+    st.booleans(),
+)
+def test_fast_numpy_namespace_agrees_with_array_api_compat(values, dtype, axis, keepdims):
+    import array_api_compat.numpy as compat
+
+    a = values.astype(dtype)
+    fast = backend_module._import_namespace("numpy")
+    names = ["all", "sum"] + (["max", "min"] if a.dtype != np.bool_ else [])
+    for name in names:
+        ours = getattr(fast, name)(a, axis=axis, keepdims=keepdims)
+        ref = getattr(compat, name)(a, axis=axis, keepdims=keepdims)
+        np.testing.assert_array_equal(ours, ref)
+        assert np.asarray(ours).dtype == np.asarray(ref).dtype
+    assert fast.astype(a, np.float64).dtype == np.float64
+    assert fast.astype(a, a.dtype, copy=False) is a
+    assert fast.asarray(a, copy=True) is not a
