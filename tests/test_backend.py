@@ -311,3 +311,28 @@ def test_fast_numpy_namespace_agrees_with_array_api_compat(values, dtype, axis, 
     assert fast.astype(a, np.float64).dtype == np.float64
     assert fast.astype(a, a.dtype, copy=False) is a
     assert fast.asarray(a, copy=True) is not a
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)), elements=st.floats(-1e3, 1e3)),
+    st.sampled_from(["float32", "float64", "int64"]),
+    st.sampled_from([None, 0, 1, (0, 1)]),
+    st.booleans(),
+    st.sampled_from([0.0, -1.5, 2, 7.25]),
+)
+def test_fast_torch_namespace_agrees_with_array_api_compat(values, dtype, axis, keepdims, bound):
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as compat
+
+    fast = backend_module._import_namespace("torch")
+    a = torch.from_numpy(values.astype(dtype))
+    for name in ("maximum", "minimum"):
+        ours, ref = getattr(fast, name)(a, bound), getattr(compat, name)(a, bound)
+        assert ours.dtype == ref.dtype
+        np.testing.assert_array_equal(ours.numpy(), ref.numpy())
+    ours, ref = fast.sum(a, axis=axis, keepdims=keepdims), compat.sum(a, axis=axis, keepdims=keepdims)
+    assert ours.dtype == ref.dtype and tuple(ours.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-6)
+    assert fast.astype(a, torch.float64).dtype == torch.float64
+    assert fast.astype(a, a.dtype, copy=True) is not a
+    assert fast.astype(a, a.dtype, copy=False) is a
