@@ -190,3 +190,28 @@ def test_loss_value_is_a_0d_array(backend, rng):
         value = loss(pred if not isinstance(loss, nu_xp.BCELoss) else target, target)
         assert nu_xp.backend._backend_name_of(value) == backend
         assert tuple(value.shape) == ()
+
+
+def test_whole_model_gradients_match_torch_autograd(backend, torch, rng):
+    """A Sequential + CrossEntropyLoss step gives every parameter the gradient torch.nn computes."""
+    model = nu_xp.Sequential(
+        nu_xp.Linear(5, 7, seed=0, backend=backend, dtype="float64"),
+        nu_xp.Tanh(),
+        nu_xp.Linear(7, 6, seed=1, backend=backend, dtype="float64"),
+        nu_xp.ReLU(),
+        nu_xp.Linear(6, 4, seed=2, backend=backend, dtype="float64"),
+    )
+    twin = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4)
+    ).double()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x, labels = rng.normal(size=(9, 5)), rng.integers(0, 4, size=9)
+    loss = nu_xp.CrossEntropyLoss()
+    value = loss(model(on(backend, x)), on(backend, labels, dtype=None))
+    model.backward(loss.backward())
+    ref = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(labels))
+    ref.backward()
+    np.testing.assert_allclose(float(host(value)), ref.item(), rtol=1e-12)
+    ref_grads = dict(twin.named_parameters())
+    for name, p in model.named_parameters().items():
+        np.testing.assert_allclose(host(p.grad), ref_grads[name].grad.numpy(), rtol=1e-9, atol=1e-12)
