@@ -89,6 +89,15 @@ def dtype_name(dtype: Any) -> str:
         return str(dtype).rsplit(".", 1)[-1]
 
 
+def _namespace_copy(compat: Any) -> Any:
+    """A plain object holding every public name of the namespace ``compat`` (to override a few)."""
+    ns = types.SimpleNamespace(**{k: getattr(compat, k) for k in dir(compat) if not k.startswith("__")})
+    ns.__name__ = compat.__name__
+    ns.__array_api_version__ = compat.__array_api_version__
+    ns.__array_namespace_info__ = compat.__array_namespace_info__
+    return ns
+
+
 def _fast_numpy(compat: Any) -> Any:
     """``array_api_compat.numpy`` with its hottest helpers routed straight to numpy's ufuncs.
 
@@ -100,10 +109,7 @@ def _fast_numpy(compat: Any) -> Any:
     a normal array-API namespace.
     """
     add, maximum, minimum, logical_and = (cast(Any, u) for u in (np.add, np.maximum, np.minimum, np.logical_and))
-    ns = types.SimpleNamespace(**{k: getattr(compat, k) for k in dir(compat) if not k.startswith("__")})
-    ns.__name__ = compat.__name__
-    ns.__array_api_version__ = compat.__array_api_version__
-    ns.__array_namespace_info__ = compat.__array_namespace_info__
+    ns = _namespace_copy(compat)
 
     def sum(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
         if dtype is None and x.dtype.kind == "f":
@@ -144,10 +150,7 @@ def _fast_torch(compat: Any) -> Any:
     """
     import torch
 
-    ns = types.SimpleNamespace(**{k: getattr(compat, k) for k in dir(compat) if not k.startswith("__")})
-    ns.__name__ = compat.__name__
-    ns.__array_api_version__ = compat.__array_api_version__
-    ns.__array_namespace_info__ = compat.__array_namespace_info__
+    ns = _namespace_copy(compat)
     scalar = (int, float)
 
     def maximum(x1: Any, x2: Any, /) -> Any:
