@@ -657,8 +657,9 @@ class Sequential(Layer):
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Run every layer's backward in reverse order; return ``dL/d(input)``.
 
-        ``input_grad=False`` (what ``fit`` uses) lets a first ``Linear`` skip
-        computing the gradient with respect to the data, and returns None.
+        ``input_grad=False`` (what ``fit`` uses) lets a first ``Linear`` (or
+        nested ``Sequential``) skip computing the gradient with respect to the
+        data; it then returns None. Any other first layer computes it as usual.
         """
         layers = self.layers
         for layer in reversed(layers[1:]):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asarray, namespace_of
+from .backend import asarray, dtype_kind, namespace_of
 from .init import host_rng
 from .layers import Layer, Sequential, stable_sigmoid
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
@@ -200,12 +200,12 @@ def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False) -> Any:
     """Move data onto the model's backend; floats (and, unless labels, ints) take the model dtype."""
     be = model.backend_info
     arr = asarray(x, like=be)
-    xp = be.xp
-    if xp.isdtype(arr.dtype, "bool") or xp.isdtype(arr.dtype, "complex floating"):
+    kind = dtype_kind(be.xp, arr.dtype)
+    if kind in ("b", "c"):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if labels and xp.isdtype(arr.dtype, "integral"):
+    if labels and kind == "i":
         return arr
-    return xp.astype(arr, be.dtype) if arr.dtype != be.dtype else arr
+    return be.xp.astype(arr, be.dtype) if arr.dtype != be.dtype else arr
 
 
 def _prepare_xy(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> tuple[Any, Any]:
@@ -216,7 +216,7 @@ def _prepare_xy(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> tuple[An
         raise ValueError(f"{what} x and y need a sample axis, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
     if xs.shape[0] != ys.shape[0]:
         raise ValueError(f"{what} x has {xs.shape[0]} samples but y has {ys.shape[0]}")
-    if ys.ndim == 1 and not (labels and model.backend_info.xp.isdtype(ys.dtype, "integral")):
+    if ys.ndim == 1 and not (labels and dtype_kind(model.backend_info.xp, ys.dtype) == "i"):
         ys = model.backend_info.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
     return xs, ys
 
