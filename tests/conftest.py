@@ -2,7 +2,9 @@
 
 ``NU_XP_TEST_BACKENDS=numpy,torch`` restricts the matrix (the nox sessions
 use it); a requested backend that cannot run here is reported as skipped with
-the reason, never silently dropped.
+the reason, never silently dropped. ``torch-cuda`` is the torch backend with
+CUDA tensors: the fixture makes ``torch`` on ``cuda`` the default for the
+test, so every ``backend="torch"`` in it lands on the GPU.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy", "torch-cuda")
+GPU_BACKENDS = ("cupy", "torch-cuda")
 
 
 def _why_unavailable(name: str) -> str | None:
     if name == "numpy":
         return None
-    module = {"array_api_strict": "array_api_strict", "torch": "torch", "cupy": "cupy"}[name]
+    module = {"array_api_strict": "array_api_strict", "torch": "torch", "cupy": "cupy", "torch-cuda": "torch"}[name]
     try:
         mod = importlib.import_module(module)
     except ImportError:
         if name == "cupy":
             return 'cupy backend skipped: cupy is not installed (needs an NVIDIA GPU; pip install "nu_xp[cupy]")'
         return f"{name} backend skipped: {module} is not installed"
+    if name == "torch-cuda" and not mod.cuda.is_available():
+        return "torch-cuda backend skipped: this torch build sees no CUDA device"
     if name == "cupy":
         try:
             if mod.cuda.runtime.getDeviceCount() < 1:
@@ -51,7 +56,7 @@ def _backend_params() -> list:
         why = _why_unavailable(name)
         if why is None:
             params.append(pytest.param(name, id=name))
-        elif requested or name == "cupy":
+        elif requested or name in GPU_BACKENDS:
             params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=why)))
     return params
 
@@ -61,7 +66,12 @@ BACKEND_PARAMS = _backend_params()
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """Name of a backend to run the test on."""
+    """Name of a backend to run the test on (``torch-cuda`` runs as ``"torch"`` with CUDA as the default device)."""
+    import nu_xp
+
+    if request.param == "torch-cuda":
+        nu_xp.set_backend("torch", device="cuda")
+        return "torch"
     return request.param
 
 
