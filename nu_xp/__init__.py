@@ -9,11 +9,12 @@ layers get their array namespace through ``array-api-compat``.
 (1, 1)
 """
 
-from . import layers, optim
-from .backend import Backend, asarray, get_backend, set_backend, to_host, use_backend
+from . import backends, functional, layers, losses, optim
+from ._version import __version__
+from .archive import ModelFileError, ModelFileWarning
+from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
 from .gradcheck import gradcheck
-from .init import manual_seed
-from .io import ModelFileError, ModelFileWarning, load, load_checkpoint, save
+from .initializers import manual_seed
 from .layers import (
     LAYER_REGISTRY,
     Dropout,
@@ -29,11 +30,8 @@ from .layers import (
     register_layer,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .training import EarlyStopping, History, fit
-
-layers._freeze_builtins()
-
-__version__ = "0.1.0"
+from .model_file import load, load_checkpoint, save
+from .training import EarlyStopping, History, evaluate, fit
 
 __all__ = [
     "LAYER_REGISTRY",
@@ -59,11 +57,16 @@ __all__ = [
     "Tanh",
     "__version__",
     "asarray",
+    "backends",
+    "evaluate",
     "fit",
+    "functional",
     "get_backend",
     "gradcheck",
+    "layers",
     "load",
     "load_checkpoint",
+    "losses",
     "manual_seed",
     "optim",
     "register_layer",

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-DEMOS = ("xor", "regression", "digits")
+from .demos import DEMOS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="train an example model, print the result and write its plot")
     demo.add_argument("name", nargs="?", default="xor", choices=DEMOS)
     args, rest = parser.parse_known_args(argv)
-    module = importlib.import_module(f"nu_xp.examples.{args.name}")
+    module = importlib.import_module(f"nu_xp.demos.{args.name}")
     if "--out" not in rest:
         rest = [*rest, "--out", "."]
     return int(module.main(rest) or 0)

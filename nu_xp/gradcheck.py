@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asarray, backend_of, get_backend, to_host
+from .backends import asarray, backend_of, get_backend, to_host
 from .layers import Layer
-from .losses import Loss
 
 __all__ = ["gradcheck", "numeric_gradients"]
 
@@ -55,13 +54,14 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
     """
     if not isinstance(layer_or_loss, Layer):
         raise TypeError(f"gradcheck takes a Layer or a Loss, got {type(layer_or_loss).__name__}")
-    is_loss = isinstance(layer_or_loss, Loss)
+    is_loss = layer_or_loss.is_loss
     if len(inputs) != (2 if is_loss else 1):
         want = "(pred, target)" if is_loss else "(x,)"
         raise TypeError(f"gradcheck({type(layer_or_loss).__name__}, ...) takes inputs {want}, got {len(inputs)}")
     if not hasattr(inputs[0], "shape"):
         raise TypeError("gradcheck inputs must be arrays; convert with nu_xp.asarray(x, like=layer)")
     base = _float64_copy(layer_or_loss, inputs[0])
+    base.zero_grad()  # measure the layer, not the gradients the caller's model already holds
     # inputs go where the parameters are (a layer with none computes where its input lives)
     where = base.backend_info if base.parameters() else inputs[0]
     x_host = np.array(to_host(inputs[0]), dtype=np.float64)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import namespace_of, to_host
+from .backends import namespace_of, to_host
 
 __all__ = ["METRICS", "Metric", "make_metric"]
 

@@ -24,3 +24,22 @@ def test_readme_commands_match_ci():
     commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)
     assert len(commands) == 2
     assert commands[1] in (README.parent / ".ci" / "run").read_text()
+
+
+def test_readme_custom_layer_is_exact_and_saves(backend, tmp_path):
+    import numpy as np
+
+    import nu_xp
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "class Swish" in b)
+    scope: dict = {"nu_xp": nu_xp}
+    try:
+        exec(compile(block, "README.md", "exec"), scope)
+        swish = scope["Swish"]()
+        x = nu_xp.asarray(np.linspace(-4, 4, 12).reshape(3, 4), like=backend, dtype="float64")
+        assert nu_xp.gradcheck(swish, x) < 1e-6
+        model = nu_xp.Sequential(nu_xp.Linear(4, 2, seed=0, backend=backend), swish)
+        nu_xp.save(model, tmp_path / "swish.npz")
+        assert type(nu_xp.load(tmp_path / "swish.npz", backend=backend)[1]).__name__ == "Swish"
+    finally:
+        nu_xp.LAYER_REGISTRY.pop("Swish", None)

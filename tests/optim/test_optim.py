@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _util import host, on
 
 import nu_xp
 from nu_xp import optim
+from tests.helpers import host, on
 
 CONFIGS = [
     ("SGD", {"lr": 0.1}),
@@ -61,16 +61,16 @@ def test_functional_path_for_read_only_arrays(monkeypatch):
     for name, kwargs in CONFIGS:
         a, _ = _params("numpy", [(3,)])
         b, _ = _params("numpy", [(3,)])
-        monkeypatch.setattr(optim, "_writeable", lambda arr: True)
+        monkeypatch.setattr(optim.Optimizer, "_in_place", lambda self, arr: True)
         inplace = getattr(optim, name)(a, **kwargs)
-        monkeypatch.setattr(optim, "_writeable", lambda arr: False)
+        monkeypatch.setattr(optim.Optimizer, "_in_place", lambda self, arr: False)
         functional = getattr(optim, name)(b, **kwargs)
         for step in range(4):
             g = np.full(3, 0.5 + step)
             a[0].grad, b[0].grad = g.copy(), g.copy()
-            monkeypatch.setattr(optim, "_writeable", lambda arr: True)
+            monkeypatch.setattr(optim.Optimizer, "_in_place", lambda self, arr: True)
             inplace.step()
-            monkeypatch.setattr(optim, "_writeable", lambda arr: False)
+            monkeypatch.setattr(optim.Optimizer, "_in_place", lambda self, arr: False)
             before = b[0].data
             functional.step()
             assert b[0].data is not before

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_example(name, capsys, *args):
-    module = importlib.import_module(f"nu_xp.examples.{name}")
+    module = importlib.import_module(f"nu_xp.demos.{name}")
     assert module.main(list(args)) == 0
     return capsys.readouterr().out
 

@@ -10,12 +10,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from _util import host
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nu_xp
-from nu_xp import io as nio
+from nu_xp import archive
+from nu_xp import model_file as nio
+from tests.helpers import host
 
 BACKENDS = ("numpy", "array_api_strict", "torch")
 
@@ -72,7 +73,7 @@ def test_round_trip_across_backends_bit_exact(backend, target, dtype, tmp_path):
     model = make_model(backend, dtype)
     nu_xp.save(model, tmp_path / "m.npz")
     loaded = nu_xp.load(tmp_path / "m.npz", backend=target)
-    assert loaded.backend == target and nu_xp.backend.dtype_name(loaded.dtype) == dtype
+    assert loaded.backend == target and nu_xp.backends.dtype_name(loaded.dtype) == dtype
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k], v)
     reference = make_model(target, dtype)
@@ -331,7 +332,7 @@ BAD_FILES = {
     ),
     "bad-config": (
         _npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "Linear", "config": {"nope": 1}})}),
-        "cannot rebuild Linear",
+        r"holds \['nope'\], which are not arguments of Linear",
     ),
     "wrong-shape": (
         _npz_bytes(
@@ -341,7 +342,7 @@ BAD_FILES = {
                 "__nu_xp__.npy": _meta(),
             }
         ),
-        r"0.weight is \(1, 2\) \(out_features, in_features\), but the file holds shape \(3, 2\)",
+        r"0.weight has shape \(1, 2\), but the file holds shape \(3, 2\)",
     ),
     "huge-layer": (
         _npz_bytes(
@@ -356,7 +357,7 @@ BAD_FILES = {
                 ),
             }
         ),
-        r"0.weight is \(1000000000000, 2\).*holds shape \(1, 2\)",
+        r"0.weight has shape \(1000000000000, 2\).*holds shape \(1, 2\)",
     ),
     "int-weights": (
         _npz_bytes(
@@ -370,7 +371,7 @@ BAD_FILES = {
     ),
     "missing-key": (
         _npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
-        r"missing \['0.bias'\]",
+        r"0.bias has shape \(1,\), but the file holds nothing",
     ),
 }
 
@@ -453,7 +454,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
         f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(nio.np, "savez", half_then_fail)
+    monkeypatch.setattr(archive.np, "savez", half_then_fail)
     other = make_model()
     other[0].weight.data[:] = 0
     with pytest.raises(OSError, match="No space left"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _util import host
 
 import nu_xp
 from nu_xp import metrics as nm
 from nu_xp import training
+from tests.helpers import host
 
 X_XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 Y_XOR = np.array([0, 1, 1, 0], dtype=float)

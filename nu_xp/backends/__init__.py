@@ -1,0 +1,40 @@
+"""Backends: which array library (and device, and dtype) an object computes with.
+
+* :mod:`.ops` — ``Ops``, the base class: what nu_xp needs from an array
+  library, each hot-path kernel defaulting to the array-API standard;
+* :mod:`.numpy_ops`, :mod:`.torch_ops`, :mod:`.cupy_ops`, :mod:`.strict_ops` —
+  one class per backend, holding everything particular to it;
+* :mod:`.registry` — names → classes (one line per backend);
+* :mod:`.backend` — ``Backend`` (ops, device, dtype) and the default
+  (``get_backend``, ``set_backend``, ``use_backend``);
+* :mod:`.arrays` — ``ops_of``/``namespace_of`` an array, ``asarray``, ``to_host``;
+* :mod:`.dtypes` — dtype names and kinds.
+"""
+
+from .arrays import asarray, backend_of, describe, namespace_of, ops_of, to_host
+from .backend import Backend, get_backend, same_device, set_backend, use_backend
+from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
+from .ops import Ops
+from .registry import BACKENDS, OPS_CLASSES, normalize_name, ops_for
+
+__all__ = [
+    "BACKENDS",
+    "FLOAT_DTYPES",
+    "OPS_CLASSES",
+    "Backend",
+    "Ops",
+    "asarray",
+    "backend_of",
+    "describe",
+    "dtype_kind",
+    "dtype_name",
+    "get_backend",
+    "namespace_of",
+    "normalize_name",
+    "ops_for",
+    "ops_of",
+    "same_device",
+    "set_backend",
+    "to_host",
+    "use_backend",
+]

@@ -1,0 +1,79 @@
+"""The ``"numpy"`` backend: NumPy arrays on the CPU (the default).
+
+The namespace is ``array_api_compat.numpy``. Its fast kernels skip NumPy's
+Python-level dispatch: ``numpy.sum``/``max``/``min``/``all`` pass through
+``_wrapreduction`` before reaching ``ufunc.reduce``, which costs 2-5 µs per
+call, as much as reducing a whole minibatch (measured on the 2-core benchmark
+machine; see ``benchmarks/RESULTS.md``). The overrides call the ufuncs'
+``reduce`` directly, with the same results and dtypes for floating inputs;
+``tests/backends/test_ops.py`` checks them against the standard functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import array_api_compat
+import numpy as np
+
+from .ops import Ops
+
+__all__ = ["NumpyOps"]
+
+_add: Any = np.add
+_maximum: Any = np.maximum
+_minimum: Any = np.minimum
+_logical_and: Any = np.logical_and
+
+
+class NumpyOps(Ops):
+    """NumPy on the CPU; reductions sent straight to the ufuncs."""
+
+    name: ClassVar[str] = "numpy"
+    modules: ClassVar[tuple[str, ...]] = ("numpy", "array_api_compat.numpy")
+    namespace_module: ClassVar[str] = "array_api_compat.numpy"
+    package: ClassVar[str] = "numpy"
+    array_noun: ClassVar[str] = "a numpy array"
+    single_device: ClassVar[bool] = True
+
+    @classmethod
+    def is_array(cls, x: Any) -> bool:
+        return array_api_compat.is_numpy_array(x)
+
+    def default_device(self) -> Any:
+        return "cpu"
+
+    def resolve_device(self, device: Any) -> Any:
+        if device not in (None, "cpu"):
+            raise ValueError(f"the numpy backend runs on 'cpu' only, got device={device!r}")
+        return "cpu"
+
+    def device_of(self, x: Any) -> Any:
+        return "cpu"
+
+    def asarray(self, a: Any, dtype: Any = None, device: Any = None) -> Any:
+        """``numpy.asarray`` directly (the compat wrapper costs ~1 µs); no copy when ``a`` already has the dtype."""
+        return np.asarray(a, dtype=dtype)
+
+    # fast kernels: ufunc.reduce without numpy's Python dispatch (2-5 µs saved per call)
+    def sum(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``np.add.reduce`` for floating arrays (the standard ``sum`` for integers, which widens them)."""
+        if x.dtype.kind == "f":
+            return _add.reduce(x, axis=axis, keepdims=keepdims)
+        return self.xp.sum(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``np.maximum.reduce``."""
+        return _maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``np.minimum.reduce``."""
+        return _minimum.reduce(x, axis=axis, keepdims=keepdims)
+
+    def all(self, x: Any) -> bool:
+        """``np.logical_and.reduce`` over every axis."""
+        return bool(_logical_and.reduce(x, axis=None))
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        """The ``ndarray.astype`` method (the compat wrapper adds ~1 µs of argument handling)."""
+        return x.astype(dtype)

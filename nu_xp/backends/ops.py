@@ -1,0 +1,142 @@
+"""``Ops``: everything nu_xp knows about one array library, with the standard as the fallback.
+
+One subclass per backend, each in its own module (``numpy_ops``,
+``torch_ops``, ``cupy_ops``, ``strict_ops``), in the manner of Thinc's
+``NumpyOps``/``CupyOps``. A subclass states
+
+* who it is: ``name``, the ``modules`` a user may pass to ``set_backend``,
+  the pip ``extra`` that installs it, how an error message calls its arrays;
+* its arrays: ``is_array(x)`` (without importing the library), ``to_host``,
+  ``asarray`` (from host data or a scalar);
+* its devices: ``resolve_device`` (a user's ``device=`` → the library's own
+  device object), ``device_key`` (a hashable stand-in), ``device_name``,
+  ``synchronize``;
+* what it needs: ``check_available`` (e.g. a CUDA device for CuPy);
+* and its **fast kernels**: the handful of helpers that nu_xp's hot paths
+  call (``sum``, ``max``, ``min``, ``all``, ``astype``, ``clamp_min``,
+  ``clamp_max``). Here, in the base class, each one is the array-API standard
+  function and nothing else; a backend overrides one only where it measured a
+  much faster primitive, and says so in the override's docstring. Layer code
+  calls them by these names (``ops.sum(g, axis=0)``), so a reader always
+  knows when a call is not the plain standard function.
+
+Layers never import a backend library: they get an ``Ops`` from the
+:class:`~nu_xp.backends.Backend` of their parameters or from their input
+(:func:`~nu_xp.backends.ops_of`), and the standard namespace as ``ops.xp``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Ops"]
+
+
+class Ops:
+    """One array library: its namespace ``xp``, its devices, host transfers and hot-path kernels.
+
+    Instances are made once per backend by the registry (:func:`nu_xp.backends.ops_for`).
+    """
+
+    #: backend name, as users write it
+    name: ClassVar[str] = ""
+    #: ``__name__`` of modules that stand for this backend in ``set_backend(module)``
+    modules: ClassVar[tuple[str, ...]] = ()
+    #: the module whose array-API namespace layers use
+    namespace_module: ClassVar[str] = ""
+    #: the package users install, for the ImportError's message
+    package: ClassVar[str] = ""
+    #: ``pip install "nu_xp[<extra>]"``
+    extra: ClassVar[str] = ""
+    #: how messages name one of its arrays
+    array_noun: ClassVar[str] = "an array"
+    #: True when every array lives on one device (the input check then skips the device test)
+    single_device: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        try:
+            self.xp = importlib.import_module(self.namespace_module)
+            self.library = importlib.import_module(self.modules[0])
+        except ImportError as exc:
+            raise ImportError(
+                f"the {self.name!r} backend needs {self.package}, which is not installed; "
+                f'install it with: pip install "nu_xp[{self.extra}]"'
+            ) from exc
+        self.check_available()
+
+    # ------------------------------------------------------------------ identity
+    @classmethod
+    def is_array(cls, x: Any) -> bool:
+        """True when ``x`` is an array of this library (never imports the library)."""
+        raise NotImplementedError
+
+    def check_available(self) -> None:
+        """Raise ``RuntimeError`` when the library is installed but cannot run here."""
+
+    # ------------------------------------------------------------------ devices
+    def default_device(self) -> Any:
+        """The device used when none is given."""
+        return self.xp.__array_namespace_info__().default_device()
+
+    def resolve_device(self, device: Any) -> Any:
+        """The library's own device object for a user's ``device=`` (None: the default)."""
+        return self.default_device() if device is None else device
+
+    def device_key(self, device: Any) -> Any:
+        """A hashable stand-in for ``device`` that :meth:`resolve_device` turns back into it."""
+        return device if device is None or isinstance(device, (str, int)) else str(device)
+
+    def device_name(self, device: Any) -> str:
+        """The device as text (``"cpu"``, ``"cuda:0"``)."""
+        return str(device)
+
+    def device_of(self, x: Any) -> Any:
+        """The device an array lives on."""
+        return x.device
+
+    def synchronize(self, device: Any) -> None:
+        """Wait until queued work on ``device`` is done (for timing; a no-op on the CPU)."""
+
+    # ------------------------------------------------------------------ host transfers
+    def to_host(self, x: Any) -> np.ndarray:
+        """A ``numpy.ndarray`` with the values of ``x`` (a view where possible)."""
+        return np.asarray(x)
+
+    def asarray(self, a: Any, dtype: Any = None, device: Any = None) -> Any:
+        """``xp.asarray(a, dtype=dtype, device=device)``: host data (or a scalar, or an array of this library) here."""
+        return self.xp.asarray(a, dtype=dtype, device=device)
+
+    # ------------------------------------------------------------------ hot-path kernels (standard fallbacks)
+    def sum(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``xp.sum(x, axis=axis, keepdims=keepdims)``."""
+        return self.xp.sum(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``xp.max(x, axis=axis, keepdims=keepdims)``."""
+        return self.xp.max(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        """``xp.min(x, axis=axis, keepdims=keepdims)``."""
+        return self.xp.min(x, axis=axis, keepdims=keepdims)
+
+    def all(self, x: Any) -> bool:
+        """``bool(xp.all(x))``: True when every element of the boolean array is True."""
+        return bool(self.xp.all(x))
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        """``xp.astype(x, dtype)`` (always a new array)."""
+        return self.xp.astype(x, dtype)
+
+    def clamp_min(self, x: Any, low: float) -> Any:
+        """``max(x, low)`` elementwise for a floating ``x`` and a Python number ``low``."""
+        return self.xp.maximum(x, low)
+
+    def clamp_max(self, x: Any, high: float) -> Any:
+        """``min(x, high)`` elementwise for a floating ``x`` and a Python number ``high``."""
+        return self.xp.minimum(x, high)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.name}>"

@@ -1,0 +1,10 @@
+"""The demos behind ``nu-xp demo NAME``: each one trains a model, prints the result and writes a plot.
+
+* :mod:`.xor` — the whole story by hand (forward, loss, backward, update);
+* :mod:`.regression` — a noisy 1-D function and scikit-learn's diabetes data;
+* :mod:`.digits` — scikit-learn's bundled 8×8 digits.
+
+Each has ``main(argv) -> int``; ``examples/*.py`` run them as plain scripts.
+"""
+
+DEMOS = ("xor", "regression", "digits")

@@ -1,0 +1,143 @@
+"""Handwritten digits: scikit-learn's bundled 8×8 images, softmax cross-entropy and Adam.
+
+A 64-128-10 ReLU network trained with ``nu_xp.fit`` reaches ≥ 95% test
+accuracy in a few seconds on a laptop CPU, reported beside scikit-learn's
+``MLPClassifier`` on the same split. Run it as::
+
+    nu-xp demo digits [--backend numpy|torch|array_api_strict|cupy] [--epochs N] [--seed S] [--out DIR]
+
+It writes ``digits.png``: the test confusion matrix and the loss/accuracy
+curves, and saves the trained model to ``digits_model.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import nu_xp
+
+
+def load_data(seed: int):
+    """Pixels scaled to [0, 1]; a stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32) / 16.0
+    return train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
+
+
+def build(seed: int, backend: str) -> nu_xp.Sequential:
+    return nu_xp.Sequential(
+        nu_xp.Linear(64, 128, init="he_uniform", seed=seed, backend=backend),
+        nu_xp.ReLU(),
+        nu_xp.Dropout(0.1, seed=seed),
+        nu_xp.Linear(128, 10, seed=seed + 1, backend=backend),
+    )
+
+
+def sklearn_accuracy(x_train, y_train, x_test, y_test, epochs: int, seed: int) -> float:
+    """MLPClassifier with the same hidden layer, optimizer, batch size and epochs."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=(128,),
+        solver="adam",
+        learning_rate_init=3e-3,
+        batch_size=32,
+        max_iter=epochs,
+        alpha=0.0,
+        random_state=seed,
+        tol=0.0,
+        n_iter_no_change=epochs,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
+    return float(clf.score(x_test, y_test))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def plot(matrix: np.ndarray, history: nu_xp.History, accuracy: float, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    a, b, c = fig.subplots(1, 3)
+    a.imshow(matrix, cmap="Blues")
+    for i in range(10):
+        for j in range(10):
+            if matrix[i, j]:
+                a.text(
+                    j, i, matrix[i, j], ha="center", va="center", color="w" if matrix[i, j] > matrix.max() / 2 else "k"
+                )
+    a.set(
+        title=f"test confusion matrix (accuracy {accuracy:.1%})",
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(10),
+        yticks=range(10),
+    )
+    for ax, key in ((b, "loss"), (c, "accuracy")):
+        ax.plot(history[key], label="train")
+        ax.plot(history[f"val_{key}"], label="test")
+        ax.set(title=key, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    b.set_yscale("log")
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="folder for the outputs")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+
+    x_train, x_test, y_train, y_test = load_data(args.seed)
+    model = build(args.seed, args.backend)
+    print(model)
+    opt = nu_xp.optim.Adam(model.parameters(), lr=3e-3)
+    history = nu_xp.fit(
+        model,
+        nu_xp.CrossEntropyLoss(),
+        opt,
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=32,
+        seed=args.seed,
+        validation_data=(x_test, y_test),
+        metrics=["accuracy"],
+        progress=args.progress,
+    )
+    pred = np.argmax(nu_xp.to_host(model.predict(x_test)), axis=1)
+    accuracy = float(np.mean(pred == y_test))
+    sk = sklearn_accuracy(x_train, y_train, x_test, y_test, args.epochs, args.seed)
+    print(
+        f"\ntest accuracy after {len(history)} epochs on {args.backend}: nu_xp {accuracy:.4f}   "
+        f"sklearn MLPClassifier {sk:.4f}"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "digits.png"
+    plot(confusion(y_test, pred), history, accuracy, path)
+    nu_xp.save(model, args.out / "digits_model.npz")
+    print(f"plot written to {path}; model saved to {args.out / 'digits_model.npz'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""``Parameter``, ``Layer`` and the registry of layers a model file may rebuild.
+
+Notation used by every layer: ``x`` is a layer's input, ``y`` its output,
+``g = dL/dy`` the gradient that arrives in ``backward``; ``backward`` returns
+``dL/dx`` and adds ``dL/dθ`` into ``θ.grad`` for every parameter ``θ``.
+
+A layer owns its state, as a ``torch.nn.Module`` does:
+
+* **parameters** (:class:`Parameter` attributes): trained, saved, loaded;
+* **buffers** (:meth:`Layer.register_buffer`): arrays that are saved and
+  loaded but never trained (BatchNorm's running statistics);
+* **extra state** (:meth:`Layer.get_extra_state` / :meth:`Layer.set_extra_state`):
+  anything else a checkpoint must restore, as JSON (Dropout's generator);
+* **caches**: what ``forward`` keeps for ``backward``, dropped by :meth:`Layer.clear_cache`;
+* **config** (:meth:`Layer.get_config`): the constructor arguments that
+  rebuild it, checked by :meth:`Layer.from_config`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections import namedtuple
+from collections.abc import Iterator
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ..archive import ModelFileError, ModelFileWarning, read_archive, weight_arrays
+from ..backends import Backend, asarray, get_backend, to_host
+from ..validation import check_positive_int
+
+__all__ = ["LAYER_REGISTRY", "IncompatibleKeys", "Layer", "Parameter", "accumulate", "register_layer"]
+
+L = TypeVar("L", bound="Layer")
+
+#: class name -> Layer subclass; what ``nu_xp.load`` may rebuild (nothing else is ever imported).
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
+#: names of the layers that ship with nu_xp (a user class may not take one of them).
+BUILTIN_LAYERS: set[str] = set()
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = "Keys of the model absent from the source, and keys of the source the model lacks."
+
+
+def register_layer(cls: type[L]) -> type[L]:
+    """Class decorator: allow ``nu_xp.load`` to rebuild this layer from a file.
+
+    The layer's constructor arguments are saved by :meth:`Layer.get_config`
+    (by default: the ``__init__`` arguments that the layer keeps as attributes
+    of the same name), so they must be JSON values. Losses cannot be
+    registered: a model file holds layers only.
+
+    Examples
+    --------
+    >>> import nu_xp
+    >>> @nu_xp.register_layer
+    ... class Scale(nu_xp.Layer):
+    ...     "y = factor * x;  dL/dx = factor * g"
+    ...     def __init__(self, factor=2.0):
+    ...         super().__init__()
+    ...         self.factor = factor
+    ...     def forward(self, x):
+    ...         return x * self.factor
+    ...     def backward(self, grad):
+    ...         return grad * self.factor
+    >>> Scale(3.0).get_config()
+    {'factor': 3.0}
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
+    if cls.is_loss:
+        raise TypeError(f"{cls.__name__} is a loss; only layers can be registered (a model file holds layers)")
+    name = cls.__name__
+    if name in BUILTIN_LAYERS and LAYER_REGISTRY.get(name) is not cls:
+        raise ValueError(f"{name!r} is a built-in nu_xp layer; give your class another name")
+    LAYER_REGISTRY[name] = cls
+    if cls.__module__.startswith("nu_xp."):
+        BUILTIN_LAYERS.add(name)
+    return cls
+
+
+class Parameter:
+    """A trainable array: ``.data`` (backend array, assignable) and ``.grad`` (same shape, or None).
+
+    ``grad`` is None until a backward pass writes it, and after ``zero_grad()``
+    (as in PyTorch with ``set_to_none=True``); backward passes accumulate into it.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.grad: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``data``."""
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        """dtype of ``data``."""
+        return self.data.dtype
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
+
+
+def accumulate(param: Parameter, grad: Any) -> None:
+    """``param.grad += grad`` (or ``= grad`` when it is None): gradients add up over backward passes."""
+    if param.grad is None:
+        param.grad = grad
+    else:
+        param.grad = param.grad + grad
+
+
+class Layer:
+    """Base class of every layer, loss and model.
+
+    A layer implements ``forward(x)`` (compute ``y`` and keep what backward
+    needs) and ``backward(grad, *, input_grad=True)`` (given ``dL/dy``,
+    accumulate ``dL/dθ`` into each ``Parameter.grad`` and return ``dL/dx``;
+    ``input_grad=False`` may skip ``dL/dx`` and return None, which a model's
+    first layer never needs). A loss (:class:`nu_xp.losses.Loss`) is a Layer
+    too, with ``forward(pred, target)`` and ``backward(grad=None)``: that is
+    why the base signatures here take ``*args, **kwargs``.
+
+    Attributes that are :class:`Parameter` or :class:`Layer` instances are
+    found automatically by :meth:`named_parameters`, as in ``torch.nn.Module``.
+    """
+
+    training: bool = True
+    _backend: Backend | None = None
+    #: True for losses: they are Layers, but never part of a saved model
+    is_loss: ClassVar[bool] = False
+    #: True for containers, whose constructor takes the sub-layers (``Sequential(*layers)``)
+    holds_layers: ClassVar[bool] = False
+    #: whether ``backward`` takes ``input_grad=`` (found from its signature)
+    accepts_input_grad: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.accepts_input_grad = "input_grad" in inspect.signature(cls.backward).parameters
+
+    def __init__(self, *, backend: Any = None, device: Any = None, dtype: Any = None) -> None:
+        self._backend = get_backend(backend, device, dtype)
+        self._buffers: dict[str, Any] = {}
+        self.training = True
+
+    # ------------------------------------------------------------------ computing
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the output for ``x`` (a loss: for ``pred, target``) and keep what ``backward`` needs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+
+    def backward(self, *args: Any, **kwargs: Any) -> Any:
+        """Given ``grad = dL/d(output)``, accumulate parameter gradients and return ``dL/d(input)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def backward_into(self, grad: Any, input_grad: bool) -> Any:
+        """``backward(grad, input_grad=input_grad)`` where supported, else ``backward(grad)``.
+
+        Lets containers pass ``input_grad=False`` to any first layer, including
+        user layers whose ``backward`` has no such keyword.
+        """
+        if not input_grad and self.accepts_input_grad:
+            return self.backward(grad, input_grad=False)
+        return self.backward(grad)
+
+    def clear_cache(self) -> None:
+        """Forget what ``forward`` kept for ``backward`` (called by ``.to()``; layers that cache override it)."""
+        for child in self.children():
+            child.clear_cache()
+
+    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """Forward pass in eval mode (Dropout off), optionally in batches.
+
+        Unlike ``forward``, ``x`` may live anywhere (a list, a numpy array for a
+        torch model…): like ``fit``, it is moved to the model's backend and cast
+        to its dtype. The previous train/eval mode is restored afterwards.
+        Returns an array on the model's backend.
+        """
+        check_positive_int("batch_size", batch_size, allow_none=True)
+        was_training = self.training
+        self.eval()
+        try:
+            be = self.backend_info
+            x = be.check(asarray(x, like=be), role="predict input")
+            n = x.shape[0]
+            if batch_size is None or batch_size >= n:
+                return self.forward(x)
+            parts = [self.forward(x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+            return be.xp.concat(parts, axis=0)
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ parameters and buffers
+    def named_parameters(self) -> dict[str, Parameter]:
+        """``{name: Parameter}``; names follow PyTorch (``"weight"``, ``"0.bias"``)."""
+        named: dict[str, Parameter] = {}
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                named[attr] = value
+            elif isinstance(value, Layer):
+                for sub, param in value.named_parameters().items():
+                    named[f"{attr}.{sub}"] = param
+        return named
+
+    def parameters(self) -> list[Parameter]:
+        """The parameters in :meth:`named_parameters` order ([] for parameter-free layers)."""
+        return list(self.named_parameters().values())
+
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep ``value`` (an array on this layer's backend) as a buffer: saved and loaded, never trained."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def named_buffers(self) -> dict[str, Any]:
+        """``{name: array}`` of every buffer, named like parameters (``"1.running_mean"``)."""
+        named = {name: getattr(self, name) for name in getattr(self, "_buffers", {})}
+        for prefix, child in self.named_children():
+            named.update({f"{prefix}.{k}": v for k, v in child.named_buffers().items()})
+        return named
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, sub-layer)`` pairs, in the order their parameters are named."""
+        return ((k, v) for k, v in vars(self).items() if isinstance(v, Layer))
+
+    def children(self) -> Iterator[Layer]:
+        """Direct sub-layers."""
+        return (child for _, child in self.named_children())
+
+    def num_parameters(self) -> int:
+        """Total number of scalars in all parameters."""
+        return sum(int(np.prod(p.shape)) for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        """Set every ``Parameter.grad`` to None (the next backward starts from zero)."""
+        for p in self.parameters():
+            p.grad = None
+
+    # ------------------------------------------------------------------ extra state
+    def get_extra_state(self) -> Any:
+        """JSON-able state besides parameters and buffers that a checkpoint restores (None: nothing)."""
+        return None
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` returned; raise ``ValueError`` for a malformed state."""
+
+    def named_extra_states(self) -> dict[str, Any]:
+        """``{layer name: extra state}`` for every layer in this tree that has one (``""`` is this layer)."""
+        states = {}
+        own = self.get_extra_state()
+        if own is not None:
+            states[""] = own
+        for prefix, child in self.named_children():
+            for name, state in child.named_extra_states().items():
+                states[f"{prefix}.{name}" if name else prefix] = state
+        return states
+
+    def layer_at(self, name: str) -> Layer:
+        """The sub-layer called ``name`` (``""``: this layer; ``"2"``, ``"0.1"`` in containers)."""
+        layer: Layer = self
+        for part in filter(None, name.split(".")):
+            children = dict(layer.named_children())
+            if part not in children:
+                raise KeyError(f"{type(layer).__name__} has no sub-layer {part!r}")
+            layer = children[part]
+        return layer
+
+    # ------------------------------------------------------------------ backend
+    @property
+    def backend_info(self) -> Backend:
+        """The :class:`Backend` (namespace, device, dtype) of this layer's parameters."""
+        if self._backend is None:
+            self._backend = get_backend()
+        return self._backend
+
+    @property
+    def backend(self) -> str:
+        """Backend name: ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``."""
+        return self.backend_info.name
+
+    @property
+    def device(self) -> Any:
+        """The parameters' device."""
+        return self.backend_info.device
+
+    @property
+    def dtype(self) -> Any:
+        """The parameters' dtype (a dtype object of the backend's namespace)."""
+        return self.backend_info.dtype
+
+    def to(self: L, backend: Any = None, device: Any = None, dtype: Any = None) -> L:
+        """Move every parameter (and gradient, and buffer) to ``backend``/``device``/``dtype``, in place.
+
+        Arguments left as None keep the current value. Returns ``self``.
+        """
+        current = self.backend_info
+        if backend is None:
+            backend = current.name
+            device = current.device if device is None else device
+        target = get_backend(backend, device, current.dtype_name if dtype is None else dtype)
+        self._move(target)
+        return self
+
+    def _move(self, target: Backend) -> None:
+        for value in vars(self).values():
+            if isinstance(value, Parameter):
+                value.data = asarray(value.data, like=target, dtype=target.dtype)
+                if value.grad is not None:
+                    value.grad = asarray(value.grad, like=target, dtype=target.dtype)
+        for name, value in getattr(self, "_buffers", {}).items():
+            floating = to_host(value).dtype.kind == "f"
+            self.register_buffer(name, asarray(value, like=target, dtype=target.dtype if floating else None))
+        for child in self.children():
+            child._move(target)
+        self.clear_cache()
+        self._backend = target
+
+    def train(self: L, mode: bool = True) -> L:
+        """Training mode (Dropout active); ``train(False)`` is ``eval()``. Returns ``self``."""
+        self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self: L) -> L:
+        """Evaluation mode (Dropout is the identity). Returns ``self``."""
+        return self.train(False)
+
+    # ------------------------------------------------------------------ weights
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``{name: numpy array}``: host copies of every parameter and buffer, PyTorch-style names.
+
+        ``torch.nn.Sequential.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``
+        takes it directly when the architectures match.
+        """
+        state = {name: np.array(to_host(p.data)) for name, p in self.named_parameters().items()}
+        state.update({name: np.array(to_host(b)) for name, b in self.named_buffers().items()})
+        return state
+
+    def load_state_dict(
+        self, state: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
+    ) -> IncompatibleKeys:
+        """Copy arrays (numpy, torch, cupy…) into the parameters and buffers, checking names, shapes, dtypes.
+
+        Nothing changes unless every check passes. ``strict=False`` loads the
+        keys present in both and reports the rest; shapes and dtypes are
+        always checked. ``cast=True`` converts a floating dtype instead of
+        refusing it. NaN or Inf values load with a ``ModelFileWarning``.
+        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; a mismatch
+        raises ``ModelFileError`` (a ``ValueError``) naming the key.
+        """
+        import warnings
+
+        params = self.named_parameters()
+        buffers = self.named_buffers()
+        mine = {
+            **{k: (p.shape, "f") for k, p in params.items()},
+            **{k: self._buffer_spec(b) for k, b in buffers.items()},
+        }
+        missing = [k for k in mine if k not in state]
+        unexpected = [k for k in state if k not in mine]
+        if strict and (missing or unexpected):
+            raise ModelFileError(
+                f"{source}: keys do not match the model: missing {missing} (in the model, not in {source}), "
+                f"unexpected {unexpected} (in {source}, not in the model); "
+                "pass strict=False to load the keys that match"
+            )
+        target = self.backend_info
+        ready: dict[str, np.ndarray] = {}
+        bad_values = []
+        for key, (shape, kind) in mine.items():
+            if key not in state:
+                continue
+            host = to_host(state[key])
+            if tuple(host.shape) != shape:
+                raise ModelFileError(
+                    f"{source}: {key!r} has shape {tuple(host.shape)}, but the model's {key!r} has shape {shape}"
+                )
+            if kind == "f":
+                if host.dtype.kind != "f":
+                    raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be floating point")
+                if host.dtype.name != target.dtype_name and not cast:
+                    raise ModelFileError(
+                        f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
+                        f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r})"
+                    )
+                if not np.all(np.isfinite(host)):
+                    bad_values.append(key)
+                ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
+            else:
+                if host.dtype.kind not in "iu":
+                    raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be an integer")
+                ready[key] = np.array(host, dtype=np.int64, copy=True)
+        if bad_values:
+            warnings.warn(f"{source}: {bad_values} contain NaN or Inf values", ModelFileWarning, stacklevel=2)
+        for key, host in ready.items():
+            if key in params:
+                params[key].data = asarray(host, like=target)
+                params[key].grad = None
+            else:
+                owner, _, name = key.rpartition(".")
+                self.layer_at(owner).register_buffer(name, asarray(host, like=target))
+        return IncompatibleKeys(missing, unexpected)
+
+    @staticmethod
+    def _buffer_spec(value: Any) -> tuple[tuple[int, ...], str]:
+        return tuple(value.shape), "f" if to_host(value).dtype.kind == "f" else "i"
+
+    def load_weights(self, path: Any, strict: bool = True) -> IncompatibleKeys:
+        """Fill this model from a file written by :func:`nu_xp.save` (or ``numpy.savez``).
+
+        Every name, shape and dtype is checked before anything changes; a missing,
+        extra or mismatched key raises ``ModelFileError`` (a ``ValueError``)
+        naming the key and both shapes or dtypes. ``strict=False`` loads the
+        matching subset and returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
+        """
+        return self.load_state_dict(weight_arrays(read_archive(path)), strict=strict, source=str(path))
+
+    # ------------------------------------------------------------------ config
+    _NOT_CONFIG: ClassVar[frozenset[str]] = frozenset({"self", "backend", "device", "dtype", "seed"})
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (saved by ``nu_xp.save``).
+
+        Default: each ``__init__`` argument (except backend/device/dtype/seed)
+        that the instance keeps as an attribute of the same name.
+        """
+        config = {}
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if name in self._NOT_CONFIG or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if hasattr(self, name):
+                config[name] = getattr(self, name)
+        return config
+
+    @classmethod
+    def config_arguments(cls) -> frozenset[str]:
+        """The names a saved config may hold: the constructor's arguments but backend/device/dtype/seed."""
+        params = inspect.signature(cls.__init__).parameters.items()
+        return frozenset(
+            name
+            for name, p in params
+            if name not in cls._NOT_CONFIG and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the parameters a layer built from ``config`` would have, without building it.
+
+        ``nu_xp.load`` compares them with the file's arrays *before* building,
+        so a hostile file cannot make a tiny array allocate a gigantic layer.
+        None: the layer cannot tell (then it is built and checked afterwards).
+        Raise ``ValueError`` for a config that this layer refuses.
+        """
+        return None
+
+    def extra_repr(self) -> str:
+        """Text inside the parentheses of ``repr``."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def copy(self: L) -> L:
+        """A deep copy (parameters copied on the same backend)."""
+        return copy.deepcopy(self)

@@ -1,0 +1,124 @@
+"""Containers: ``Sequential``, a chain of layers that is itself a layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from ..backends import Backend
+from .base import Layer, Parameter, register_layer
+
+__all__ = ["Sequential"]
+
+
+@register_layer
+class Sequential(Layer):
+    """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse.
+
+    For ``y = f_k(… f_2(f_1(x)))`` the chain rule gives
+    ``dL/dx = J_1ᵀ (J_2ᵀ (… J_kᵀ g))``: each layer's ``backward`` applies its
+    own ``J_iᵀ`` to the gradient the next one returned.
+
+    Parameters are named ``"<index>.<name>"`` (``"0.weight"``, ``"2.bias"``),
+    so ``state_dict()`` keys match ``torch.nn.Sequential``'s.
+
+    Examples
+    --------
+    >>> import nu_xp
+    >>> model = nu_xp.Sequential(nu_xp.Linear(2, 8, seed=0), nu_xp.Tanh(), nu_xp.Linear(8, 1, seed=1))
+    >>> list(model.named_parameters())
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    >>> len(model), type(model[1]).__name__
+    (3, 'Tanh')
+    """
+
+    holds_layers: ClassVar[bool] = True
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        self.layers: list[Layer] = []
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Layer) -> Sequential:
+        """Add ``layer`` at the end; it must share the parameters' backend, device and dtype."""
+        if not isinstance(layer, Layer) or layer.is_loss:
+            what = "a loss" if isinstance(layer, Layer) else type(layer).__name__
+            raise TypeError(f"Sequential takes layers, got {what} ({layer!r}); losses go to fit or are called apart")
+        if layer.parameters():
+            mine = self._parametric_backend()
+            if mine is not None and layer.backend_info != mine:
+                raise ValueError(
+                    f"cannot add {type(layer).__name__} on {layer.backend_info} to a Sequential on {mine}; "
+                    f"move it first with layer.to({mine.name!r}, dtype={mine.dtype_name!r})"
+                )
+            self._backend = layer.backend_info
+        self.layers.append(layer)
+        return self
+
+    def _parametric_backend(self) -> Backend | None:
+        for layer in self.layers:
+            if layer.parameters():
+                return layer.backend_info
+        return None
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """Run every layer's backward in reverse order; return ``dL/d(input)``.
+
+        ``input_grad=False`` (what ``fit`` uses) is passed on to the first
+        layer, which may then skip the gradient with respect to the data and
+        return None (``Linear`` does; a layer whose ``backward`` has no
+        ``input_grad`` computes it as usual).
+        """
+        layers = self.layers
+        for layer in reversed(layers[1:]):
+            grad = layer.backward(grad)
+        if not layers:
+            return grad
+        return layers[0].backward_into(grad, input_grad)
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        named: dict[str, Parameter] = {}
+        for i, layer in enumerate(self.layers):
+            for name, param in layer.named_parameters().items():
+                named[f"{i}.{name}"] = param
+        return named
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            part = Sequential()
+            part.layers = self.layers[index]
+            part._backend = self._backend
+            return part
+        return self.layers[index]
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}("]
+        rows = []
+        for i, layer in enumerate(self.layers):
+            text = "\n  ".join(repr(layer).splitlines())
+            n = layer.num_parameters()
+            rows.append((f"  ({i}): {text}", f"# {n:,} params" if n else ""))
+        width = max((len(r[0].splitlines()[-1]) for r in rows), default=0)
+        for left, note in rows:
+            lines.append(f"{left:<{width}}  {note}".rstrip() if note and "\n" not in left else left)
+        be = self.backend_info
+        lines.append(f")  total {self.num_parameters():,} parameters, {be.dtype_name} on {be.name} ({be.device_name})")
+        return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""``Dropout``: random zeroing in training, the identity in evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..initializers import host_rng
+from .activations import Activation
+from .base import register_layer
+
+__all__ = ["Dropout"]
+
+
+@register_layer
+class Dropout(Activation):
+    """Inverted dropout: in training ``y = x · m / (1 - p)`` with ``m ~ Bernoulli(1 - p)``;
+    in eval mode ``y = x``. Backward: ``dL/dx = g · m / (1 - p)`` (the same mask).
+
+    Masks are drawn on the host from ``numpy.random.default_rng(seed)``, so a
+    seed gives the same masks on every backend. The generator's state is the
+    layer's extra state (:meth:`get_extra_state`): a checkpoint restores it,
+    so training resumes with the same masks.
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+        Probability of zeroing an element (``p=1`` zeroes everything).
+    seed : int or None
+        Seed for the masks; None: the global generator.
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: int | None = None) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout probability p must be a number in [0, 1], got {p!r}")
+        self.p = float(p)
+        self._rng = host_rng(seed)
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        if not self.training or self.p == 0.0:
+            self._cache = None
+            return x
+        keep = self._rng.random(tuple(x.shape)) >= self.p
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        mask = ops.asarray(keep * scale, dtype=x.dtype, device=ops.device_of(x))
+        self._cache = mask
+        return x * mask
+
+    def backward(self, grad: Any) -> Any:
+        if self._cache is None:
+            return grad
+        return grad * self._cache
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """``{"rng": <the mask generator's bit_generator.state>}`` (JSON values)."""
+        return {"rng": self._rng.bit_generator.state}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the mask generator; ``ValueError`` for a state that is not one of its own kind."""
+        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
+            raise ValueError(f"Dropout extra state must be {{'rng': <generator state>}}, got {state!r}")
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"bad random-generator state for Dropout ({exc})") from exc
+        self._rng = rng

@@ -1,0 +1,344 @@
+"""Saving and loading models as self-describing, portable, safe ``.npz`` files.
+
+File format (version 1): a zip archive as written by ``numpy.savez`` holding
+
+* one ``.npy`` member per parameter, named as in ``model.state_dict()``
+  (``"0.weight"``, ``"0.bias"``, …: the keys of ``torch.nn.Sequential``),
+  host (numpy) arrays in the model's dtype;
+* ``"__nu_xp__"``: a 0-d unicode array holding JSON::
+
+      {"format": "nu_xp", "format_version": 1, "library_version": "0.1.0",
+       "dtype": "float32", "saved_from": "numpy",
+       "architecture": {"class": "Sequential", "config": {}, "layers": [
+           {"class": "Linear", "config": {"in_features": 2, "out_features": 8, "bias": true, "init": "auto"}},
+           {"class": "Tanh", "config": {}}, ...]},
+       "parameters": {"0.weight": {"shape": [8, 2], "dtype": "float32"}, ...}}
+
+* for a checkpoint, optimizer state under ``"__optimizer__/<index>/<name>"``
+  and its hyper-parameters in the JSON (``"optimizer"``), the state of every
+  layer's extra state (``"extra_state"``: a Dropout mask generator's state,
+  by layer name), so training resumes to the bit, plus the user's ``"extra"``.
+
+Safety: the archive is read by :mod:`nu_xp.archive` (``allow_pickle=False``,
+member by member, CRC-checked, object arrays refused); the architecture may
+only name classes in :data:`nu_xp.LAYER_REGISTRY` (layers, never losses), each
+config may only hold that layer's own constructor arguments, and each layer
+checks its config and the shapes of its parameters (:meth:`Layer.parameter_shapes`)
+against the file's arrays *before* anything is built. Nothing in a file is
+ever imported, unpickled or executed. Every problem raises
+:class:`~nu_xp.archive.ModelFileError` naming the file. Saves are atomic
+(:func:`nu_xp.archive.atomic_savez`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .archive import (
+    RESERVED_PREFIX,
+    ModelFileError,
+    ModelFileWarning,
+    atomic_savez,
+    read_archive,
+    weight_arrays,
+)
+from .backends import dtype_name, get_backend, use_backend
+from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IncompatibleKeys",
+    "ModelFileError",
+    "ModelFileWarning",
+    "describe_architecture",
+    "load",
+    "load_checkpoint",
+    "load_weights",
+    "read_model_file",
+    "save",
+]
+
+FORMAT_VERSION = 1
+META_KEY = f"{RESERVED_PREFIX}nu_xp__"
+OPTIM_PREFIX = f"{RESERVED_PREFIX}optimizer__/"
+
+
+# ============================================================================ architecture
+
+
+def describe_architecture(layer: Layer) -> dict[str, Any]:
+    """JSON description of ``layer``: its registered class name, constructor config and sub-layers."""
+    name = type(layer).__name__
+    if LAYER_REGISTRY.get(name) is not type(layer):
+        raise TypeError(
+            f"cannot save a {name}: its class is not registered, so it could not be rebuilt; "
+            "decorate it with @nu_xp.register_layer"
+        )
+    spec: dict[str, Any] = {"class": name, "config": layer.get_config()}
+    if layer.holds_layers:
+        spec["layers"] = [describe_architecture(child) for child in layer.children()]
+    try:
+        json.dumps(spec["config"], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}.get_config() must return JSON values (numbers, strings, lists, dicts): {exc}") from exc
+    return spec
+
+
+def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, prefix: str = "") -> Layer:
+    """Rebuild a layer from its JSON spec, only from registered layer classes.
+
+    The config may hold only the class's constructor arguments (never
+    ``backend``, ``device``, ``dtype`` or ``seed``: the caller decides those).
+    With ``arrays`` (the file's weights), the shapes the layer says its config
+    implies are compared with the stored arrays *before* it is built, so a
+    hostile file cannot make nu_xp allocate a gigantic layer for a tiny array.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
+        raise ModelFileError(f"{source}: malformed architecture entry {spec!r}")
+    name = spec["class"]
+    cls = LAYER_REGISTRY.get(name)
+    if cls is None:
+        raise ModelFileError(
+            f"{source}: the file names layer class {name!r}, which is not registered. If it is your own "
+            "Layer subclass, import it and decorate it with @nu_xp.register_layer before loading. "
+            "(nu_xp never imports or runs code named in a file.)"
+        )
+    config = spec.get("config", {})
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise ModelFileError(f"{source}: malformed config for {name}: {config!r}")
+    foreign = sorted(set(config) - cls.config_arguments())
+    if foreign:
+        raise ModelFileError(
+            f"{source}: the config of {prefix or 'the model'} ({name}) holds {foreign}, which are not arguments "
+            f"of {name}; a file may only give a layer's own constructor arguments"
+        )
+    children: list[Layer] = []
+    if cls.holds_layers:
+        entries = spec.get("layers")
+        if not isinstance(entries, list):
+            raise ModelFileError(f"{source}: {name} entry without a 'layers' list")
+        children = [_build(child, source, arrays, f"{prefix}{i}.") for i, child in enumerate(entries)]
+    elif arrays is not None:
+        _check_shapes(cls, config, arrays, prefix, source)
+    try:
+        return cls(*children, **config)
+    except Exception as exc:
+        raise ModelFileError(f"{source}: cannot rebuild {name}(**{config!r}): {exc}") from exc
+
+
+def _check_shapes(cls: type[Layer], config: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str, source: str):
+    """Compare the shapes ``cls.parameter_shapes(config)`` announces with the file's arrays."""
+    try:
+        shapes = cls.parameter_shapes(config)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: bad config for {prefix or 'the model'} ({cls.__name__}): {exc}") from exc
+    for key, wanted in (shapes or {}).items():
+        stored = arrays.get(f"{prefix}{key}")
+        if stored is None or tuple(stored.shape) != tuple(wanted):
+            got = "nothing" if stored is None else f"shape {tuple(stored.shape)}"
+            raise ModelFileError(
+                f"{source}: the architecture says {prefix}{key} has shape {tuple(wanted)}, but the file holds {got}"
+            )
+
+
+# ============================================================================ writing
+
+
+def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra: dict | None = None) -> Path:
+    """Write ``model`` (and optionally its optimizer's state) to one ``.npz`` file.
+
+    Parameters
+    ----------
+    model : Layer
+        A model whose layer classes are registered (all built-in ones are).
+    path : str or path-like
+        The file, written exactly at this name (no suffix is added).
+    optimizer : nu_xp.optim.Optimizer, optional
+        Save its state beside the weights: a checkpoint that
+        :func:`load_checkpoint` resumes exactly.
+    extra : dict, optional
+        JSON values to keep with a checkpoint (epoch, history…).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import nu_xp, tempfile, os
+    >>> model = nu_xp.Sequential(nu_xp.Linear(2, 3, seed=0), nu_xp.ReLU())
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> _ = nu_xp.save(model, path)
+    >>> nu_xp.load(path)[0].weight.shape
+    (3, 2)
+    """
+    if not isinstance(model, Layer) or model.is_loss:
+        raise TypeError(f"save expects a nu_xp Layer or Sequential, got {type(model).__name__}")
+    path = Path(os.fspath(path))
+    arrays: dict[str, Any] = model.state_dict()
+    meta: dict[str, Any] = {
+        "format": "nu_xp",
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "dtype": model.backend_info.dtype_name,
+        "saved_from": model.backend,
+        "architecture": describe_architecture(model),
+        "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()},
+    }
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for index, entries in state["state"].items():
+            for key, value in entries.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{OPTIM_PREFIX}{index}/{key}"] = value
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        meta["optimizer"] = {
+            "class": type(optimizer).__name__,
+            "param_groups": state["param_groups"],
+            "scalars": scalars,
+        }
+        meta["extra_state"] = model.named_extra_states()
+    if extra is not None:
+        meta["extra"] = extra
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"save: extra= and layer configs must be JSON values: {exc}") from exc
+    arrays[META_KEY] = np.array(text)
+    atomic_savez(path, arrays)
+    return path
+
+
+# ============================================================================ reading
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """``(arrays, meta)`` from a file, safely: ``meta`` is None for a plain ``numpy.savez`` file.
+
+    Raises :class:`ModelFileError` for everything :func:`nu_xp.archive.read_archive`
+    refuses, a malformed ``__nu_xp__`` entry or a format version newer than this nu_xp reads.
+    """
+    arrays = read_archive(path)
+    meta = _parse_meta(arrays.pop(META_KEY), Path(os.fspath(path))) if META_KEY in arrays else None
+    return arrays, meta
+
+
+def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
+    if entry.dtype.kind != "U" or entry.ndim != 0:
+        raise ModelFileError(f"{path}: the {META_KEY!r} entry must be a JSON text, got a {entry.dtype} array")
+    try:
+        meta = json.loads(str(entry))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: the {META_KEY!r} entry is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "nu_xp":
+        raise ModelFileError(f"{path}: the {META_KEY!r} entry does not describe a nu_xp model")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} uses file format version {version}, written by nu_xp {meta.get('library_version', '?')}; "
+            f"this nu_xp reads versions up to {FORMAT_VERSION}: upgrade with pip install -U nu_xp"
+        )
+    if not isinstance(meta.get("architecture"), dict):
+        raise ModelFileError(f"{path}: the {META_KEY!r} entry has no architecture")
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: unsupported dtype {meta.get('dtype')!r} in the {META_KEY!r} entry")
+    return meta
+
+
+def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
+    """Fill ``model`` from a file of :func:`save` or ``numpy.savez`` (``model.load_weights(path)``)."""
+    return model.load_weights(path, strict=strict)
+
+
+def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype: Any = None) -> Layer:
+    """Rebuild a model from a file written by :func:`save`, on any backend.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend, device : optional
+        Where to put the model (default: the current default backend).
+    dtype : optional
+        Convert to this dtype (default: the dtype stored in the file).
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, damaged, hostile, lacks the ``"__nu_xp__"`` entry
+        (then build the model in code and call ``model.load_weights(path)``),
+        or names a layer class that is not registered.
+    """
+    arrays, meta = read_model_file(path)
+    if meta is None:
+        raise ModelFileError(
+            f"{path} has no {META_KEY!r} entry, so its architecture is unknown (a plain numpy.savez file?); "
+            "build the model in code and call model.load_weights(path)"
+        )
+    weights = weight_arrays(arrays)
+    target_dtype = dtype_name(dtype) if dtype is not None else meta["dtype"]
+    target = get_backend(backend, device, target_dtype)
+    with use_backend(target.name, target.device, target.dtype_name):
+        model = _build(meta["architecture"], str(path), weights)
+    model.load_state_dict(weights, strict=True, cast=True, source=str(path))
+    return model
+
+
+def _extra_states(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The per-layer extra state of a checkpoint (files before "extra_state" kept Dropout's under "rng")."""
+    meta = meta or {}
+    if "extra_state" in meta:
+        states = meta["extra_state"]
+        return states if isinstance(states, dict) else {"": states}
+    old = meta.get("rng", {})
+    if not isinstance(old, dict):
+        return {"": old}
+    return {("" if k == "model" else k): {"rng": v} for k, v in old.items()}
+
+
+def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None) -> dict[str, Any]:
+    """Restore ``model`` (and ``optimizer``) from a file of ``save(model, path, optimizer=..., extra=...)``.
+
+    Returns the ``extra`` dict that was saved (empty if none).
+    """
+    arrays, meta = read_model_file(path)
+    optim_arrays = {k[len(OPTIM_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
+    saved: Any = None
+    if optimizer is not None:
+        saved = (meta or {}).get("optimizer")
+        if not isinstance(saved, dict):
+            raise ModelFileError(f"{path} holds no optimizer state; it was saved without optimizer=")
+        if saved.get("class") != type(optimizer).__name__:
+            raise ModelFileError(f"{path} holds {saved.get('class')} state, not {type(optimizer).__name__}")
+        state: dict[int, dict[str, Any]] = {}
+        try:
+            for key, value in optim_arrays.items():
+                index, name = key.split("/", 1)
+                state.setdefault(int(index), {})[name] = value
+            for index, entries in saved.get("scalars", {}).items():
+                state.setdefault(int(index), {}).update(entries)
+        except (ValueError, AttributeError) as exc:
+            raise ModelFileError(f"{path}: malformed optimizer state ({exc})") from exc
+    model.load_state_dict(weight_arrays(arrays), strict=True, source=str(path))
+    if optimizer is not None:
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: optimizer state does not fit this optimizer ({exc})") from exc
+        for name, layer_state in _extra_states(meta).items():
+            try:
+                model.layer_at(name).set_extra_state(layer_state)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(f"{path}: bad extra state for layer {name or 'model'!r} ({exc})") from exc
+    extra = (meta or {}).get("extra", {})
+    return extra if isinstance(extra, dict) else {"extra": extra}

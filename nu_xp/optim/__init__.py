@@ -1,0 +1,20 @@
+"""Optimizers and learning-rate schedules, with the update rules of ``torch.optim``.
+
+Each optimizer updates ``Parameter.data`` from ``Parameter.grad`` (parameters
+whose grad is None are skipped, as in PyTorch), in place where the backend's
+arrays are writeable, else by assigning new arrays.
+
+* :mod:`.optimizer` — ``Optimizer``, the base;
+* :mod:`.sgd` — ``SGD``;  :mod:`.adam` — ``Adam``, ``AdamW``;
+* :mod:`.schedules` — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
+
+A new optimizer is a new module here with an ``Optimizer`` subclass that
+implements ``_update(p, grad, state)``.
+"""
+
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
+from .sgd import SGD
+
+__all__ = ["SGD", "Adam", "AdamW", "CosineAnnealingLR", "ExponentialLR", "LRScheduler", "Optimizer", "StepLR"]

@@ -1,0 +1,107 @@
+"""``Adam`` and ``AdamW``: adaptive moment estimation, with L2 or decoupled weight decay.
+
+``torch.optim.Adam``'s update at step t (``AdamW``: decoupled decay
+``θ ← θ (1 - η λ)`` first, and no ``λ θ`` in g)::
+
+    g ← g + λ θ
+    m ← m + (1 - β1)(g - m);      v ← β2 v + (1 - β2) g²
+    θ ← θ - (η / (1 - β1^t)) · m / (sqrt(v) / sqrt(1 - β2^t) + ε)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backends import namespace_of
+from ..layers import Parameter
+from ..validation import check_number
+from .optimizer import Optimizer
+
+__all__ = ["Adam", "AdamW"]
+
+
+class Adam(Optimizer):
+    """Adam (``torch.optim.Adam``): adaptive moments with bias correction; L2 ``weight_decay``.
+
+    Parameters
+    ----------
+    params : model or parameters
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    """
+
+    _hyper = ("lr", "betas", "eps", "weight_decay")
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        lr = check_number("lr", lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        b1 = check_number("betas[0]", betas[0], 0.0, 1.0)
+        b2 = check_number("betas[1]", betas[1], 0.0, 1.0)
+        if b1 >= 1.0 or b2 >= 1.0:
+            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
+        eps = check_number("eps", eps)
+        weight_decay = check_number("weight_decay", weight_decay)
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, (b1, b2), eps, weight_decay
+
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
+        theta = p.data
+        inplace = self._in_place(theta)
+        b1, b2 = self.betas
+        if not state:
+            xp = namespace_of(theta)
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(theta)
+            state["exp_avg_sq"] = xp.zeros_like(theta)
+        state["step"] += 1
+        t = state["step"]
+        if self.weight_decay:
+            if self._decoupled:
+                if inplace:
+                    theta *= 1.0 - self.lr * self.weight_decay
+                else:
+                    theta = p.data = theta * (1.0 - self.lr * self.weight_decay)
+            else:
+                grad = grad + self.weight_decay * theta
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if inplace:
+            m += (1.0 - b1) * (grad - m)
+            v *= b2
+            v += (1.0 - b2) * (grad * grad)
+        else:
+            m = state["exp_avg"] = m + (1.0 - b1) * (grad - m)
+            v = state["exp_avg_sq"] = b2 * v + (1.0 - b2) * (grad * grad)
+        step_size = self.lr / (1.0 - b1**t)
+        denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + self.eps
+        if inplace:
+            theta -= step_size * (m / denom)
+        else:
+            p.data = theta - step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay ``θ ← θ (1 - η λ)``; default λ = 0.01."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

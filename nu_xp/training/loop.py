@@ -1,0 +1,316 @@
+"""``fit`` and ``evaluate``: the training loop, in named steps.
+
+One epoch, for each minibatch ``(x_b, y_b)`` of a permutation drawn from
+``numpy.random.default_rng(seed)``::
+
+    pred = model.forward(x_b)
+    value = loss.forward(pred, y_b)
+    optimizer.zero_grad(); model.backward(loss.backward(), input_grad=False); optimizer.step()
+
+The steps are separate functions (:func:`prepare_data`, :func:`minibatches`,
+:func:`train_step`, :func:`run_epoch`) so that other loops, such as a
+data-parallel one, reuse them. Training loss and metrics are streamed over
+the epoch's batches (in training mode, as Keras does); validation loss and
+metrics are computed at the end of the epoch in eval mode. Everything is
+recorded in a :class:`~nu_xp.training.history.History`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backends import asarray, dtype_kind, ops_of
+from ..functional import sigmoid
+from ..initializers import host_rng
+from ..layers import Layer
+from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
+from ..metrics import Metric, make_metric
+from ..optim import Optimizer
+from ..validation import check_positive_int
+from .history import History
+
+__all__ = ["evaluate", "fit", "minibatches", "prepare_data", "run_epoch", "train_step"]
+
+
+# ---------------------------------------------------------------------------- step 1: data, once
+
+
+def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False) -> Any:
+    """Move data onto the model's backend; floats (and, unless labels, ints) take the model dtype."""
+    be = model.backend_info
+    arr = asarray(x, like=be)
+    kind = dtype_kind(be.xp, arr.dtype)
+    if kind in ("b", "c"):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if labels and kind == "i":
+        return arr
+    return be.ops.astype(arr, be.dtype) if arr.dtype != be.dtype else arr
+
+
+def prepare_data(model: Layer, loss: Loss, x: Any, y: Any, what: str = "training") -> tuple[Any, Any]:
+    """``(x, y)`` on the model's backend and dtype, checked once for the whole of ``fit``.
+
+    Integer labels stay integers for ``CrossEntropyLoss``; a 1-D ``y`` for any
+    other loss becomes one column ``(N, 1)``.
+    """
+    labels = isinstance(loss, CrossEntropyLoss)
+    xs = _to_model(x, model, f"{what} x")
+    ys = _to_model(y, model, f"{what} y", labels=labels)
+    if xs.ndim == 0 or ys.ndim == 0:
+        raise ValueError(f"{what} x and y need a sample axis, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
+    if xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"{what} x has {xs.shape[0]} samples but y has {ys.shape[0]}")
+    if ys.ndim == 1 and not (labels and dtype_kind(model.backend_info.xp, ys.dtype) == "i"):
+        ys = model.backend_info.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
+    return xs, ys
+
+
+# ---------------------------------------------------------------------------- step 2: minibatches
+
+
+def minibatches(
+    xs: Any, ys: Any, batch_size: int, *, shuffle: bool, rng: np.random.Generator
+) -> Iterator[tuple[Any, Any]]:
+    """``(x_b, y_b)`` over one epoch: a fresh permutation from ``rng`` when ``shuffle``, else in order."""
+    n = xs.shape[0]
+    if shuffle and n > 1:
+        ops = ops_of(xs)
+        order = ops.asarray(rng.permutation(n), device=ops.device_of(xs))
+        xs, ys = ops.xp.take(xs, order, axis=0), ops.xp.take(ys, order, axis=0)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield xs[start:stop, ...], ys[start:stop, ...]
+
+
+# ---------------------------------------------------------------------------- step 3: one update
+
+
+def train_step(model: Layer, loss: Loss, optimizer: Optimizer, xb: Any, yb: Any) -> tuple[Any, Any]:
+    """One update: forward, loss, backward, step. Returns ``(loss value, pred)``.
+
+    The model's first layer is told that nobody needs the gradient with
+    respect to the data (``input_grad=False``), which saves a GEMM.
+    """
+    pred = model.forward(xb)
+    value = loss.forward(pred, yb)
+    optimizer.zero_grad()
+    model.backward_into(loss.backward(), input_grad=False)
+    optimizer.step()
+    return value, pred
+
+
+# ---------------------------------------------------------------------------- step 4: one epoch
+
+
+def _shown(loss: Loss, pred: Any) -> Any:
+    """What metrics see: probabilities σ(pred) for ``BCEWithLogitsLoss``, else ``pred``."""
+    return sigmoid(ops_of(pred), pred) if isinstance(loss, BCEWithLogitsLoss) else pred
+
+
+def run_epoch(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    batches: Iterable[tuple[Any, Any]],
+    metrics: Sequence[Metric] = (),
+    bar: Any = None,
+) -> dict[str, float]:
+    """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``."""
+    for m in metrics:
+        m.reset()
+    total: Any = 0.0
+    seen = 0
+    last_shown = time.monotonic()
+    for xb, yb in batches:
+        value, pred = train_step(model, loss, optimizer, xb, yb)
+        total = total + value * xb.shape[0]
+        seen += xb.shape[0]
+        if metrics:
+            shown = _shown(loss, pred)
+            for m in metrics:
+                m.update(shown, yb)
+        if bar is not None:
+            bar.update(1)
+            now = time.monotonic()
+            if now - last_shown > 0.2:
+                bar.set_postfix(loss=f"{float(total) / seen:.4g}", refresh=False)
+                last_shown = now
+    logs = {"loss": float(total) / max(seen, 1)}
+    logs.update({m.name: m.result() for m in metrics})
+    return logs
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="batch", leave=True, dynamic_ncols=True)
+
+
+def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, batch_size: Any) -> None:
+    if not isinstance(model, Layer) or model.is_loss:
+        raise TypeError(f"model must be a nu_xp Layer, got {type(model).__name__}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size, allow_none=True)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Sequence[str | Callable | Metric] = (),
+    progress: bool = True,
+    callbacks: Iterable[Any] = (),
+) -> History:
+    """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
+
+    Parameters
+    ----------
+    model : Layer
+        Usually a :class:`~nu_xp.layers.Sequential`.
+    loss : Loss
+        E.g. ``CrossEntropyLoss()`` (y: integer labels) or ``MSELoss()``.
+    optimizer : nu_xp.optim.Optimizer
+        Built on ``model.parameters()``.
+    x, y : arrays or array-likes
+        Moved to the model's backend; real x is cast to the model's dtype, as
+        is y except integer labels for ``CrossEntropyLoss``. A 1-D y for any
+        other loss is treated as one column, shape (N, 1).
+    epochs : int
+        Number of passes over the data.
+    batch_size : int or None
+        Minibatch size; None: the whole set in one batch.
+    shuffle : bool, default True
+        Draw a new sample order each epoch from ``numpy.random.default_rng(seed)``.
+    seed : int or None
+        Seed of the shuffling; None: the global generator (``nu_xp.manual_seed``).
+    validation_data : (x_val, y_val), optional
+        Evaluated in eval mode after every epoch (``val_loss``, ``val_<metric>``).
+    metrics : sequence of str or callable
+        ``"accuracy"``, ``"binary_accuracy"``, ``"mse"``, ``"mae"``, ``"r2"``,
+        or ``f(y_true, y_pred) -> float`` (see :mod:`nu_xp.metrics`). With
+        ``BCEWithLogitsLoss`` they see probabilities σ(pred).
+    progress : bool, default True
+        Show a tqdm bar with the running loss (only when stderr is a terminal
+        and tqdm is installed).
+    callbacks : iterable
+        Objects with optional ``on_train_begin(model, optimizer)``,
+        ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
+        ``on_train_end(history)``: :class:`EarlyStopping`, the schedules of
+        :mod:`nu_xp.optim`, or your own.
+
+    Returns
+    -------
+    History
+        Ctrl-C stops training cleanly after the current batch and returns the
+        epochs completed so far (``history.interrupted`` is then True).
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    >>> y = np.array([0, 1, 1, 0], dtype=float)
+    >>> model = nu_xp.Sequential(nu_xp.Linear(2, 8, seed=0), nu_xp.Tanh(), nu_xp.Linear(8, 1, seed=1))
+    >>> opt = nu_xp.optim.Adam(model.parameters(), lr=0.05)
+    >>> h = nu_xp.fit(model, nu_xp.BCEWithLogitsLoss(), opt, x, y, epochs=300, metrics=["accuracy"], progress=False)
+    >>> h["accuracy"][-1]
+    1.0
+    """
+    _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
+    callbacks = list(callbacks)
+    xs, ys = prepare_data(model, loss, x, y, "training")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (x_val, y_val)")
+        val = prepare_data(model, loss, validation_data[0], validation_data[1], "validation")
+    train_metrics = [make_metric(m) for m in metrics]
+    n = xs.shape[0]
+    bs = n if batch_size is None else min(int(batch_size), n)
+    rng = host_rng(seed)
+    history = History()
+    bar = _progress_bar(progress, epochs * -(-n // bs))
+    for cb in callbacks:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(model, optimizer)
+    model.train()
+    try:
+        for epoch in range(epochs):
+            if bar is not None:
+                bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            batches = minibatches(xs, ys, bs, shuffle=shuffle, rng=rng)
+            logs = run_epoch(model, loss, optimizer, batches, train_metrics, bar)
+            if val is not None:
+                logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
+            stop = False
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch_end"):
+                    stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
+            history.append(epoch, logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+            if stop:
+                history.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        warnings.warn(
+            f"training interrupted after {len(history)} complete epoch(s); returning the history so far",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    for cb in callbacks:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(history)
+    return history
+
+
+def evaluate(
+    model: Layer,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    metrics: Sequence[str | Callable | Metric] = (),
+    *,
+    batch_size: int | None = None,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``."""
+    xs, ys = prepare_data(model, loss, x, y, "evaluation")
+    pred = model.predict(xs, batch_size=batch_size)
+    logs = {f"{prefix}loss": float(loss.forward(pred, ys))}
+    if metrics:
+        shown = _shown(loss, pred)
+        for spec in metrics:
+            m = make_metric(spec)
+            m.reset()
+            m.update(shown, ys)
+            logs[f"{prefix}{m.name}"] = m.result()
+    return logs

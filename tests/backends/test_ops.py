@@ -1,0 +1,80 @@
+"""Every backend's fast kernels agree with the array-API standard functions they stand in for."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import nu_xp
+from tests.helpers import host, on
+
+values_2d = arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)), elements=st.floats(-1e3, 1e3))
+
+
+@given(
+    values_2d,
+    st.sampled_from(["float32", "float64", "int64", "bool"]),
+    st.sampled_from([None, 0, 1, (0, 1)]),
+    st.booleans(),
+)
+def test_reductions_and_astype_agree_with_the_standard(backend, values, dtype, axis, keepdims):
+    ops = nu_xp.backends.ops_for(backend)
+    xp = ops.xp
+    a = on(backend, values.astype(dtype), dtype=None)
+    ref_all = xp.all(a) if dtype == "bool" else xp.all(a != 0)
+    assert ops.all(a if dtype == "bool" else a != 0) is bool(ref_all)
+    names = ["sum", "max", "min"] if dtype != "bool" else []
+    for name in names:
+        ours = getattr(ops, name)(a, axis=axis, keepdims=keepdims)
+        ref = getattr(xp, name)(a, axis=axis, keepdims=keepdims)
+        assert ours.dtype == ref.dtype and tuple(ours.shape) == tuple(ref.shape)
+        np.testing.assert_allclose(host(ours), host(ref), rtol=1e-6)
+    for target in (xp.float32, xp.float64):
+        cast = ops.astype(a, target)
+        assert cast.dtype == target
+        np.testing.assert_array_equal(host(cast), host(xp.astype(a, target)))
+
+
+@given(values_2d, st.sampled_from(["float32", "float64"]), st.sampled_from([0.0, -1.5, 2, 7.25]))
+def test_clamps_agree_with_maximum_and_minimum(backend, values, dtype, bound):
+    ops = nu_xp.backends.ops_for(backend)
+    xp = ops.xp
+    a = on(backend, values.astype(dtype), dtype=None)
+    full = xp.full(a.shape, float(bound), dtype=a.dtype, device=ops.device_of(a))
+    for ours, ref in ((ops.clamp_min(a, bound), xp.maximum(a, full)), (ops.clamp_max(a, bound), xp.minimum(a, full))):
+        assert ours.dtype == a.dtype
+        np.testing.assert_array_equal(host(ours), host(ref))
+
+
+def test_asarray_keeps_or_casts(backend):
+    ops = nu_xp.backends.ops_for(backend)
+    host_values = np.arange(6, dtype=np.float64).reshape(2, 3)
+    a = ops.asarray(host_values, device=ops.default_device())
+    assert nu_xp.backends.dtype_name(a.dtype) == "float64"
+    b = ops.asarray(host_values, dtype=ops.xp.float32, device=ops.default_device())
+    assert nu_xp.backends.dtype_name(b.dtype) == "float32"
+    np.testing.assert_array_equal(host(b), host_values.astype(np.float32))
+
+
+def test_no_code_outside_a_backend_module_names_a_backend():
+    """The architecture's rule: only a backend's own module names it in code (a string or an import)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(nu_xp.__file__).parent
+    homes = {cls.name: f"{cls.__module__.rsplit('.', 1)[-1]}.py" for cls in nu_xp.backends.OPS_CLASSES.values()}
+    homes.pop(nu_xp.backends.BACKENDS[0])  # the default's name is the default argument of set_backend
+    found = []
+    for path in root.rglob("*.py"):
+        if path.parent.name == "demos":  # demos take --backend choices on the command line
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Constant) and node.value in homes:
+                names = [node.value]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.split(".")[0] in homes]
+            found += [(path.name, name) for name in names if homes[name.split(".")[0]] != path.name]
+    assert not found, f"backend names outside their backend module: {found}"

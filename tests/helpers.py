@@ -1,0 +1,45 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import nu_xp
+
+
+def on(backend: str, a: Any, dtype: str | None = "float64") -> Any:
+    """``a`` as an array of ``backend`` (float64 by default; dtype=None keeps it)."""
+    return nu_xp.asarray(np.asarray(a), like=backend, dtype=dtype)
+
+
+def host(a: Any) -> np.ndarray:
+    return nu_xp.to_host(a)
+
+
+def torch_reference_grads(torch_module: Any, fn: Any, *arrays: np.ndarray) -> tuple[Any, list[np.ndarray]]:
+    """Value of ``fn(*tensors)`` and the autograd gradients w.r.t. every float input (float64, CPU)."""
+    tensors = [
+        torch_module.tensor(a, dtype=torch_module.float64, requires_grad=True)
+        if np.asarray(a).dtype.kind == "f"
+        else torch_module.tensor(a)
+        for a in arrays
+    ]
+    out = fn(*tensors)
+    return out, tensors
+
+
+def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 256.0) -> None:
+    """``actual ≈ desired`` for two computations that may sum in another order (batch shapes, threads, BLAS).
+
+    The tolerance comes from the dtype: ``ulps`` units in the last place of the
+    dtype's epsilon, relative to each value, with an absolute floor of the
+    same size scaled to the largest magnitude involved (values near zero come
+    out of sums of larger terms). Never bit-equality.
+    """
+    a, d = np.asarray(host(actual), dtype=np.float64), np.asarray(host(desired), dtype=np.float64)
+    name = nu_xp.backends.dtype_name(dtype if dtype is not None else host(actual).dtype)
+    eps = float(np.finfo(name).eps) if name in ("float16", "float32", "float64") else float(np.finfo(np.float64).eps)
+    scale = max(float(np.max(np.abs(d), initial=0.0)), float(np.max(np.abs(a), initial=0.0)), 1.0)
+    np.testing.assert_allclose(a, d, rtol=ulps * eps, atol=ulps * eps * scale)
