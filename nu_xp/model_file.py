@@ -32,8 +32,11 @@ ever imported, unpickled or executed. Every problem raises
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+#: limits on the JSON entry: its size in characters, its nesting depth, the digits of any integer in it
+MAX_META_CHARS = 4_000_000
+MAX_META_DEPTH = 64
+MAX_INT_DIGITS = 40  # 128-bit generator states have 39
 META_KEY = f"{RESERVED_PREFIX}nu_xp__"
 OPTIM_PREFIX = f"{RESERVED_PREFIX}optimizer__/"
 
@@ -232,13 +239,55 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     return arrays, meta
 
 
+def _json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS} are allowed)")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    """``json.loads`` within :data:`MAX_META_CHARS`, :data:`MAX_META_DEPTH` and :data:`MAX_INT_DIGITS`."""
+    where = f"{path}: the {META_KEY!r} entry"
+    if len(text) > MAX_META_CHARS:
+        raise ModelFileError(f"{where} has {len(text)} characters; at most {MAX_META_CHARS} are allowed")
+    if _json_depth(text) > MAX_META_DEPTH:
+        raise ModelFileError(f"{where} nests deeper than {MAX_META_DEPTH} levels")
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{where} is not valid JSON ({exc})") from exc
+
+
 def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
     if entry.dtype.kind != "U" or entry.ndim != 0:
         raise ModelFileError(f"{path}: the {META_KEY!r} entry must be a JSON text, got a {entry.dtype} array")
-    try:
-        meta = json.loads(str(entry))
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: the {META_KEY!r} entry is not valid JSON ({exc})") from exc
+    meta = _parse_json(str(entry), path)
     if not isinstance(meta, dict) or meta.get("format") != "nu_xp":
         raise ModelFileError(f"{path}: the {META_KEY!r} entry does not describe a nu_xp model")
     version = meta.get("format_version")
@@ -268,7 +317,9 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
     ----------
     path : str or path-like
     backend, device : optional
-        Where to put the model (default: the current default backend).
+        Where to put the model (default: the current default backend). The
+        file never decides this: its configs may only hold each layer's own
+        constructor arguments.
     dtype : optional
         Convert to this dtype (default: the dtype stored in the file).
 
@@ -288,10 +339,21 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
     weights = weight_arrays(arrays)
     target_dtype = dtype_name(dtype) if dtype is not None else meta["dtype"]
     target = get_backend(backend, device, target_dtype)
-    with use_backend(target.name, target.device, target.dtype_name):
+    with _as_model_file_error(path), use_backend(target.name, target.device, target.dtype_name):
         model = _build(meta["architecture"], str(path), weights)
-    model.load_state_dict(weights, strict=True, cast=True, source=str(path))
+        model.load_state_dict(weights, strict=True, cast=True, source=str(path))
     return model
+
+
+@contextlib.contextmanager
+def _as_model_file_error(path: Any) -> Iterator[None]:
+    """Any other failure while reading a file's contents becomes a ``ModelFileError`` naming the file."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _extra_states(meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -299,46 +361,57 @@ def _extra_states(meta: dict[str, Any] | None) -> dict[str, Any]:
     meta = meta or {}
     if "extra_state" in meta:
         states = meta["extra_state"]
-        return states if isinstance(states, dict) else {"": states}
+        if not isinstance(states, dict):
+            raise ModelFileError(f"'extra_state' must map layer names to states, got {type(states).__name__}")
+        return states
     old = meta.get("rng", {})
     if not isinstance(old, dict):
-        return {"": old}
+        raise ModelFileError(f"'rng' must map layer names to generator states, got {type(old).__name__}")
     return {("" if k == "model" else k): {"rng": v} for k, v in old.items()}
+
+
+def _optimizer_state(path: Any, meta: dict[str, Any] | None, arrays: dict[str, np.ndarray], optimizer: Any) -> dict:
+    """The optimizer's state dict as saved (arrays and scalars joined), before any check of its values."""
+    saved = (meta or {}).get("optimizer")
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{path} holds no optimizer state; it was saved without optimizer=")
+    if saved.get("class") != type(optimizer).__name__:
+        raise ModelFileError(f"{path} holds {saved.get('class')} state, not {type(optimizer).__name__}")
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in arrays.items():
+        if key.startswith(OPTIM_PREFIX):
+            index, name = key[len(OPTIM_PREFIX) :].split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+    scalars = saved.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise ModelFileError(f"{path}: malformed optimizer scalars {scalars!r}")
+    for index, entries in scalars.items():
+        if not isinstance(entries, dict):
+            raise ModelFileError(f"{path}: malformed optimizer state for parameter {index}")
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": saved.get("param_groups")}
 
 
 def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None) -> dict[str, Any]:
     """Restore ``model`` (and ``optimizer``) from a file of ``save(model, path, optimizer=..., extra=...)``.
 
+    All or nothing: the weights, the optimizer's hyper-parameters and state
+    (through the same checks as its constructor) and every layer's extra state
+    (Dropout's generator) are checked first; only then is anything changed.
     Returns the ``extra`` dict that was saved (empty if none).
     """
     arrays, meta = read_model_file(path)
-    optim_arrays = {k[len(OPTIM_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
-    saved: Any = None
+    with _as_model_file_error(path):
+        ready, _ = model.check_state_dict(weight_arrays(arrays), strict=True, source=str(path))
+        if optimizer is not None:
+            hyper, state = optimizer.check_state_dict(_optimizer_state(path, meta, arrays, optimizer))
+            extra_states = _extra_states(meta)
+            for name, layer_state in extra_states.items():
+                copy.deepcopy(model.layer_at(name)).set_extra_state(layer_state)  # a rehearsal on a copy
+    model.apply_state_dict(ready)
     if optimizer is not None:
-        saved = (meta or {}).get("optimizer")
-        if not isinstance(saved, dict):
-            raise ModelFileError(f"{path} holds no optimizer state; it was saved without optimizer=")
-        if saved.get("class") != type(optimizer).__name__:
-            raise ModelFileError(f"{path} holds {saved.get('class')} state, not {type(optimizer).__name__}")
-        state: dict[int, dict[str, Any]] = {}
-        try:
-            for key, value in optim_arrays.items():
-                index, name = key.split("/", 1)
-                state.setdefault(int(index), {})[name] = value
-            for index, entries in saved.get("scalars", {}).items():
-                state.setdefault(int(index), {}).update(entries)
-        except (ValueError, AttributeError) as exc:
-            raise ModelFileError(f"{path}: malformed optimizer state ({exc})") from exc
-    model.load_state_dict(weight_arrays(arrays), strict=True, source=str(path))
-    if optimizer is not None:
-        try:
-            optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ModelFileError(f"{path}: optimizer state does not fit this optimizer ({exc})") from exc
-        for name, layer_state in _extra_states(meta).items():
-            try:
-                model.layer_at(name).set_extra_state(layer_state)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelFileError(f"{path}: bad extra state for layer {name or 'model'!r} ({exc})") from exc
+        optimizer.apply_state_dict(hyper, state)
+        for name, layer_state in extra_states.items():
+            model.layer_at(name).set_extra_state(layer_state)
     extra = (meta or {}).get("extra", {})
     return extra if isinstance(extra, dict) else {"extra": extra}

@@ -24,13 +24,15 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> in
 
 
 def check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf, *, open_low: bool = False) -> float:
-    """``float(value)`` for a real number in ``[low, high]`` (``(low, high]`` with ``open_low``).
+    """``float(value)`` for a finite real number in ``[low, high]`` (``(low, high]`` with ``open_low``).
 
-    Raises ``TypeError`` for a non-number and ``ValueError`` for one out of range (or NaN).
+    Raises ``TypeError`` for a non-number and ``ValueError`` for one out of range, infinite or NaN.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not (low < value if open_low else low <= value) or not value <= high or math.isnan(value):
         lo = "(" if open_low else "["
         raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")

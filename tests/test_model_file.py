@@ -457,8 +457,9 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(archive.np, "savez", half_then_fail)
     other = make_model()
     other[0].weight.data[:] = 0
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(nu_xp.ModelFileError, match="m.npz: No space left") as info:
         nu_xp.save(other, path)
+    assert isinstance(info.value.__cause__, OSError)
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
 

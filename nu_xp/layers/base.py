@@ -351,18 +351,26 @@ class Layer:
         Nothing changes unless every check passes. ``strict=False`` loads the
         keys present in both and reports the rest; shapes and dtypes are
         always checked. ``cast=True`` converts a floating dtype instead of
-        refusing it. NaN or Inf values load with a ``ModelFileWarning``.
+        refusing it. NaN or Inf values (also those that a cast to the model's
+        dtype creates) load with a ``ModelFileWarning``.
         Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; a mismatch
         raises ``ModelFileError`` (a ``ValueError``) naming the key.
         """
+        ready, keys = self.check_state_dict(state, strict, cast=cast, source=source)
+        self.apply_state_dict(ready)
+        return keys
+
+    def check_state_dict(
+        self, state: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
+    ) -> tuple[dict[str, np.ndarray], IncompatibleKeys]:
+        """The checks of :meth:`load_state_dict`, changing nothing: ``(host arrays ready to apply, keys)``."""
         import warnings
 
+        if not isinstance(state, dict):
+            raise TypeError(f"{source}: a state dict must be a dict of arrays, got {type(state).__name__}")
         params = self.named_parameters()
-        buffers = self.named_buffers()
-        mine = {
-            **{k: (p.shape, "f") for k, p in params.items()},
-            **{k: self._buffer_spec(b) for k, b in buffers.items()},
-        }
+        mine = {k: (p.shape, "f") for k, p in params.items()}
+        mine.update({k: self._buffer_spec(b) for k, b in self.named_buffers().items()})
         missing = [k for k in mine if k not in state]
         unexpected = [k for k in state if k not in mine]
         if strict and (missing or unexpected):
@@ -390,15 +398,26 @@ class Layer:
                         f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
                         f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r})"
                     )
-                if not np.all(np.isfinite(host)):
+                with np.errstate(over="ignore"):  # an overflow to inf is reported below, as a NaN is
+                    ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
+                if not np.all(np.isfinite(ready[key])):
                     bad_values.append(key)
-                ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
             else:
                 if host.dtype.kind not in "iu":
                     raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be an integer")
                 ready[key] = np.array(host, dtype=np.int64, copy=True)
         if bad_values:
-            warnings.warn(f"{source}: {bad_values} contain NaN or Inf values", ModelFileWarning, stacklevel=2)
+            warnings.warn(
+                f"{source}: {bad_values} contain NaN or Inf values (in the {target.dtype_name} the model uses)",
+                ModelFileWarning,
+                stacklevel=3,
+            )
+        return ready, IncompatibleKeys(missing, unexpected)
+
+    def apply_state_dict(self, ready: dict[str, np.ndarray]) -> None:
+        """Put checked host arrays (from :meth:`check_state_dict`) into the parameters and buffers."""
+        target = self.backend_info
+        params = self.named_parameters()
         for key, host in ready.items():
             if key in params:
                 params[key].data = asarray(host, like=target)
@@ -406,7 +425,6 @@ class Layer:
             else:
                 owner, _, name = key.rpartition(".")
                 self.layer_at(owner).register_buffer(name, asarray(host, like=target))
-        return IncompatibleKeys(missing, unexpected)
 
     @staticmethod
     def _buffer_spec(value: Any) -> tuple[tuple[int, ...], str]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import namespace_of
+import numpy as np
+
+from ..backends import namespace_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -44,17 +46,39 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        lr = check_number("lr", lr)
+        hyper = self.check_hyper({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        super().__init__(params)
+        self.__dict__.update(hyper)
+
+    @classmethod
+    def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Checked hyper-parameters (also those a checkpoint brings): finite, in range."""
+        betas = values["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         b1 = check_number("betas[0]", betas[0], 0.0, 1.0)
         b2 = check_number("betas[1]", betas[1], 0.0, 1.0)
         if b1 >= 1.0 or b2 >= 1.0:
             raise ValueError(f"betas must be in [0, 1), got {betas!r}")
-        eps = check_number("eps", eps)
-        weight_decay = check_number("weight_decay", weight_decay)
-        super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay = lr, (b1, b2), eps, weight_decay
+        return {
+            "lr": check_number("lr", values["lr"]),
+            "betas": (b1, b2),
+            "eps": check_number("eps", values["eps"], open_low=True),
+            "weight_decay": check_number("weight_decay", values["weight_decay"]),
+        }
+
+    def check_state(self, index: int, entries: dict[str, Any]) -> None:
+        """A parameter's Adam state: a step count ≥ 1 and moments of its shape, the second one ≥ 0."""
+        super().check_state(index, entries)
+        step = entries.get("step")
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+            raise ValueError(f"Adam state of parameter {index}: step must be a positive integer, got {step!r}")
+        if "exp_avg_sq" in entries and not np.all(to_host(entries["exp_avg_sq"]) >= 0):
+            raise ValueError(f"Adam state of parameter {index}: exp_avg_sq must be non-negative")
+        if sorted(entries) != ["exp_avg", "exp_avg_sq", "step"]:
+            raise ValueError(
+                f"Adam state of parameter {index} must hold step, exp_avg, exp_avg_sq; got {sorted(entries)}"
+            )
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backends import asarray, to_host
 from ..layers import Layer, Parameter
+from ..validation import check_number
 
 __all__ = ["Optimizer", "writeable"]
 
@@ -79,32 +80,69 @@ class Optimizer:
         }
         return {"state": state, "param_groups": self.param_groups}
 
+    @classmethod
+    def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Checked hyper-parameters ``{name: value}``; subclasses check theirs (the constructor uses it too)."""
+        return {"lr": check_number("lr", values["lr"])}
+
+    def check_state(self, index: int, entries: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``entries`` fits parameter ``index``: arrays of its shape, finite."""
+        p = self.params[index]
+        for name, value in entries.items():
+            if hasattr(value, "shape"):
+                host = to_host(value)
+                if tuple(host.shape) != p.shape:
+                    raise ValueError(
+                        f"state {name!r} of parameter {index} has shape {tuple(host.shape)}, expected {p.shape}"
+                    )
+                if host.dtype.kind != "f" or not np.all(np.isfinite(host)):
+                    raise ValueError(f"state {name!r} of parameter {index} must hold finite floating-point values")
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (arrays are moved to each parameter's backend)."""
-        groups = state_dict["param_groups"]
-        if len(groups) != 1:
-            raise ValueError(f"expected one parameter group, got {len(groups)}")
-        for name in self._hyper:
-            if name in groups[0]:
-                value = groups[0][name]
-                setattr(self, name, tuple(value) if isinstance(value, list) else value)
+        """Restore :meth:`state_dict` output, all or nothing: everything is checked before anything changes.
+
+        Hyper-parameters go through the same checks as the constructor's
+        arguments; per-parameter state through :meth:`check_state`; arrays are
+        moved to each parameter's backend. Raises ``ValueError`` or ``TypeError``.
+        """
+        self.apply_state_dict(*self.check_state_dict(state_dict))
+
+    def apply_state_dict(self, hyper: dict[str, Any], state: dict[int, dict[str, Any]]) -> None:
+        """Install what :meth:`check_state_dict` returned."""
+        self.__dict__.update(hyper)
+        self.state = state
+
+    def check_state_dict(self, state_dict: Any) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """The checks of :meth:`load_state_dict`: ``(hyper-parameters, state)`` ready to apply, nothing changed."""
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("an optimizer state dict is {'state': {...}, 'param_groups': [{...}]}")
+        groups, entries_by_index = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)) or len(groups) != 1 or not isinstance(groups[0], dict):
+            raise ValueError(f"expected one parameter group (a dict), got {groups!r}")
+        unknown = sorted(set(groups[0]) - set(self._hyper))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no hyper-parameters {unknown}")
+        hyper = self.check_hyper({**self.param_groups[0], **groups[0]})
+        if not isinstance(entries_by_index, dict):
+            raise ValueError(
+                f"optimizer state must be a dict by parameter index, got {type(entries_by_index).__name__}"
+            )
         new_state: dict[int, dict[str, Any]] = {}
-        for index, entries in state_dict["state"].items():
-            index = int(index)
-            if not 0 <= index < len(self.params):
+        for key, entries in entries_by_index.items():
+            if isinstance(key, bool) or not isinstance(key, (int, str)) or not str(key).isdigit():
+                raise ValueError(f"optimizer state keys are parameter indices, got {key!r}")
+            index = int(key)
+            if index >= len(self.params) or not isinstance(entries, dict):
                 raise ValueError(f"state for parameter {index}, but the optimizer has {len(self.params)} parameters")
+            self.check_state(index, entries)
             p = self.params[index]
-            moved = {}
-            for k, v in entries.items():
-                if hasattr(v, "shape"):
-                    if tuple(v.shape) != p.shape:
-                        raise ValueError(
-                            f"state {k!r} of parameter {index} has shape {tuple(v.shape)}, expected {p.shape}"
-                        )
-                    v = asarray(np.array(to_host(v), copy=True), like=p.data, dtype=p.data.dtype)
-                moved[k] = v
-            new_state[index] = moved
-        self.state = new_state
+            new_state[index] = {
+                k: asarray(np.array(to_host(v), copy=True), like=p.data, dtype=p.data.dtype)
+                if hasattr(v, "shape")
+                else v
+                for k, v in entries.items()
+            }
+        return hyper, new_state
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.param_groups[0].items())

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backends import namespace_of
 from ..layers import Parameter
 from ..validation import check_number
@@ -36,7 +38,7 @@ class SGD(Optimizer):
     weight_decay : float, default 0
         λ ≥ 0 (added to the gradient).
     dampening : float, default 0, keyword-only
-        As in ``torch.optim.SGD`` (the contract's positional order puts nesterov third).
+        As in ``torch.optim.SGD`` (keyword-only: ``nesterov`` is the third positional argument here).
     """
 
     _hyper = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
@@ -51,15 +53,34 @@ class SGD(Optimizer):
         *,
         dampening: float = 0.0,
     ) -> None:
-        lr = check_number("lr", lr)
-        momentum = check_number("momentum", momentum)
-        dampening = check_number("dampening", dampening)
-        weight_decay = check_number("weight_decay", weight_decay)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+        hyper = self.check_hyper(
+            {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov, "weight_decay": weight_decay}
+        )
         super().__init__(params)
-        self.lr, self.momentum, self.dampening = lr, momentum, dampening
-        self.nesterov, self.weight_decay = bool(nesterov), weight_decay
+        self.__dict__.update(hyper)
+
+    @classmethod
+    def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Checked hyper-parameters (also those a checkpoint brings): finite, in range, consistent."""
+        nesterov = values["nesterov"]
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        hyper = {
+            "lr": check_number("lr", values["lr"]),
+            "momentum": check_number("momentum", values["momentum"]),
+            "dampening": check_number("dampening", values["dampening"], 0.0, 1.0),
+            "nesterov": bool(nesterov),
+            "weight_decay": check_number("weight_decay", values["weight_decay"]),
+        }
+        if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+        return hyper
+
+    def check_state(self, index: int, entries: dict[str, Any]) -> None:
+        """A parameter's SGD state: at most a ``momentum_buffer`` of its shape."""
+        super().check_state(index, entries)
+        if set(entries) - {"momentum_buffer"}:
+            raise ValueError(f"SGD state of parameter {index} may hold only momentum_buffer, got {sorted(entries)}")
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data
