@@ -31,7 +31,7 @@ from .layers import (
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .model_file import load, load_checkpoint, save
-from .training import EarlyStopping, History, evaluate, fit
+from .training import EarlyStopping, History, NonFiniteLossError, evaluate, fit
 
 __all__ = [
     "LAYER_REGISTRY",
@@ -49,6 +49,7 @@ __all__ = [
     "MSELoss",
     "ModelFileError",
     "ModelFileWarning",
+    "NonFiniteLossError",
     "Parameter",
     "ReLU",
     "Sequential",

@@ -221,12 +221,12 @@ def atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
     :class:`ModelFileError` naming ``path``, with the original as ``__cause__``;
     the temporary file never outlives a failure.
     """
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a directory; give a file name such as {path / 'model.npz'}")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ModelFileError(f"{path}: directory {directory} does not exist")
     try:
+        if path.is_dir():
+            raise ModelFileError(f"{path} is a directory; give a file name such as {path / 'model.npz'}")
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir():
+            raise ModelFileError(f"{path}: directory {directory} does not exist")
         keep_mode = stat.S_IMODE(os.stat(path).st_mode) if path.is_file() else None
         fd, tmp = _create_temporary(directory)
     except OSError as exc:

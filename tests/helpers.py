@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -43,3 +45,19 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
     eps = float(np.finfo(name).eps) if name in ("float16", "float32", "float64") else float(np.finfo(np.float64).eps)
     scale = max(float(np.max(np.abs(d), initial=0.0)), float(np.max(np.abs(a), initial=0.0)), 1.0)
     np.testing.assert_allclose(a, d, rtol=ulps * eps, atol=ulps * eps * scale)
+
+
+def npz_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive (stored members) holding ``members`` (name -> bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def npy_bytes(array: Any, allow_pickle: bool = False) -> bytes:
+    """The bytes of a ``.npy`` file holding ``array``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()

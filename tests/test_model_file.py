@@ -6,7 +6,6 @@ import io
 import json
 import os
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 import nu_xp
 from nu_xp import archive
 from nu_xp import model_file as nio
-from tests.helpers import host
+from tests.helpers import host, npy_bytes, npz_bytes
 
 BACKENDS = ("numpy", "array_api_strict", "torch")
 
@@ -282,20 +281,6 @@ def _good_bytes(tmp_path):
     return (tmp_path / "good.npz").read_bytes()
 
 
-def _npz_bytes(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _npy_bytes(array, allow_pickle=False) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
-    return buf.getvalue()
-
-
 def _meta(**changes):
     meta = {
         "format": "nu_xp",
@@ -309,43 +294,43 @@ def _meta(**changes):
         },
     }
     meta.update(changes)
-    return _npy_bytes(np.array(json.dumps(meta)))
+    return npy_bytes(np.array(json.dumps(meta)))
 
 
 def _weights():
-    return {"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.float32)), "0.bias.npy": _npy_bytes(np.zeros(1, np.float32))}
+    return {"0.weight.npy": npy_bytes(np.zeros((1, 2), np.float32)), "0.bias.npy": npy_bytes(np.zeros(1, np.float32))}
 
 
 BAD_FILES = {
     "empty": (b"", "not a model file"),
     "random": (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "not a model file"),
-    "plain-zip": (_npz_bytes({"readme.txt": b"hello"}), "plain zip archive"),
-    "empty-zip": (_npz_bytes({}), "holds no arrays"),
-    "npy-not-npz": (_npy_bytes(np.ones(3)), "not a model file"),
+    "plain-zip": (npz_bytes({"readme.txt": b"hello"}), "plain zip archive"),
+    "empty-zip": (npz_bytes({}), "holds no arrays"),
+    "npy-not-npz": (npy_bytes(np.ones(3)), "not a model file"),
     "pickle": (pickle.dumps({"0.weight": np.ones(3)}), "not a model file"),
-    "future-version": (_npz_bytes({**_weights(), "__nu_xp__.npy": _meta(format_version=99)}), "version 99.*upgrade"),
-    "bad-json": (_npz_bytes({**_weights(), "__nu_xp__.npy": _npy_bytes(np.array("{not json"))}), "not valid JSON"),
-    "meta-not-text": (_npz_bytes({**_weights(), "__nu_xp__.npy": _npy_bytes(np.ones(2))}), "must be a JSON text"),
+    "future-version": (npz_bytes({**_weights(), "__nu_xp__.npy": _meta(format_version=99)}), "version 99.*upgrade"),
+    "bad-json": (npz_bytes({**_weights(), "__nu_xp__.npy": npy_bytes(np.array("{not json"))}), "not valid JSON"),
+    "meta-not-text": (npz_bytes({**_weights(), "__nu_xp__.npy": npy_bytes(np.ones(2))}), "must be a JSON text"),
     "unknown-class": (
-        _npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "os.system", "config": {}})}),
+        npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "os.system", "config": {}})}),
         "'os.system', which is not registered.*register_layer",
     ),
     "bad-config": (
-        _npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "Linear", "config": {"nope": 1}})}),
+        npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "Linear", "config": {"nope": 1}})}),
         r"holds \['nope'\], which are not arguments of Linear",
     ),
     "wrong-shape": (
-        _npz_bytes(
+        npz_bytes(
             {
-                "0.weight.npy": _npy_bytes(np.zeros((3, 2), np.float32)),
-                "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)),
+                "0.weight.npy": npy_bytes(np.zeros((3, 2), np.float32)),
+                "0.bias.npy": npy_bytes(np.zeros(1, np.float32)),
                 "__nu_xp__.npy": _meta(),
             }
         ),
         r"0.weight has shape \(1, 2\), but the file holds shape \(3, 2\)",
     ),
     "huge-layer": (
-        _npz_bytes(
+        npz_bytes(
             {
                 **_weights(),
                 "__nu_xp__.npy": _meta(
@@ -360,17 +345,17 @@ BAD_FILES = {
         r"0.weight has shape \(1000000000000, 2\).*holds shape \(1, 2\)",
     ),
     "int-weights": (
-        _npz_bytes(
+        npz_bytes(
             {
-                "0.weight.npy": _npy_bytes(np.zeros((1, 2), np.int32)),
-                "0.bias.npy": _npy_bytes(np.zeros(1, np.float32)),
+                "0.weight.npy": npy_bytes(np.zeros((1, 2), np.int32)),
+                "0.bias.npy": npy_bytes(np.zeros(1, np.float32)),
                 "__nu_xp__.npy": _meta(),
             }
         ),
         "floating point",
     ),
     "missing-key": (
-        _npz_bytes({"0.weight.npy": _npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
+        npz_bytes({"0.weight.npy": npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
         r"0.bias has shape \(1,\), but the file holds nothing",
     ),
 }
@@ -420,9 +405,9 @@ def test_pickled_object_array_is_never_unpickled(tmp_path):
     payload[0] = Exploit()
     for key in ("0.weight", "__nu_xp__"):
         members = {**_weights(), "__nu_xp__.npy": _meta()}
-        members[f"{key}.npy"] = _npy_bytes(payload, allow_pickle=True)
+        members[f"{key}.npy"] = npy_bytes(payload, allow_pickle=True)
         path = tmp_path / f"evil-{key}.npz"
-        path.write_bytes(_npz_bytes(members))
+        path.write_bytes(npz_bytes(members))
         with pytest.raises(nu_xp.ModelFileError, match="never unpickles"):
             nu_xp.load(path)
         with pytest.raises(nu_xp.ModelFileError, match="never unpickles"):

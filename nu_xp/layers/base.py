@@ -27,10 +27,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..archive import ModelFileError, ModelFileWarning, read_archive, weight_arrays
-from ..backends import Backend, asarray, get_backend, to_host
+from ..backends import Backend, asarray, describe, get_backend, to_host
 from ..validation import check_positive_int
 
-__all__ = ["LAYER_REGISTRY", "IncompatibleKeys", "Layer", "Parameter", "accumulate", "register_layer"]
+__all__ = ["LAYER_REGISTRY", "IncompatibleKeys", "Layer", "Parameter", "accumulate", "check_grad", "register_layer"]
 
 L = TypeVar("L", bound="Layer")
 
@@ -113,6 +113,25 @@ def accumulate(param: Parameter, grad: Any) -> None:
         param.grad = grad
     else:
         param.grad = param.grad + grad
+
+
+def check_grad(layer: Layer, grad: Any, output: Any) -> None:
+    """Raise unless ``grad`` can be dL/d``output``: an array of the same type (backend) and shape.
+
+    Two comparisons, so every ``backward`` can afford it: a gradient from
+    another backend is a ``TypeError``, one of another shape a ``ValueError``
+    (never a silent broadcast).
+    """
+    if type(grad) is not type(output):
+        raise TypeError(
+            f"{type(layer).__name__}.backward: grad is {describe(grad)}, but the layer's output was "
+            f"{describe(output)}; pass dL/d(output) as an array like the output"
+        )
+    if grad.shape != output.shape:
+        raise ValueError(
+            f"{type(layer).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
+            f"{tuple(output.shape)}; grad must be dL/d(output), of the output's shape"
+        )
 
 
 class Layer:

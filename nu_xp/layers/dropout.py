@@ -50,9 +50,9 @@ class Dropout(Activation):
         return x * mask
 
     def backward(self, grad: Any) -> Any:
-        if self._cache is None:
+        if self._cache is None:  # eval mode (or p = 0): the identity
             return grad
-        return grad * self._cache
+        return grad * self._saved(grad)
 
     def get_extra_state(self) -> dict[str, Any]:
         """``{"rng": <the mask generator's bit_generator.state>}`` (JSON values)."""

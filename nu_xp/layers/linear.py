@@ -136,6 +136,13 @@ class Linear(Layer):
         x, lead, ops = self._x, self._lead, self._backend.ops
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
+        grad = self._backend.check(grad, role="Linear.backward: grad")
+        expected = (x.shape[0], self.out_features) if lead is None else (*lead, self.out_features)
+        if tuple(grad.shape) != expected:
+            raise ValueError(
+                f"Linear.backward: grad has shape {tuple(grad.shape)}, but the output had shape {expected}; "
+                "grad must be dL/d(output), of the output's shape"
+            )
         if lead is not None:
             grad = ops.xp.reshape(grad, (-1, self.out_features))
         accumulate(self.weight, grad.T @ x)

@@ -19,7 +19,7 @@ class BCELoss(Loss):
     -100 (so p = 0 or 1 gives a finite loss, never a divide warning), and
     ``dL/dp = (p - t) / max(p (1 - p), 1e-12) / n``.
 
-    Values outside [0, 1] raise ``ValueError``; for raw scores use
+    Predictions or targets outside [0, 1] raise ``ValueError`` (as PyTorch's); for raw scores use
     :class:`BCEWithLogitsLoss`, which is also more accurate.
     """
 
@@ -30,6 +30,8 @@ class BCELoss(Loss):
                 "BCELoss: pred must hold probabilities in [0, 1] (e.g. the output of Sigmoid); "
                 "for raw scores use BCEWithLogitsLoss"
             )
+        if not ops.all((t >= 0.0) & (t <= 1.0)):
+            raise ValueError("BCELoss: target must hold values in [0, 1] (labels 0/1 or probabilities)")
         log_p = clamped_log(ops, p)
         log_q = clamped_log(ops, 1.0 - p)
         n = math.prod(p.shape)

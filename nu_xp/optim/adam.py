@@ -37,6 +37,9 @@ class Adam(Optimizer):
 
     _hyper = ("lr", "betas", "eps", "weight_decay")
     _decoupled = False
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
 
     def __init__(
         self,

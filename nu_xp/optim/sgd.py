@@ -42,6 +42,10 @@ class SGD(Optimizer):
     """
 
     _hyper = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
 
     def __init__(
         self,

@@ -2,12 +2,13 @@
 
 from .callbacks import Callback, EarlyStopping
 from .history import History
-from .loop import evaluate, fit, minibatches, prepare_data, run_epoch, train_step
+from .loop import NonFiniteLossError, evaluate, fit, minibatches, prepare_data, run_epoch, train_step
 
 __all__ = [
     "Callback",
     "EarlyStopping",
     "History",
+    "NonFiniteLossError",
     "evaluate",
     "fit",
     "minibatches",

@@ -17,6 +17,7 @@ recorded in a :class:`~nu_xp.training.history.History`.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -35,38 +36,64 @@ from ..optim import Optimizer
 from ..validation import check_positive_int
 from .history import History
 
-__all__ = ["evaluate", "fit", "minibatches", "prepare_data", "run_epoch", "train_step"]
+__all__ = ["NonFiniteLossError", "evaluate", "fit", "minibatches", "prepare_data", "run_epoch", "train_step"]
+
+
+class NonFiniteLossError(ValueError, FloatingPointError):
+    """The training loss became NaN or infinite (``fit(..., stop_on_nan=True)``, the default)."""
 
 
 # ---------------------------------------------------------------------------- step 1: data, once
 
 
-def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False) -> Any:
-    """Move data onto the model's backend; floats (and, unless labels, ints) take the model dtype."""
+def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False, check_finite: bool = True) -> Any:
+    """Move data onto the model's backend; floats (and, unless labels, ints) take the model dtype.
+
+    Anything but real numbers (booleans, complex numbers, dates, strings,
+    objects) is a ``TypeError``; NaN or Inf a ``ValueError`` unless ``check_finite`` is off.
+    """
+    if not hasattr(x, "shape") or isinstance(x, np.ndarray):
+        host = np.asarray(x)
+        if host.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype} (convert it first)")
     be = model.backend_info
     arr = asarray(x, like=be)
     kind = dtype_kind(be.xp, arr.dtype)
-    if kind in ("b", "c"):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if kind not in ("f", "i"):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype} (convert it first)")
+    if check_finite and kind == "f" and not be.ops.all(be.xp.isfinite(arr)):
+        raise ValueError(f"{name} holds NaN or Inf values; clean the data (or pass check_inputs=False to fit)")
     if labels and kind == "i":
         return arr
     return be.ops.astype(arr, be.dtype) if arr.dtype != be.dtype else arr
 
 
-def prepare_data(model: Layer, loss: Loss, x: Any, y: Any, what: str = "training") -> tuple[Any, Any]:
+def prepare_data(
+    model: Layer, loss: Loss, x: Any, y: Any, what: str = "training", *, check_finite: bool = True
+) -> tuple[Any, Any]:
     """``(x, y)`` on the model's backend and dtype, checked once for the whole of ``fit``.
 
-    Integer labels stay integers for ``CrossEntropyLoss``; a 1-D ``y`` for any
-    other loss becomes one column ``(N, 1)``.
+    Integer labels stay integers for ``CrossEntropyLoss`` (which refuses a
+    1-D float ``y``: class labels must be integers); a 1-D ``y`` for any other
+    loss becomes one column ``(N, 1)``. Empty data, mismatched sample counts,
+    non-real values and (with ``check_finite``) NaN or Inf raise.
     """
     labels = isinstance(loss, CrossEntropyLoss)
-    xs = _to_model(x, model, f"{what} x")
-    ys = _to_model(y, model, f"{what} y", labels=labels)
+    xs = _to_model(x, model, f"{what} x", check_finite=check_finite)
+    ys = _to_model(y, model, f"{what} y", labels=labels, check_finite=check_finite)
     if xs.ndim == 0 or ys.ndim == 0:
         raise ValueError(f"{what} x and y need a sample axis, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
     if xs.shape[0] != ys.shape[0]:
         raise ValueError(f"{what} x has {xs.shape[0]} samples but y has {ys.shape[0]}")
-    if ys.ndim == 1 and not (labels and dtype_kind(model.backend_info.xp, ys.dtype) == "i"):
+    if xs.shape[0] == 0:
+        raise ValueError(f"{what} data is empty (x has shape {tuple(xs.shape)}); pass at least one sample")
+    label_kind = dtype_kind(model.backend_info.xp, ys.dtype)
+    if labels and ys.ndim == 1 and label_kind != "i":
+        raise TypeError(
+            f"CrossEntropyLoss needs integer class labels for a 1-D {what} y, got floats of shape {tuple(ys.shape)}; "
+            "cast them (y.astype(int)) or pass one-hot targets of shape (N, C)"
+        )
+    if ys.ndim == 1 and not labels:
         ys = model.backend_info.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
     return xs, ys
 
@@ -120,17 +147,28 @@ def run_epoch(
     batches: Iterable[tuple[Any, Any]],
     metrics: Sequence[Metric] = (),
     bar: Any = None,
+    *,
+    epoch: int = 0,
+    stop_on_nan: bool = True,
 ) -> dict[str, float]:
-    """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``."""
+    """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``.
+
+    With ``stop_on_nan``, a NaN or infinite epoch loss raises
+    :class:`NonFiniteLossError` naming ``epoch`` and the first bad step (the
+    values are checked once per epoch, so a GPU is not synchronized per step).
+    """
     for m in metrics:
         m.reset()
     total: Any = 0.0
     seen = 0
+    values: list[Any] = []
     last_shown = time.monotonic()
     for xb, yb in batches:
         value, pred = train_step(model, loss, optimizer, xb, yb)
         total = total + value * xb.shape[0]
         seen += xb.shape[0]
+        if stop_on_nan:
+            values.append(value)
         if metrics:
             shown = _shown(loss, pred)
             for m in metrics:
@@ -142,6 +180,12 @@ def run_epoch(
                 bar.set_postfix(loss=f"{float(total) / seen:.4g}", refresh=False)
                 last_shown = now
     logs = {"loss": float(total) / max(seen, 1)}
+    if stop_on_nan and not math.isfinite(logs["loss"]):
+        step = next((i for i, v in enumerate(values) if not math.isfinite(float(v))), len(values) - 1)
+        raise NonFiniteLossError(
+            f"the training loss became {float(values[step])} at epoch {epoch}, step {step} (both counted from 0); "
+            "lower the learning rate or check the data (fit(..., stop_on_nan=False) trains on regardless)"
+        )
     logs.update({m.name: m.result() for m in metrics})
     return logs
 
@@ -165,6 +209,12 @@ def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, bat
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size, allow_none=True)
+    mine = {id(p) for p in model.parameters()}
+    if mine and not any(id(p) in mine for p in optimizer.params):
+        raise ValueError(
+            "the optimizer holds none of this model's parameters, so training would change nothing; "
+            "build it from this model: optimizer = nu_xp.optim.Adam(model.parameters())"
+        )
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -185,6 +235,8 @@ def fit(
     metrics: Sequence[str | Callable | Metric] = (),
     progress: bool = True,
     callbacks: Iterable[Any] = (),
+    check_inputs: bool = True,
+    stop_on_nan: bool = True,
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
 
@@ -222,6 +274,13 @@ def fit(
         ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
         ``on_train_end(history)``: :class:`EarlyStopping`, the schedules of
         :mod:`nu_xp.optim`, or your own.
+    check_inputs : bool, default True
+        Refuse NaN or Inf in ``x``, ``y`` and the validation data (checked once,
+        before training).
+    stop_on_nan : bool, default True
+        Stop with :class:`NonFiniteLossError` (a ``ValueError``) naming the
+        epoch and step when the training loss becomes NaN or infinite, as
+        Keras' ``TerminateOnNaN``.
 
     Returns
     -------
@@ -242,12 +301,12 @@ def fit(
     """
     _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
     callbacks = list(callbacks)
-    xs, ys = prepare_data(model, loss, x, y, "training")
+    xs, ys = prepare_data(model, loss, x, y, "training", check_finite=check_inputs)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (x_val, y_val)")
-        val = prepare_data(model, loss, validation_data[0], validation_data[1], "validation")
+        val = prepare_data(model, loss, *validation_data, "validation", check_finite=check_inputs)
     train_metrics = [make_metric(m) for m in metrics]
     n = xs.shape[0]
     bs = n if batch_size is None else min(int(batch_size), n)
@@ -263,7 +322,7 @@ def fit(
             if bar is not None:
                 bar.set_description(f"epoch {epoch + 1}/{epochs}")
             batches = minibatches(xs, ys, bs, shuffle=shuffle, rng=rng)
-            logs = run_epoch(model, loss, optimizer, batches, train_metrics, bar)
+            logs = run_epoch(model, loss, optimizer, batches, train_metrics, bar, epoch=epoch, stop_on_nan=stop_on_nan)
             if val is not None:
                 logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
             stop = False

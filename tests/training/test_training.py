@@ -8,7 +8,7 @@ import pytest
 import nu_xp
 from nu_xp import metrics as nm
 from nu_xp import training
-from tests.helpers import host
+from tests.helpers import assert_close, host
 
 X_XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 Y_XOR = np.array([0, 1, 1, 0], dtype=float)
@@ -116,7 +116,7 @@ def test_loss_decreases_and_matches_manual_loop():
         opt.zero_grad()
         b.backward(loss.backward())
         opt.step()
-    np.testing.assert_allclose(history["loss"], values, rtol=1e-6)
+    assert_close(history["loss"], values, dtype="float32")  # a mean of per-batch means: another order
     np.testing.assert_array_equal(a.state_dict()["0.weight"], b.state_dict()["0.weight"])
     assert history["loss"][-1] < history["loss"][0]
 

@@ -1,0 +1,75 @@
+"""``gradcheck`` itself: it finds wrong backwards, and it measures the layer whatever state the caller's model is in."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import nu_xp
+from tests.helpers import host, on
+
+TOL = 1e-6
+
+
+def test_gradcheck_detects_a_wrong_backward(backend, rng):
+    class WrongTanh(nu_xp.Tanh):
+        def backward(self, grad):
+            return grad * (1.0 - self._cache)  # forgot the square
+
+    assert nu_xp.gradcheck(WrongTanh(), on(backend, rng.normal(size=(3, 3)))) > 1e-2
+
+
+def test_gradcheck_does_not_modify_the_layer(rng):
+    layer = nu_xp.Linear(2, 2, seed=0)
+    before = layer.state_dict()
+    nu_xp.gradcheck(layer, rng.normal(size=(3, 2)))
+    assert layer.weight.grad is None
+    assert layer.weight.data.dtype == np.float32
+    np.testing.assert_array_equal(layer.state_dict()["weight"], before["weight"])
+
+
+def test_gradcheck_input_errors():
+    with pytest.raises(TypeError, match="Layer"):
+        nu_xp.gradcheck(lambda x: x, np.ones(2))
+    with pytest.raises(TypeError, match=r"\(pred, target\)"):
+        nu_xp.gradcheck(nu_xp.MSELoss(), np.ones(2))
+
+
+def test_stored_gradients_do_not_change_the_score(backend, rng):
+    layer = nu_xp.Linear(3, 2, seed=0, backend=backend)
+    x = on(backend, rng.normal(size=(4, 3)))
+    fresh = nu_xp.gradcheck(layer, x)
+    xs = on(backend, rng.normal(size=(4, 3)), dtype=None)
+    layer(nu_xp.asarray(xs, like=layer, dtype=layer.dtype))
+    layer.backward(nu_xp.asarray(np.ones((4, 2)), like=layer, dtype=layer.dtype))  # grads now stored
+    assert fresh < TOL and nu_xp.gradcheck(layer, x) < TOL
+    model = nu_xp.Sequential(
+        nu_xp.Linear(3, 4, seed=1, backend=backend), nu_xp.Tanh(), nu_xp.Linear(4, 1, seed=2, backend=backend)
+    )
+    opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
+    nu_xp.fit(model, nu_xp.MSELoss(), opt, rng.normal(size=(8, 3)), rng.normal(size=(8, 1)), epochs=3, progress=False)
+    model.backward(nu_xp.asarray(np.ones((8, 1)), like=model, dtype=model.dtype))  # leaves grads and caches behind
+    assert nu_xp.gradcheck(model, x) < TOL
+
+
+def test_the_callers_model_is_left_exactly_as_found(backend, rng):
+    model = nu_xp.Sequential(
+        nu_xp.Linear(3, 4, seed=1, backend=backend),
+        nu_xp.Dropout(0.3, seed=4),
+        nu_xp.Linear(4, 2, seed=2, backend=backend),
+    )
+    x = nu_xp.asarray(rng.normal(size=(5, 3)), like=model, dtype=model.dtype)
+    model(x)
+    model.backward(nu_xp.asarray(np.ones((5, 2)), like=model, dtype=model.dtype))
+    model.eval()
+    snapshot = copy.deepcopy(model)
+    rng_state = model[1].get_extra_state()
+    nu_xp.gradcheck(model, on(backend, rng.normal(size=(5, 3))))
+    assert not model.training and model[1].get_extra_state() == rng_state
+    for (name, p), q in zip(model.named_parameters().items(), snapshot.parameters()):
+        np.testing.assert_array_equal(host(p.data), host(q.data), err_msg=name)
+        np.testing.assert_array_equal(host(p.grad), host(q.grad), err_msg=name)
+        assert p.data.dtype == q.data.dtype
+    np.testing.assert_array_equal(host(model[0]._x), host(snapshot[0]._x))
