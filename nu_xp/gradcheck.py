@@ -64,43 +64,45 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
     base.zero_grad()  # measure the layer, not the gradients the caller's model already holds
     # inputs go where the parameters are (a layer with none computes where its input lives)
     where = base.backend_info if base.parameters() else inputs[0]
-    x_host = np.array(to_host(inputs[0]), dtype=np.float64)
+    integer = np.asarray(to_host(inputs[0])).dtype.kind in "iu"  # indices (Embedding): no input gradient
+    x_host = np.array(to_host(inputs[0]), dtype=None if integer else np.float64)
     other = inputs[1] if is_loss else None
     if other is not None and np.asarray(to_host(other)).dtype.kind == "f":
         other = asarray(other, like=where, dtype="float64")
     upstream = None
 
     def on_backend(a: np.ndarray) -> Any:
-        return asarray(a, like=where, dtype="float64")
+        return asarray(a, like=where, dtype=None if a.dtype.kind in "iu" else "float64")
 
     def scalar(model: Any, x_arr: np.ndarray) -> float:
         out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
-        if is_loss:
+        if upstream is None:  # a reduced loss: its value
             return float(to_host(out))
         return float(np.sum(to_host(out) * upstream))
 
-    # analytic
+    # analytic: S = value for a reduced loss, else Σ upstream · output
     model: Any = copy.deepcopy(base)
     out = model(on_backend(x_host), other) if is_loss else model(on_backend(x_host))
-    if is_loss:
+    if is_loss and out.ndim == 0:
         dx = model.backward()
     else:
         upstream = np.random.default_rng(seed).standard_normal(tuple(out.shape))
         dx = model.backward(on_backend(upstream))
     results: dict[str, tuple] = {}
-    analytic = {"input": np.array(to_host(dx), dtype=np.float64)}
+    analytic = {} if integer else {"input": np.array(to_host(dx), dtype=np.float64)}
     for name, p in model.named_parameters().items():
         grad = np.zeros(p.shape) if p.grad is None else np.array(to_host(p.grad), dtype=np.float64)
         analytic[name] = grad
 
     # numeric, input
-    num = np.zeros_like(x_host)
-    for i in np.ndindex(x_host.shape):
-        plus, minus = x_host.copy(), x_host.copy()
-        plus[i] += eps
-        minus[i] -= eps
-        num[i] = (scalar(copy.deepcopy(base), plus) - scalar(copy.deepcopy(base), minus)) / (2 * eps)
-    results["input"] = (analytic["input"], num)
+    if not integer:
+        num = np.zeros_like(x_host)
+        for i in np.ndindex(x_host.shape):
+            plus, minus = x_host.copy(), x_host.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            num[i] = (scalar(copy.deepcopy(base), plus) - scalar(copy.deepcopy(base), minus)) / (2 * eps)
+        results["input"] = (analytic["input"], num)
 
     # numeric, parameters
     for name, p in base.named_parameters().items():

@@ -76,19 +76,30 @@ def check_init(init: str) -> str:
 
 
 def initial_weights(
-    init: str, fan_in: int, fan_out: int, rng: np.random.Generator, dtype: str = "float32"
+    init: str,
+    fan_in: int,
+    fan_out: int,
+    rng: np.random.Generator,
+    dtype: str = "float32",
+    *,
+    shape: tuple[int, ...] | None = None,
+    bias_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Host arrays ``(W, b)`` with ``W.shape == (fan_out, fan_in)`` and ``b.shape == (fan_out,)``.
+    """Host arrays ``(W, b)``: by default ``W.shape == (fan_out, fan_in)`` and ``b.shape == (fan_out,)``.
 
-    Drawn in float64 (weight first, then bias) and cast to ``dtype`` on the host.
+    A convolution passes its weight ``shape`` ``(C_out, C_in/groups, *kernel)``
+    and ``bias_size`` ``C_out``, with ``fan_in = C_in/groups · prod(kernel)`` and
+    ``fan_out = C_out · prod(kernel)`` as PyTorch counts them. Drawn in float64
+    (weight first, then bias) and cast to ``dtype`` on the host.
     """
     scheme = check_init(init)
-    shape = (fan_out, fan_in)
-    bias = np.zeros(fan_out)
+    shape = (fan_out, fan_in) if shape is None else shape
+    bias_size = fan_out if bias_size is None else bias_size
+    bias = np.zeros(bias_size)
     if scheme == "pytorch":
         bound = 1.0 / math.sqrt(fan_in)
         weight = rng.uniform(-bound, bound, size=shape)
-        bias = rng.uniform(-bound, bound, size=fan_out)
+        bias = rng.uniform(-bound, bound, size=bias_size)
     elif scheme == "xavier_uniform":
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         weight = rng.uniform(-bound, bound, size=shape)

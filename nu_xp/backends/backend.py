@@ -49,7 +49,7 @@ class Backend:
     ops: Ops
     device: Any
     dtype: Any
-    array_type: type = object
+    array_type: Any = object  # the library's array class (Any: so a type test does not narrow for mypy)
     writeable: bool = True
 
     @property

@@ -75,3 +75,17 @@ class CupyOps(Ops):
     def to_host(self, x: Any) -> Any:
         """``x.get()``: the one explicit device-to-host copy."""
         return x.get()
+
+    def erf(self, x: Any) -> Any:
+        """``cupyx.scipy.special.erf`` (one native kernel)."""
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+
+    def index_add(self, table: Any, indices: Any, values: Any) -> Any:
+        """``cupyx.scatter_add`` (atomic adds on the GPU), on a copy of ``table``."""
+        import cupyx
+
+        out = table.copy()
+        cupyx.scatter_add(out, indices, values)
+        return out

@@ -77,3 +77,17 @@ class NumpyOps(Ops):
     def astype(self, x: Any, dtype: Any) -> Any:
         """The ``ndarray.astype`` method (the compat wrapper adds ~1 µs of argument handling)."""
         return x.astype(dtype)
+
+    def erf(self, x: Any) -> Any:
+        """``scipy.special.erf`` when SciPy is installed (numpy has no erf), else the standard formulation."""
+        try:
+            from scipy.special import erf
+        except ImportError:
+            return super().erf(x)
+        return erf(x)
+
+    def index_add(self, table: Any, indices: Any, values: Any) -> Any:
+        """``numpy.add.at`` (unbuffered, so repeated indices add up), on a copy of ``table``."""
+        out = table.copy()
+        np.add.at(out, indices, values)
+        return out

@@ -28,6 +28,7 @@ Layers never import a backend library: they get an ``Ops`` from the
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -137,6 +138,52 @@ class Ops:
     def clamp_max(self, x: Any, high: float) -> Any:
         """``min(x, high)`` elementwise for a floating ``x`` and a Python number ``high``."""
         return self.xp.minimum(x, high)
+
+    def index_add(self, table: Any, indices: Any, values: Any) -> Any:
+        """``table`` with ``values[i]`` added to row ``indices[i]`` for every ``i`` (repeats add up).
+
+        The standard has no scatter-add. This fallback is a one-hot matrix
+        product, ``table + onehot(indices).T @ values``, taken in chunks of rows
+        so the one-hot matrix stays under ~4 M elements: exact sums, cost
+        ``O(len(indices) · rows · width)`` multiply-adds (fine for small
+        vocabularies). Backends with a native scatter-add override it.
+        """
+        xp = self.xp
+        rows = table.shape[0]
+        classes = xp.arange(rows, dtype=indices.dtype, device=self.device_of(indices))
+        chunk = max(1, 4_194_304 // max(rows, 1))
+        n = indices.shape[0]
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            onehot = self.astype(indices[start:stop, None] == classes, values.dtype)
+            table = table + xp.matrix_transpose(onehot) @ values[start:stop, ...]
+        return table
+
+    def erf(self, x: Any) -> Any:
+        """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
+
+        Standard-only formulation, about 90 elementwise operations: for
+        ``|x| < 2`` the Taylor series ``2/√π Σₙ (-1)ⁿ x^(2n+1) / (n! (2n+1))``
+        (35 terms); for ``|x| ≥ 2`` ``1 - erfc(|x|)`` with the continued fraction
+        ``erfc(x) = exp(-x²) / (√π (x + (1/2)/(x + 1/(x + (3/2)/(x + …)))))``
+        (50 terms, evaluated from the tail). Backends with a native ``erf``
+        override it.
+        """
+        xp = self.xp
+        a = xp.abs(x)
+        small = xp.minimum(a, xp.full_like(a, 2.0))  # the series, on values where it converges fast
+        s2, term = small * small, small
+        total = small
+        for n in range(1, 35):
+            term = term * (-s2) / n
+            total = total + term / (2 * n + 1)
+        series = total * (2.0 / math.sqrt(math.pi))
+        large = xp.maximum(a, xp.full_like(a, 2.0))  # the continued fraction, on values ≥ 2
+        f = large
+        for k in range(50, 0, -1):
+            f = large + (k / 2.0) / f
+        tail = 1.0 - xp.exp(-large * large) / (math.sqrt(math.pi) * f)
+        return xp.sign(x) * xp.where(a < 2.0, series, tail)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.name}>"

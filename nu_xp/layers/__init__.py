@@ -2,33 +2,73 @@
 
 * :mod:`.base` — ``Parameter``, ``Layer`` (parameters, buffers, extra state,
   backend moves, state dicts, config) and ``register_layer``;
-* :mod:`.linear` — ``Linear``;
-* :mod:`.activations` — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``;
-* :mod:`.dropout` — ``Dropout``;
-* :mod:`.containers` — ``Sequential``.
+* :mod:`.linear` — ``Linear``;  :mod:`.embedding` — ``Embedding``;
+* :mod:`.conv` — ``Conv1d``, ``Conv2d``;  :mod:`.pooling` — ``MaxPool1d/2d``, ``AvgPool1d/2d``
+  (both built on the sliding windows of :mod:`.windows`);
+* :mod:`.normalization` — ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``;
+* :mod:`.activations` — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
+  ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Softplus``, ``LogSoftmax``;
+* :mod:`.dropout` — ``Dropout``;  :mod:`.shape` — ``Flatten``;
+* :mod:`.containers` — ``Sequential``, ``Residual``.
 
-A new family of layers (convolution, pooling, normalization…) is a new module here.
+A new family of layers is a new module here.
 """
 
-from .activations import Activation, Identity, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    Activation,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .base import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, accumulate, register_layer
-from .containers import Sequential
+from .containers import Residual, Sequential
+from .conv import Conv1d, Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .linear import Linear
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .shape import Flatten
 
 __all__ = [
+    "ELU",
+    "GELU",
     "LAYER_REGISTRY",
     "Activation",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "Dropout",
+    "Embedding",
+    "Flatten",
     "Identity",
     "IncompatibleKeys",
     "Layer",
+    "LayerNorm",
+    "LeakyReLU",
     "Linear",
+    "LogSoftmax",
+    "MaxPool1d",
+    "MaxPool2d",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
+    "Softplus",
     "Tanh",
     "accumulate",
     "register_layer",

@@ -1,20 +1,37 @@
-"""Parameter-free elementwise layers: ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``.
+"""Parameter-free activations: ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``LeakyReLU``,
+``ELU``, ``GELU``, ``SiLU``, ``Softplus``, ``LogSoftmax``.
 
-Each computes in the namespace of its input (``ops_of(x)``); each keeps its
-output ``y`` for ``backward``, since every derivative here is a function of ``y``.
+Each computes in the namespace of its input (``ops_of(x)``) and keeps for
+``backward`` what its derivative needs (``y`` itself where the derivative is a
+function of ``y``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..backends import Ops, dtype_kind, ops_of
 from ..functional import sigmoid
+from ..validation import check_number
 from .base import Layer, check_grad, register_layer
 
-__all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = [
+    "ELU",
+    "GELU",
+    "Activation",
+    "Identity",
+    "LeakyReLU",
+    "LogSoftmax",
+    "ReLU",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+]
 
 
 class Activation(Layer):
@@ -43,9 +60,18 @@ class Activation(Layer):
 
     def _saved(self, grad: Any) -> Any:
         """The array kept by ``forward``, after checking that ``grad`` matches it (backend and shape)."""
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if type(grad) is not type(cache) or grad.shape != cache.shape:  # the common case costs two compares
+            check_grad(self, grad, cache)
+        return cache
+
+    def _saved_pair(self, grad: Any) -> tuple[Any, Any]:
+        """The pair kept by ``forward`` (its second array has the output's shape), ``grad`` checked."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        check_grad(self, grad, self._cache)
+        check_grad(self, grad, self._cache[1])
         return self._cache
 
 
@@ -122,9 +148,7 @@ class Softmax(Activation):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"axis must be an integer, got {axis!r}")
-        self.axis = int(axis)
+        self.axis = _check_axis(axis)
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
@@ -136,3 +160,159 @@ class Softmax(Activation):
     def backward(self, grad: Any) -> Any:
         y = self._saved(grad)
         return y * (grad - ops_of(y).sum(grad * y, axis=self.axis, keepdims=True))
+
+
+@register_layer
+class LeakyReLU(Activation):
+    """``y = x`` for x > 0, ``a·x`` otherwise (``a = negative_slope``);  ``dL/dx = g · (1 if x > 0 else a)``."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = check_number("negative_slope", negative_slope, -math.inf)
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        positive = ops.astype(x > 0.0, x.dtype)
+        slope = positive + (1.0 - positive) * self.negative_slope  # 1 or a, per element
+        self._cache = slope
+        return x * slope
+
+    def backward(self, grad: Any) -> Any:
+        return grad * self._saved(grad)
+
+
+@register_layer
+class ELU(Activation):
+    """``y = x`` for x > 0, ``α (exp(x) - 1)`` otherwise;  ``dL/dx = g · (1 if x > 0 else y + α)``.
+
+    ``exp`` is only taken of ``min(x, 0)``, so nothing overflows.
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = check_number("alpha", alpha, -math.inf)
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        negative = self.alpha * (ops.xp.exp(ops.clamp_max(x, 0.0)) - 1.0)  # expm1 loses nothing here in float32
+        positive = ops.astype(x > 0.0, x.dtype)
+        y = ops.xp.where(x > 0.0, x, negative)
+        self._cache = (positive + (1.0 - positive) * (negative + self.alpha), y)  # dy/dx, and y
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        slope, _ = self._saved_pair(grad)
+        return grad * slope
+
+
+@register_layer
+class GELU(Activation):
+    """Gaussian error linear unit, ``y = x · Φ(x)`` with Φ the standard normal CDF.
+
+    ``approximate="none"``: ``Φ(x) = (1 + erf(x/√2)) / 2`` and
+    ``dL/dx = g · (Φ(x) + x · φ(x))`` with ``φ(x) = exp(-x²/2) / √(2π)``.
+    ``approximate="tanh"``: ``Φ(x) ≈ (1 + tanh(u)) / 2``, ``u = √(2/π) (x + 0.044715 x³)``,
+    and ``dL/dx = g · (Φ + x/2 · (1 - tanh²u) · √(2/π) (1 + 3·0.044715 x²))``.
+    The standard has no ``erf``: :meth:`nu_xp.backends.Ops.erf` computes it
+    from standard functions where the backend has no native one.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        xp = ops.xp
+        if self.approximate == "tanh":
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+            cdf = 0.5 * (1.0 + t)
+            pdf_term = 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+        else:
+            cdf = 0.5 * (1.0 + ops.erf(x * _SQRT_HALF))
+            pdf_term = x * xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        self._cache = (cdf + pdf_term, x)
+        return x * cdf
+
+    def backward(self, grad: Any) -> Any:
+        slope, _ = self._saved_pair(grad)
+        return grad * slope
+
+
+@register_layer
+class SiLU(Activation):
+    """Sigmoid linear unit (swish), ``y = x · σ(x)``;  ``dL/dx = g · (σ(x) + y (1 - σ(x)))``."""
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        s = sigmoid(ops, x)
+        y = x * s
+        self._cache = (s, y)
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        s, y = self._saved_pair(grad)
+        return grad * (s + y * (1.0 - s))
+
+
+@register_layer
+class Softplus(Activation):
+    """``y = log(1 + exp(β x)) / β``, and ``y = x`` where ``β x > threshold`` (as PyTorch);
+    ``dL/dx = g · σ(β x)`` (``g`` where the identity is used).
+
+    Computed as ``(max(βx, 0) + log1p(exp(-|βx|))) / β``: never overflows.
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = check_number("beta", beta, 0.0, open_low=True)
+        self.threshold = check_number("threshold", threshold, -math.inf)
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        xp = ops.xp
+        bx = x * self.beta
+        soft = (ops.clamp_min(bx, 0.0) + xp.log1p(xp.exp(-xp.abs(bx)))) / self.beta
+        linear = bx > self.threshold
+        is_linear = ops.astype(linear, x.dtype)
+        self._cache = (is_linear + (1.0 - is_linear) * sigmoid(ops, bx), x)
+        return xp.where(linear, x, soft)
+
+    def backward(self, grad: Any) -> Any:
+        slope, _ = self._saved_pair(grad)
+        return grad * slope
+
+
+@register_layer
+class LogSoftmax(Activation):
+    """``y_i = x_i - m - log Σ_j exp(x_j - m)`` along ``axis`` (m = max);
+    ``dL/dx = g - softmax(x) · Σ_j g_j`` (from ``dy_j/dx_i = δ_ij - softmax_i``)."""
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = _check_axis(axis)
+
+    def forward(self, x: Any) -> Any:
+        ops, x = self._float_input(x)
+        shifted = x - ops.max(x, axis=self.axis, keepdims=True)
+        y = shifted - ops.xp.log(ops.sum(ops.xp.exp(shifted), axis=self.axis, keepdims=True))
+        self._cache = y
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        y = self._saved(grad)
+        ops = ops_of(y)
+        return grad - ops.xp.exp(y) * ops.sum(grad, axis=self.axis, keepdims=True)
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _check_axis(axis: Any) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    return int(axis)

@@ -1,4 +1,4 @@
-"""Containers: ``Sequential``, a chain of layers that is itself a layer."""
+"""Containers: ``Sequential`` (a chain of layers) and ``Residual`` (``x + f(x)``), layers themselves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from ..backends import Backend
 from .base import Layer, Parameter, register_layer
 
-__all__ = ["Sequential"]
+__all__ = ["Residual", "Sequential"]
 
 
 @register_layer
@@ -122,3 +122,26 @@ class Sequential(Layer):
         be = self.backend_info
         lines.append(f")  total {self.num_parameters():,} parameters, {be.dtype_name} on {be.name} ({be.device_name})")
         return "\n".join(lines)
+
+
+@register_layer
+class Residual(Sequential):
+    """A skip connection: ``y = x + f(x)``, with ``f`` the layers run in order (a ``Sequential``).
+
+    ``f`` must keep the shape of ``x``. Backward: ``dL/dx = g + J_fᵀ g``, the
+    gradient through ``f`` plus the gradient that skips it. Parameters are
+    named as in ``Sequential`` (``"0.weight"``…), the layout of a PyTorch
+    module that holds its layers in an ``nn.Sequential``.
+    """
+
+    def forward(self, x: Any) -> Any:
+        y = super().forward(x)
+        if tuple(y.shape) != tuple(x.shape):
+            raise ValueError(
+                f"Residual: its layers map shape {tuple(x.shape)} to {tuple(y.shape)}; x + f(x) needs the same shape"
+            )
+        return x + y
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        through = super().backward(grad, input_grad=input_grad)
+        return grad + through if input_grad else None

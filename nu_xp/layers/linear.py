@@ -101,6 +101,7 @@ class Linear(Layer):
     def clear_cache(self) -> None:
         self._x: Any = None
         self._lead: tuple[int, ...] | None = None
+        self._y_shape: Any = None
 
     def _prepare(self, x: Any) -> Any:
         """``x`` checked against the parameters' backend, as a 2-D ``(N, in)`` array (leading dims kept aside)."""
@@ -125,7 +126,20 @@ class Linear(Layer):
                 y += self.bias.data  # in place: one temporary fewer
             else:
                 y = y + self.bias.data
-        return y if self._lead is None else self._backend.xp.reshape(y, (*self._lead, self.out_features))
+        if self._lead is not None:
+            y = self._backend.xp.reshape(y, (*self._lead, self.out_features))
+        self._y_shape = y.shape
+        return y
+
+    def _check_grad(self, grad: Any) -> Any:
+        """``grad`` on the parameters' backend and dtype, of the output's shape, or a clear error."""
+        grad = self._backend.check(grad, role="Linear.backward: grad")
+        if tuple(grad.shape) != tuple(self._y_shape):
+            raise ValueError(
+                f"Linear.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
+                f"{tuple(self._y_shape)}; grad must be dL/d(output), of the output's shape"
+            )
+        return grad
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Accumulate ``dL/dW = g.T @ x`` and ``dL/db = Σ g``; return ``dL/dx = g @ W``.
@@ -133,16 +147,12 @@ class Linear(Layer):
         ``input_grad=False`` skips ``g @ W`` (returns None): the first layer of a
         model never needs it, and it costs as much as the weight gradient.
         """
-        x, lead, ops = self._x, self._lead, self._backend.ops
+        x, lead, be = self._x, self._lead, self._backend
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
-        grad = self._backend.check(grad, role="Linear.backward: grad")
-        expected = (x.shape[0], self.out_features) if lead is None else (*lead, self.out_features)
-        if tuple(grad.shape) != expected:
-            raise ValueError(
-                f"Linear.backward: grad has shape {tuple(grad.shape)}, but the output had shape {expected}; "
-                "grad must be dL/d(output), of the output's shape"
-            )
+        if type(grad) is not be.array_type or grad.shape != self._y_shape or grad.dtype != be.dtype:
+            grad = self._check_grad(grad)  # the common case costs three compares
+        ops = be.ops
         if lead is not None:
             grad = ops.xp.reshape(grad, (-1, self.out_features))
         accumulate(self.weight, grad.T @ x)

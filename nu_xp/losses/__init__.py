@@ -1,20 +1,18 @@
-"""Losses: ``value = loss.forward(pred, target)`` (a 0-d array), ``grad = loss.backward()``.
+"""Losses: ``value = loss.forward(pred, target)``, ``grad = loss.backward()``, with PyTorch's values.
 
-Every loss is the mean over all elements (``CrossEntropyLoss``: over the N
-samples), with the same value as the PyTorch function of the same name and
-``reduction="mean"``. ``backward`` returns ``dL/dpred`` of the shape of
-``pred``. All are stable for |x| up to 1e4 in float32: no overflow or divide
-warnings, finite values and gradients.
+Every loss takes ``reduction="mean" | "sum" | "none"`` (see :mod:`.base`) and
+is stable for |x| up to 1e4 in float32: no overflow or divide warnings,
+finite values and gradients.
 
 * :mod:`.base` — ``Loss``;
-* :mod:`.regression` — ``MSELoss``;
+* :mod:`.regression` — ``MSELoss``, ``L1Loss``, ``HuberLoss``;
 * :mod:`.binary` — ``BCELoss``, ``BCEWithLogitsLoss``;
-* :mod:`.crossentropy` — ``CrossEntropyLoss``.
+* :mod:`.crossentropy` — ``CrossEntropyLoss``, ``NLLLoss``.
 """
 
 from .base import Loss
 from .binary import BCELoss, BCEWithLogitsLoss
-from .crossentropy import CrossEntropyLoss
-from .regression import MSELoss
+from .crossentropy import CrossEntropyLoss, NLLLoss
+from .regression import HuberLoss, L1Loss, MSELoss
 
-__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Loss", "MSELoss"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "Loss", "MSELoss", "NLLLoss"]

@@ -1,51 +1,108 @@
 """``Loss``: the base of every loss. A loss is a :class:`~nu_xp.layers.Layer` with two inputs.
 
-``value = loss.forward(pred, target)`` returns a 0-d array; ``grad =
-loss.backward()`` returns ``dL/dpred`` of the shape of ``pred`` (passing
-``grad``, the gradient of something downstream w.r.t. the loss value, scales
-it). Losses have no parameters and are never registered as layers, so a model
-file can never name one as part of a model.
+``value = loss.forward(pred, target)``; ``grad = loss.backward()`` returns
+``dL/dpred`` of the shape of ``pred``. Every loss takes PyTorch's
+``reduction``:
+
+* ``"mean"`` (default): ``L = Σ ℓ / n`` (n: the number of elements, or the
+  loss's own normalizer, e.g. the summed class weights of ``CrossEntropyLoss``);
+  ``backward()`` needs no argument, and ``backward(grad)`` scales by a scalar;
+* ``"sum"``: ``L = Σ ℓ``;
+* ``"none"``: ``L = ℓ``, the per-element losses; ``backward(grad)`` takes
+  ``dL'/dℓ`` of that shape (``grad`` is required).
+
+Each subclass computes its elementwise loss ``ℓ`` and ``_grad(scale)``, the
+derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``). Losses have
+no parameters and are never registered as layers, so a model file can never
+name one as part of a model.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..backends import Ops, describe, dtype_kind, dtype_name, ops_of, same_device
+from ..backends import Ops, asarray, describe, dtype_kind, dtype_name, ops_of, same_device
 from ..layers import Layer
 
 __all__ = ["Loss"]
 
+REDUCTIONS = ("mean", "sum", "none")
+
 
 class Loss(Layer):
-    """Base class: ``forward(pred, target) -> value``, ``backward(grad=None) -> dL/dpred``.
-
-    Subclasses implement ``forward`` (keeping what the gradient needs in
-    ``self._cache``) and ``_grad()``.
-    """
+    """Base class: ``forward(pred, target) -> value``, ``backward(grad=None) -> dL/dpred``."""
 
     is_loss: ClassVar[bool] = True
 
-    def __init__(self) -> None:
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
         self._cache: Any = None
+        self._scale: Any = None
+        self._value_shape: tuple[int, ...] = ()
 
     def forward(self, pred: Any, target: Any) -> Any:
-        """The loss value for ``pred`` against ``target`` (a 0-d array)."""
+        """The loss value for ``pred`` against ``target`` (a 0-d array unless ``reduction="none"``)."""
         raise NotImplementedError
 
     def backward(self, grad: Any = None) -> Any:
-        """``dL/dpred`` for the last ``forward`` (times ``grad`` when given)."""
+        """``dL/dpred`` for the last ``forward``; ``grad`` is dL'/dL (required with ``reduction="none"``)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        dpred = self._grad()
+        if self.reduction == "none":
+            if grad is None or tuple(getattr(grad, "shape", ())) != self._value_shape:
+                raise ValueError(
+                    f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
+                    f"shape {self._value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
+                )
+            return self._grad(self._expand(grad))
+        dpred = self._grad(self._scale)
         return dpred if grad is None else dpred * grad
+
+    def _expand(self, grad: Any) -> Any:
+        """``grad`` of the value's shape, broadcastable against ``pred`` (losses that reduce an axis override)."""
+        return grad
+
+    def _reduce(self, ops: Ops, elementwise: Any, count: Any) -> Any:
+        """The value for the reduction, remembering the scale ``backward`` applies (``1/count`` for mean)."""
+        self._value_shape = tuple(elementwise.shape)
+        if self.reduction == "none":
+            return elementwise
+        total = ops.sum(elementwise)
+        if self.reduction == "sum":
+            self._scale = 1.0
+            return ops.asarray(total)
+        if isinstance(count, (int, float)):
+            self._scale = 1.0 / max(count, 1)
+            return ops.asarray(total * self._scale) if count else ops.asarray(total * float("nan"))
+        # an array normalizer (summed weights): nan where it is 0, as PyTorch, and no divide warning
+        safe = ops.xp.where(count > 0, count, ops.xp.ones_like(count))
+        self._scale = ops.xp.where(count > 0, 1.0 / safe, ops.xp.full_like(count, float("nan")))
+        return total * self._scale
 
     def clear_cache(self) -> None:
         self._cache = None
 
-    def _grad(self) -> Any:
+    def _grad(self, scale: Any) -> Any:
         raise NotImplementedError
+
+    def _weights(self, value: Any, like: Any, name: str) -> Any:
+        """A user's ``weight``/``pos_weight`` (any array or list) on ``like``'s backend, device and dtype."""
+        if value is None:
+            return None
+        cached = getattr(self, f"_{name}_on", None)
+        if (
+            cached is not None
+            and type(cached) is type(like)
+            and same_device(ops_of(cached).device_of(cached), ops_of(like).device_of(like))
+            and cached.dtype == like.dtype
+        ):
+            return cached
+        moved = asarray(value, like=like, dtype=like.dtype)
+        setattr(self, f"_{name}_on", moved)
+        return moved
 
     def _prepare(self, pred: Any, target: Any, *, same_shape: bool = True, float_target: bool = True) -> tuple:
         """``(ops, pred, target)`` on one backend and device, pred floating, shapes checked."""
@@ -63,7 +120,7 @@ class Loss(Layer):
                 f"{tuple(pred.shape)} and target {tuple(target.shape)} (no broadcasting)"
             )
         if float_target and target.dtype != pred.dtype:
-            if dtype_kind(ops.xp, target.dtype) == "c":
+            if dtype_kind(ops.xp, target.dtype) not in ("f", "i"):
                 raise TypeError(f"{name}: target must be real, got dtype {dtype_name(target.dtype)}")
             target = ops.astype(target, pred.dtype)
         return ops, pred, target
@@ -84,8 +141,3 @@ class Loss(Layer):
                 f"{name}: target is {describe(target)} but pred is {describe(pred)}; "
                 "use nu_xp.asarray(target, like=pred)"
             )
-
-
-def scalar(ops: Ops, value: Any) -> Any:
-    """The loss value as a 0-d array (numpy turns 0-d results into numpy scalars)."""
-    return ops.asarray(value)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..backends import ops_of
 from ..functional import clamped_log, sigmoid
-from .base import Loss, scalar
+from .base import Loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
 
@@ -15,9 +15,9 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss"]
 class BCELoss(Loss):
     """Binary cross-entropy on probabilities p ∈ [0, 1], as ``torch.nn.BCELoss``:
 
-    ``L = mean(-(t · log p + (1 - t) · log(1 - p)))`` with each log clamped at
-    -100 (so p = 0 or 1 gives a finite loss, never a divide warning), and
-    ``dL/dp = (p - t) / max(p (1 - p), 1e-12) / n``.
+    ``ℓ = -(t · log p + (1 - t) · log(1 - p))`` with each log clamped at -100
+    (so p = 0 or 1 gives a finite loss, never a divide warning), and
+    ``dℓ/dp = (p - t) / max(p (1 - p), 1e-12)``.
 
     Predictions or targets outside [0, 1] raise ``ValueError`` (as PyTorch's); for raw scores use
     :class:`BCEWithLogitsLoss`, which is also more accurate.
@@ -32,30 +32,44 @@ class BCELoss(Loss):
             )
         if not ops.all((t >= 0.0) & (t <= 1.0)):
             raise ValueError("BCELoss: target must hold values in [0, 1] (labels 0/1 or probabilities)")
-        log_p = clamped_log(ops, p)
-        log_q = clamped_log(ops, 1.0 - p)
-        n = math.prod(p.shape)
-        self._cache = (p, t, n)
-        return scalar(ops, -ops.sum(t * log_p + (1.0 - t) * log_q) / n)
+        self._cache = (p, t)
+        elementwise = -(t * clamped_log(ops, p) + (1.0 - t) * clamped_log(ops, 1.0 - p))
+        return self._reduce(ops, elementwise, math.prod(p.shape))
 
-    def _grad(self) -> Any:
-        p, t, n = self._cache
-        return (p - t) / (ops_of(p).clamp_min(p * (1.0 - p), 1e-12) * n)
+    def _grad(self, scale: Any) -> Any:
+        p, t = self._cache
+        return (p - t) / ops_of(p).clamp_min(p * (1.0 - p), 1e-12) * scale
 
 
 class BCEWithLogitsLoss(Loss):
-    """Binary cross-entropy on logits x (sigmoid fused in), as ``torch.nn.BCEWithLogitsLoss``:
+    """Binary cross-entropy on logits x (sigmoid fused in), as ``torch.nn.BCEWithLogitsLoss``.
 
-    ``L = mean(max(x, 0) - x · t + log(1 + exp(-|x|)))``;  ``dL/dx = (σ(x) - t) / n``.
+    With ``softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^{-|x|})`` (never overflows)
+    and the positive-class weight ``w⁺`` (``pos_weight``, broadcast along the last axis; 1 by default)::
+
+        ℓ = w⁺ · t · softplus(-x) + (1 - t) · softplus(x)
+        dℓ/dx = w⁺ · t · (σ(x) - 1) + (1 - t) · σ(x)          (= σ(x) - t when w⁺ = 1)
     """
+
+    def __init__(self, reduction: str = "mean", pos_weight: Any = None) -> None:
+        super().__init__(reduction)
+        self.pos_weight = pos_weight
 
     def forward(self, pred: Any, target: Any) -> Any:
         ops, x, t = self._prepare(pred, target)
         xp = ops.xp
-        n = math.prod(x.shape)
-        self._cache = (sigmoid(ops, x), t, n)
-        return scalar(ops, ops.sum(ops.clamp_min(x, 0.0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))) / n)
+        sig = sigmoid(ops, x)
+        softplus = ops.clamp_min(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))  # softplus(x); softplus(-x) = that - x
+        w = self._weights(self.pos_weight, x, "pos_weight")
+        if w is None:
+            elementwise = softplus - x * t
+        else:
+            elementwise = w * t * (softplus - x) + (1.0 - t) * softplus
+        self._cache = (sig, t, w)
+        return self._reduce(ops, elementwise, math.prod(x.shape))
 
-    def _grad(self) -> Any:
-        sig, t, n = self._cache
-        return (sig - t) * (1.0 / n)
+    def _grad(self, scale: Any) -> Any:
+        sig, t, w = self._cache
+        if w is None:
+            return (sig - t) * scale
+        return (w * t * (sig - 1.0) + (1.0 - t) * sig) * scale

@@ -1,78 +1,188 @@
-"""Multi-class classification: ``CrossEntropyLoss`` (softmax fused in, on logits)."""
+"""Multi-class classification: ``CrossEntropyLoss`` (on logits) and ``NLLLoss`` (on log-probabilities).
+
+Both read the classes on axis 1: ``pred`` is ``(N, C)`` or ``(N, C, d1, …)``.
+Each is written as ``ℓ = -Σ_c A_c · log p_c`` per sample (and position), with a
+coefficient array ``A`` built from the target:
+
+* class labels ``y`` (integers, shape ``(N, d1, …)``):
+  ``A_c = (1 - ε) · w_y · [c = y] + (ε / C) · w_c``, zero where ``y = ignore_index``
+  (``w``: the class ``weight``, 1 by default; ``ε``: ``label_smoothing``);
+* class probabilities ``t`` (floats, the shape of ``pred``): ``A_c = w_c · ((1 - ε) t_c + ε / C)``.
+
+For ``CrossEntropyLoss``, ``log p = log_softmax(z)`` (log-sum-exp stable), and
+since ``d log p_c / d z_k = [c = k] - p_k``::
+
+    dℓ/dz_k = p_k · Σ_c A_c - A_k
+
+``reduction="mean"`` divides by ``Σ_n w_{y_n}`` over the samples not ignored
+(labels) or by N (probabilities), as PyTorch does.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backends import Ops, dtype_kind, dtype_name, ops_of
-from .base import Loss, scalar
+from ..validation import check_number
+from .base import Loss
 
-__all__ = ["CrossEntropyLoss"]
+__all__ = ["CrossEntropyLoss", "NLLLoss"]
 
 
-class CrossEntropyLoss(Loss):
-    """Softmax cross-entropy on logits z of shape (N, C), as ``torch.nn.CrossEntropyLoss``.
+class _ClassLoss(Loss):
+    """What ``CrossEntropyLoss`` and ``NLLLoss`` share: targets, class weights, ignored labels."""
 
-    With ``s = softmax(z)`` (log-sum-exp stable) and targets either integer
-    class labels of shape (N,) (one-hot ``t``) or probabilities/one-hot of
-    shape (N, C)::
-
-        L = -(1/N) Σ_n Σ_c t_nc · log s_nc
-        dL/dz = (s · Σ_c t_nc - t) / N        (= (s - t) / N for rows of t summing to 1)
-
-    The gradient follows from ``log s_nc = z_nc - log Σ_k exp z_nk``, whose
-    derivative with respect to ``z_nk`` is ``δ_ck - s_nk``.
-    """
-
-    _classes: Any = None
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        name = type(self).__name__
-        if getattr(pred, "ndim", None) != 2:
-            raise ValueError(
-                f"{name}: pred must be logits of shape (N, C), got shape {tuple(getattr(pred, 'shape', ()))}"
-            )
-        n, c = pred.shape
-        labels = getattr(target, "ndim", None) == 1
-        ops, z, t = self._prepare(pred, target, same_shape=not labels, float_target=not labels)
-        xp = ops.xp
-        if labels:
-            if t.shape[0] != n:
-                raise ValueError(
-                    f"{name}: pred {tuple(z.shape)} needs {n} labels, got target of shape {tuple(t.shape)}"
-                )
-            if dtype_kind(xp, t.dtype) != "i":
-                raise TypeError(
-                    f"{name}: a 1-D target must hold integer class labels, got dtype {dtype_name(t.dtype)}; "
-                    "cast it (e.g. y.astype(int)) or pass one-hot targets of shape (N, C)"
-                )
-            if n and not ops.all((t >= 0) & (t < c)):
-                raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes")
-            t = ops.astype(t[:, None] == self._class_indices(ops, c, t), z.dtype)  # one-hot
-        # log s_nc = shifted_nc - log Σ_c exp(shifted_nc), with shifted = z - max_c z (no overflow), so
-        # N·L = Σ_n (Σ_c t_nc) log Σ_c exp(shifted_nc) - Σ_nc t_nc shifted_nc
-        shifted = z - ops.max(z, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        sum_e = ops.sum(e, axis=1, keepdims=True)
-        log_sum = xp.log(sum_e)
-        if not labels:
-            log_sum = log_sum * ops.sum(t, axis=1, keepdims=True)
-        self._cache = (e / sum_e, t, labels, max(n, 1))
-        return scalar(ops, (ops.sum(log_sum) - ops.sum(t * shifted)) / max(n, 1))
-
-    def _class_indices(self, ops: Ops, c: int, labels: Any) -> Any:
-        """``arange(c)`` in the labels' dtype and device, kept between calls."""
-        cached = self._classes
-        if cached is None or cached.shape[0] != c or type(cached) is not type(labels) or cached.dtype != labels.dtype:
-            cached = self._classes = ops.xp.arange(c, dtype=labels.dtype, device=ops.device_of(labels))
-        return cached
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"{type(self).__name__}: ignore_index must be an integer, got {ignore_index!r}")
+        self.weight, self.ignore_index = weight, ignore_index
+        self._classes: Any = None
 
     def clear_cache(self) -> None:
         self._cache = None
         self._classes = None
 
-    def _grad(self) -> Any:
-        probs, t, labels, n = self._cache
-        if labels:
-            return (probs - t) * (1.0 / n)
-        return (probs * ops_of(probs).sum(t, axis=1, keepdims=True) - t) * (1.0 / n)
+    def _check_pred(self, pred: Any) -> tuple[int, int]:
+        name = type(self).__name__
+        if getattr(pred, "ndim", 0) < 2:
+            raise ValueError(
+                f"{name}: pred must be logits of shape (N, C) or (N, C, d1, ...) (classes on axis 1), "
+                f"got shape {tuple(getattr(pred, 'shape', ()))}"
+            )
+        return pred.shape[0], pred.shape[1]
+
+    def _coefficients(self, ops: Ops, pred: Any, target: Any, smoothing: float) -> tuple[Any, Any, Any]:
+        """``(A, Σ_c A_c or None when it is 1, normalizer for the mean)`` for ``pred`` of shape ``(N, C, …)``."""
+        name = type(self).__name__
+        xp = ops.xp
+        c = pred.shape[1]
+        if getattr(target, "ndim", None) != pred.ndim - 1:  # class probabilities, of pred's shape
+            ops, pred, target = self._prepare(pred, target)
+            w = self._weights(self.weight, pred, "weight")
+            coeff = target if not smoothing else (1.0 - smoothing) * target + smoothing / c
+            if w is not None:
+                coeff = coeff * xp.reshape(w, (1, c, *([1] * (pred.ndim - 2))))
+            return coeff, ops.sum(coeff, axis=1, keepdims=True), math.prod(pred.shape) // c
+        want = (pred.shape[0], *pred.shape[2:])
+        if tuple(target.shape) != want:
+            raise ValueError(
+                f"{name}: pred {tuple(pred.shape)} needs labels of shape {want}, got {tuple(target.shape)}"
+            )
+        if dtype_kind(xp, target.dtype) != "i":
+            raise TypeError(
+                f"{name}: a target without the class axis must hold integer class labels, got dtype "
+                f"{dtype_name(target.dtype)}; cast them (e.g. y.astype(int)) or pass class probabilities "
+                "of pred's shape"
+            )
+        onehot = ops.astype(target[:, None, ...] == self._class_axis(ops, c, pred.ndim, target), pred.dtype)
+        in_range = (target >= 0) & (target < c)
+        valid = None  # None: every label counts (the common case costs one check)
+        if not ops.all(in_range) or 0 <= self.ignore_index < c:
+            valid = target != self.ignore_index
+            if not ops.all(in_range | ~valid):
+                raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes (or ignore_index)")
+            onehot = onehot * ops.astype(valid, pred.dtype)[:, None, ...]
+        w = self._weights(self.weight, pred, "weight")
+        if w is not None:
+            w = xp.reshape(w, (1, c, *([1] * (pred.ndim - 2))))
+            onehot = onehot * w  # w_y at the label, 0 elsewhere and for ignored labels
+        if w is None and valid is None:
+            normalizer: Any = math.prod(want)
+        elif w is None and ops.single_device:
+            normalizer = int(ops.sum(ops.astype(valid, pred.dtype)))
+        else:
+            normalizer = ops.sum(onehot)  # Σ w_y over the labels that count
+        if not smoothing:
+            a_sum = None if w is None and valid is None else ops.sum(onehot, axis=1, keepdims=True)
+            return onehot, a_sum, normalizer
+        spread = smoothing / c * (w if w is not None else xp.ones_like(onehot[:, :1, ...]))
+        if valid is not None:
+            spread = spread * ops.astype(valid, pred.dtype)[:, None, ...]
+        coeff = (1.0 - smoothing) * onehot + spread
+        return coeff, ops.sum(coeff, axis=1, keepdims=True), normalizer
+
+    def _class_axis(self, ops: Ops, c: int, ndim: int, labels: Any) -> Any:
+        """``arange(C)`` shaped ``(1, C, 1, …)`` in the labels' dtype and device, kept between calls."""
+        cached = self._classes
+        if (
+            cached is None
+            or cached.shape[1] != c
+            or cached.ndim != ndim
+            or type(cached) is not type(labels)
+            or (cached.dtype != labels.dtype)
+        ):
+            classes = ops.xp.arange(c, dtype=labels.dtype, device=ops.device_of(labels))
+            cached = self._classes = ops.xp.reshape(classes, (1, c, *([1] * (ndim - 2))))
+        return cached
+
+    def _expand(self, grad: Any) -> Any:
+        return ops_of(grad).xp.expand_dims(grad, axis=1)
+
+
+class CrossEntropyLoss(_ClassLoss):
+    """Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``; see :mod:`nu_xp.losses.crossentropy`.
+
+    Parameters
+    ----------
+    weight : array of shape (C,), optional
+        Per-class weights (any array or list; moved to the logits' backend).
+    ignore_index : int, default -100
+        Labels equal to it add nothing and do not count in the mean.
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float in [0, 1]
+        ``ε``: the target becomes ``(1 - ε) · onehot + ε / C``.
+    """
+
+    def __init__(
+        self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0
+    ) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        self._check_pred(pred)
+        ops, z, _ = self._prepare(pred, pred)
+        if ops_of(target) is not ops:
+            self._check_same_place(pred, target)
+        coeff, a_sum, normalizer = self._coefficients(ops, z, target, self.label_smoothing)
+        xp = ops.xp
+        # log p_c = shifted_c - log Σ exp(shifted), with shifted = z - max z (no overflow), so
+        # ℓ = -Σ_c A_c log p_c = (Σ_c A_c) · log Σ exp(shifted) - Σ_c A_c shifted_c
+        shifted = z - ops.max(z, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        sum_e = ops.sum(e, axis=1, keepdims=True)
+        log_sum = xp.log(sum_e) if a_sum is None else a_sum * xp.log(sum_e)
+        elementwise = xp.reshape(log_sum, (log_sum.shape[0], *log_sum.shape[2:])) - ops.sum(coeff * shifted, axis=1)
+        self._cache = (e / sum_e, coeff, a_sum)
+        return self._reduce(ops, elementwise, normalizer)
+
+    def _grad(self, scale: Any) -> Any:
+        probs, coeff, a_sum = self._cache
+        return ((probs if a_sum is None else probs * a_sum) - coeff) * scale
+
+
+class NLLLoss(_ClassLoss):
+    """Negative log-likelihood on log-probabilities (e.g. the output of ``LogSoftmax``), as ``torch.nn.NLLLoss``.
+
+    ``ℓ = -w_y · logp_y`` (0 where ``y = ignore_index``);  ``dℓ/dlogp_c = -w_y · [c = y]``.
+    ``reduction="mean"`` divides by the summed weights of the samples not ignored.
+    """
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        self._check_pred(pred)
+        ops, logp, _ = self._prepare(pred, pred)
+        if ops_of(target) is not ops:
+            self._check_same_place(pred, target)
+        if getattr(target, "ndim", None) != pred.ndim - 1:
+            raise ValueError(
+                f"NLLLoss: pred {tuple(pred.shape)} needs integer labels of shape "
+                f"{(pred.shape[0], *pred.shape[2:])}, got {tuple(getattr(target, 'shape', ()))}"
+            )
+        coeff, _, normalizer = self._coefficients(ops, logp, target, 0.0)
+        self._cache = coeff
+        return self._reduce(ops, -ops.sum(coeff * logp, axis=1), normalizer)
+
+    def _grad(self, scale: Any) -> Any:
+        return -self._cache * scale

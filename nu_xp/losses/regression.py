@@ -1,25 +1,59 @@
-"""Regression losses: ``MSELoss``."""
+"""Regression losses: ``MSELoss``, ``L1Loss``, ``HuberLoss`` (``d = pred - target``, elementwise)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from .base import Loss, scalar
+from ..backends import ops_of
+from ..validation import check_number
+from .base import Loss
 
-__all__ = ["MSELoss"]
+__all__ = ["HuberLoss", "L1Loss", "MSELoss"]
 
 
 class MSELoss(Loss):
-    """Mean squared error: ``L = mean((p - t)²)``;  ``dL/dp = 2 (p - t) / n`` (n = number of elements)."""
+    """Squared error: ``ℓ = d²``;  ``dℓ/dpred = 2 d``. With the mean: ``L = Σ d² / n``, ``dL/dpred = 2 d / n``."""
 
     def forward(self, pred: Any, target: Any) -> Any:
         ops, pred, target = self._prepare(pred, target)
         diff = pred - target
-        n = math.prod(pred.shape)
-        self._cache = (diff, n)
-        return scalar(ops, ops.sum(diff * diff) / n)
+        self._cache = diff
+        return self._reduce(ops, diff * diff, math.prod(pred.shape))
 
-    def _grad(self) -> Any:
-        diff, n = self._cache
-        return diff * (2.0 / n)
+    def _grad(self, scale: Any) -> Any:
+        return self._cache * (2.0 * scale) if isinstance(scale, float) else self._cache * 2.0 * scale
+
+
+class L1Loss(Loss):
+    """Absolute error: ``ℓ = |d|``;  ``dℓ/dpred = sign(d)`` (0 at d = 0, as PyTorch)."""
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        ops, pred, target = self._prepare(pred, target)
+        diff = pred - target
+        self._cache = diff
+        return self._reduce(ops, ops.xp.abs(diff), math.prod(pred.shape))
+
+    def _grad(self, scale: Any) -> Any:
+        return ops_of(self._cache).xp.sign(self._cache) * scale
+
+
+class HuberLoss(Loss):
+    """Huber loss: ``ℓ = d²/2`` where ``|d| < δ``, else ``δ (|d| - δ/2)``;  ``dℓ/dpred = clip(d, -δ, δ)``."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.delta = check_number("delta", delta, 0.0, open_low=True)
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        ops, pred, target = self._prepare(pred, target)
+        diff = pred - target
+        a = ops.xp.abs(diff)
+        self._cache = diff
+        quadratic = 0.5 * diff * diff
+        linear = self.delta * (a - 0.5 * self.delta)
+        return self._reduce(ops, ops.xp.where(a < self.delta, quadratic, linear), math.prod(pred.shape))
+
+    def _grad(self, scale: Any) -> Any:
+        ops = ops_of(self._cache)
+        return ops.clamp_max(ops.clamp_min(self._cache, -self.delta), self.delta) * scale

@@ -155,7 +155,7 @@ def test_cross_entropy_errors(backend):
     logits = on(backend, np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"\(3, 4\).*\(3, 3\)"):
         loss(logits, on(backend, np.zeros((3, 3))))
-    with pytest.raises(ValueError, match="3 labels"):
+    with pytest.raises(ValueError, match=r"needs labels of shape \(3,\), got \(2,\)"):
         loss(logits, on(backend, np.array([0, 1]), dtype=None))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
         loss(logits, on(backend, np.array([0, 1, 4]), dtype=None))

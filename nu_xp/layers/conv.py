@@ -1,0 +1,219 @@
+"""Convolutions: ``Conv1d`` on ``(N, C, L)`` and ``Conv2d`` on ``(N, C, H, W)``, as ``torch.nn.Conv1d/2d``.
+
+Forward (cross-correlation, as every deep-learning library computes it), for
+output channel ``o`` in group ``g`` and output position ``p``::
+
+    y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, g·C_g + c, p·s + k·d]
+
+With the windows of :mod:`nu_xp.layers.windows` stacked into
+``cols[n, (c, k), p] = x_pad[n, c, p·s + k·d]`` (shape ``(N, C·K, L)``, ``K``
+kernel taps, ``L`` output positions) this is one matrix product per sample,
+``y[n] = W2 @ cols[n]`` with ``W2 = W.reshape(C_out, C_in/groups · K)``, so the
+gradients are those of ``Linear``::
+
+    dL/dW2 = Σ_n g[n] @ cols[n].T        dL/db = Σ_{n,p} g[n, :, p]
+    dL/dcols[n] = W2.T @ g[n]            dL/dx = col2im(dL/dcols)
+
+where col2im adds each tap's gradient back into the slice of ``x_pad`` it was
+read from (an input element that several windows read gets the sum), then
+drops the padding. Cost: the GEMMs of a ``Linear`` of ``C·K`` inputs applied
+at ``N·L`` positions, plus ``K`` strided copies each way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backends import Backend
+from ..initializers import check_init, host_rng, initial_weights
+from ..validation import check_positive_int
+from .base import Layer, Parameter, accumulate, register_layer
+from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad_add
+
+__all__ = ["Conv1d", "Conv2d"]
+
+
+class _ConvNd(Layer):
+    """The convolution over ``nd`` spatial axes; ``Conv1d`` and ``Conv2d`` fix ``nd``."""
+
+    nd: ClassVar[int] = 0
+    _backend: Backend
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] | str = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        init: str = "auto",
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": kernel_size,
+            "stride": stride,
+            "padding": padding,
+            "dilation": dilation,
+            "groups": groups,
+            "bias": bias,
+        }
+        shapes = self.parameter_shapes(config)
+        check_init(init)
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        name = type(self).__name__
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = as_tuple(kernel_size, self.nd, "kernel_size", name)
+        self.stride = as_tuple(stride, self.nd, "stride", name)
+        self.dilation = as_tuple(dilation, self.nd, "dilation", name)
+        self.padding = padding if isinstance(padding, str) else as_tuple(padding, self.nd, "padding", name, minimum=0)
+        self._pads = resolve_padding(padding, self.nd, self.kernel_size, self.dilation, self.stride, name)
+        self.init = init
+        taps = math.prod(self.kernel_size)
+        fan_in = self.in_channels // self.groups * taps
+        w, b = initial_weights(
+            init,
+            fan_in,
+            self.out_channels * taps,
+            host_rng(seed),
+            self.backend_info.dtype_name,
+            shape=shapes["weight"],
+            bias_size=self.out_channels,
+        )
+        be = self.backend_info
+        self.weight = Parameter(be.from_host(w))
+        self.bias = Parameter(be.from_host(b)) if bias else None
+        self.clear_cache()
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight (C_out, C_in/groups, *kernel)`` and ``bias (C_out,)``; every argument checked."""
+        name = cls.__name__
+        c_in = check_positive_int("in_channels", config.get("in_channels"))
+        c_out = check_positive_int("out_channels", config.get("out_channels"))
+        groups = check_positive_int("groups", config.get("groups", 1))
+        if c_in % groups or c_out % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={c_in} and out_channels={c_out}")
+        kernel = as_tuple(config.get("kernel_size"), cls.nd, "kernel_size", name)
+        stride = as_tuple(config.get("stride", 1), cls.nd, "stride", name)
+        dilation = as_tuple(config.get("dilation", 1), cls.nd, "dilation", name)
+        resolve_padding(config.get("padding", 0), cls.nd, kernel, dilation, stride, name)
+        bias = config.get("bias", True)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"{name}: bias must be True or False, got {bias!r}")
+        return {"weight": (c_out, c_in // groups, *kernel), **({"bias": (c_out,)} if bias else {})}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "init": self.init,
+        }
+
+    def clear_cache(self) -> None:
+        self._cols: Any = None
+        self._geometry: tuple | None = None
+
+    def forward(self, x: Any) -> Any:
+        be = self._backend
+        x = be.check(x)
+        name = type(self).__name__
+        if x.ndim != self.nd + 2 or x.shape[1] != self.in_channels:
+            want = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
+            raise ValueError(
+                f"{name}({self.in_channels}, {self.out_channels}) expects input of shape {want} with "
+                f"C = {self.in_channels}, got {tuple(x.shape)}"
+            )
+        ops, xp = be.ops, be.xp
+        out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
+        x_pad = pad(ops, x, self._pads)
+        taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
+        n, k, positions, g = x.shape[0], len(taps), math.prod(out), self.groups
+        cols = xp.stack([x_pad[t] for t in taps], axis=2)  # (N, C, K, *out): cols[n, c, k, p] = x_pad at tap k
+        cols = xp.reshape(cols, (n, g, self.in_channels // g * k, positions))
+        w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * k))
+        y = xp.reshape(w @ cols, (n, self.out_channels, positions))  # one GEMM per sample (and group)
+        if self.bias is not None:
+            y = y + xp.reshape(self.bias.data, (self.out_channels, 1))
+        self._cols, self._geometry = cols, (tuple(x_pad.shape), taps, out)
+        return xp.reshape(y, (n, self.out_channels, *out))
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """Accumulate ``dL/dW`` and ``dL/db``; return ``dL/dx`` (None with ``input_grad=False``)."""
+        cols, geometry = self._cols, self._geometry
+        if cols is None or geometry is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        padded, taps, out = geometry
+        be = self._backend
+        ops, xp = be.ops, be.xp
+        grad = be.check(grad, role=f"{type(self).__name__}.backward: grad")
+        n, g, positions = cols.shape[0], self.groups, math.prod(out)
+        if tuple(grad.shape) != (n, self.out_channels, *out):
+            raise ValueError(
+                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
+                f"{(n, self.out_channels, *out)}"
+            )
+        g4 = xp.reshape(grad, (n, g, self.out_channels // g, positions))
+        # dL/dW2 = Σ_n g[n] @ cols[n].T, as one GEMM over the (n, p) axes for each group
+        dw = xp.stack([xp.tensordot(g4[:, i, ...], cols[:, i, ...], axes=([0, 2], [0, 2])) for i in range(g)])
+        accumulate(self.weight, xp.reshape(dw, self.weight.data.shape))
+        if self.bias is not None:
+            accumulate(self.bias, ops.sum(xp.reshape(grad, (n, self.out_channels, positions)), axis=(0, 2)))
+        if not input_grad:
+            return None
+        w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))
+        dcols = xp.reshape(xp.matrix_transpose(w) @ g4, (n, self.in_channels, len(taps), *out))
+        return unpad_add(ops, [dcols[:, :, t, ...] for t in range(len(taps))], taps, padded, self._pads)
+
+
+@register_layer
+class Conv1d(_ConvNd):
+    """1-D convolution on ``(N, C_in, L)`` → ``(N, C_out, L_out)``; weight ``(C_out, C_in/groups, k)``.
+
+    ``L_out = floor((L + 2·padding - dilation·(k - 1) - 1) / stride) + 1``.
+    The formulas and their gradients are in :mod:`nu_xp.layers.conv`.
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> conv = nu_xp.Conv1d(1, 4, kernel_size=5, stride=2, padding=1, seed=0)
+    >>> conv(np.zeros((8, 1, 40), dtype=np.float32)).shape
+    (8, 4, 19)
+    """
+
+    nd = 1
+
+
+@register_layer
+class Conv2d(_ConvNd):
+    """2-D convolution on ``(N, C_in, H, W)`` → ``(N, C_out, H_out, W_out)``; weight ``(C_out, C_in/groups, kh, kw)``.
+
+    Each spatial axis follows the ``Conv1d`` size formula. The formulas and
+    their gradients are in :mod:`nu_xp.layers.conv`.
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> conv = nu_xp.Conv2d(1, 6, kernel_size=5, padding="same", seed=0)
+    >>> conv(np.zeros((2, 1, 28, 28), dtype=np.float32)).shape
+    (2, 6, 28, 28)
+    """
+
+    nd = 2

@@ -1,0 +1,106 @@
+"""``Embedding``: a lookup table of learned vectors, as ``torch.nn.Embedding``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend, dtype_kind
+from ..initializers import host_rng
+from ..validation import check_positive_int
+from .base import Layer, Parameter, accumulate, register_layer
+
+__all__ = ["Embedding"]
+
+
+@register_layer
+class Embedding(Layer):
+    """``y[..., :] = W[i[...], :]`` for integer indices ``i`` of any shape → ``(*i.shape, embedding_dim)``.
+
+    ``W`` has shape ``(num_embeddings, embedding_dim)``, drawn from N(0, 1) as
+    PyTorch does, with the ``padding_idx`` row zero. Backward: each index adds
+    its gradient row into the row it read, ``dL/dW[r] = Σ_{i = r} g_i`` (repeated
+    indices add up; the ``padding_idx`` row gets nothing); indices have no
+    gradient, so ``backward`` returns None. The standard has no scatter-add:
+    :meth:`nu_xp.backends.Ops.index_add` does it with a one-hot matrix product
+    where the backend has no native one.
+    """
+
+    _backend: Backend
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        *,
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        self.parameter_shapes(
+            {"num_embeddings": num_embeddings, "embedding_dim": embedding_dim, "padding_idx": padding_idx}
+        )
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.padding_idx = None if padding_idx is None else int(padding_idx) % self.num_embeddings
+        w = host_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0.0
+        be = self.backend_info
+        self.weight = Parameter(be.from_host(w.astype(be.dtype_name)))
+        self.clear_cache()
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight (num_embeddings, embedding_dim)``; ``padding_idx`` must be a row index or None."""
+        v = check_positive_int("num_embeddings", config.get("num_embeddings"))
+        d = check_positive_int("embedding_dim", config.get("embedding_dim"))
+        pad = config.get("padding_idx")
+        if pad is not None and (isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or not -v <= pad < v):
+            raise ValueError(f"Embedding padding_idx must be None or an integer in [-{v}, {v}), got {pad!r}")
+        return {"weight": (v, d)}
+
+    def clear_cache(self) -> None:
+        self._indices: Any = None
+        self._out_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Any) -> Any:
+        be = self._backend
+        if not be.owns(x):
+            be.check(x, role="Embedding indices")  # raises the TypeError naming both places
+        ops = be.ops
+        if dtype_kind(ops.xp, x.dtype) != "i":
+            raise TypeError(f"Embedding takes integer indices, got dtype {x.dtype}; convert them (e.g. x.astype(int))")
+        flat = ops.xp.reshape(x, (-1,))
+        if flat.shape[0] and not ops.all((flat >= 0) & (flat < self.num_embeddings)):
+            low, high = int(ops.min(flat)), int(ops.max(flat))
+            raise ValueError(
+                f"Embedding({self.num_embeddings}, {self.embedding_dim}): indices must be in "
+                f"[0, {self.num_embeddings}), got values from {low} to {high}"
+            )
+        self._indices, self._out_shape = flat, (*x.shape, self.embedding_dim)
+        return ops.xp.reshape(ops.xp.take(self.weight.data, flat, axis=0), self._out_shape)
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> None:
+        """Accumulate ``dL/dW`` (repeated indices add up, ``padding_idx`` excluded); return None."""
+        if self._indices is None or self._out_shape is None:
+            raise RuntimeError("Embedding.backward called before forward")
+        be = self._backend
+        grad = be.check(grad, role="Embedding.backward: grad")
+        if tuple(grad.shape) != self._out_shape:
+            raise ValueError(
+                f"Embedding.backward: grad has shape {tuple(grad.shape)}, but the output had shape {self._out_shape}"
+            )
+        xp = be.xp
+        rows = xp.reshape(grad, (math.prod(self._out_shape[:-1]), self.embedding_dim))
+        indices = self._indices
+        if self.padding_idx is not None:
+            keep = be.ops.astype(indices != self.padding_idx, rows.dtype)
+            rows = rows * keep[:, None]
+        table = xp.zeros(self.weight.data.shape, dtype=rows.dtype, device=be.device)
+        accumulate(self.weight, be.ops.index_add(table, indices, rows))
+        return None

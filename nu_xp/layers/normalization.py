@@ -1,0 +1,305 @@
+"""Normalization: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, as ``torch.nn``.
+
+Both normalize ``x`` over a set of axes ``A`` holding ``m`` elements, then scale and shift::
+
+    μ = mean_A(x)     σ² = mean_A((x - μ)²)     x̂ = (x - μ) / √(σ² + ε)     y = γ · x̂ + β
+
+Backward, with ``ĝ = g · γ`` (μ and σ depend on every element they average)::
+
+    dL/dx = (ĝ - mean_A(ĝ) - x̂ · mean_A(ĝ · x̂)) / √(σ² + ε)
+    dL/dγ = Σ g · x̂        dL/dβ = Σ g          (summed over the axes γ is shared along)
+
+BatchNorm averages over the batch and spatial axes, per channel, in training
+mode, and keeps running estimates (buffers ``running_mean``, ``running_var``
+with the unbiased variance, ``num_batches_tracked``); in eval mode it uses
+them, so ``x̂ = (x - running_mean) / √(running_var + ε)`` is an affine map and
+``dL/dx = ĝ / √(running_var + ε)``. LayerNorm averages over the trailing
+``normalized_shape`` axes of each sample, in every mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backends import Backend
+from ..validation import check_number, check_positive_int
+from .base import Layer, Parameter, accumulate, register_layer
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+
+
+def _normalize_backward(ops: Any, g_hat: Any, x_hat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
+    """``(ĝ - mean_A(ĝ) - x̂ · mean_A(ĝ · x̂)) / √(σ² + ε)`` over the axes ``A``."""
+    xp = ops.xp
+    return (
+        g_hat - xp.mean(g_hat, axis=axes, keepdims=True) - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
+    ) * inv_std
+
+
+class _BatchNorm(Layer):
+    """Batch normalization per channel (axis 1); subclasses say which input ranks they take."""
+
+    ranks: ClassVar[tuple[int, ...]] = ()
+    layout: ClassVar[str] = ""
+    _backend: Backend
+    running_mean: Any  # buffers (register_buffer), when track_running_stats
+    running_var: Any
+    num_batches_tracked: Any
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        self.parameter_shapes({"num_features": num_features, "affine": affine})
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        self.num_features = int(num_features)
+        self.eps = check_number("eps", eps, 0.0, open_low=True)
+        self.momentum = None if momentum is None else check_number("momentum", momentum, 0.0, 1.0)
+        if not isinstance(track_running_stats, (bool, np.bool_)):
+            raise TypeError(f"track_running_stats must be True or False, got {track_running_stats!r}")
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        be = self.backend_info
+        c = self.num_features
+        self.weight = Parameter(be.from_host(np.ones(c, be.dtype_name))) if affine else None
+        self.bias = Parameter(be.from_host(np.zeros(c, be.dtype_name))) if affine else None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", be.from_host(np.zeros(c, be.dtype_name)))
+            self.register_buffer("running_var", be.from_host(np.ones(c, be.dtype_name)))
+            self.register_buffer("num_batches_tracked", be.ops.asarray(np.array(0, np.int64), device=be.device))
+        self.clear_cache()
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight`` and ``bias`` of shape ``(num_features,)`` when ``affine``."""
+        c = check_positive_int("num_features", config.get("num_features"))
+        affine = config.get("affine", True)
+        if not isinstance(affine, (bool, np.bool_)):
+            raise TypeError(f"affine must be True or False, got {affine!r}")
+        return {"weight": (c,), "bias": (c,)} if affine else {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
+        }
+
+    def clear_cache(self) -> None:
+        self._saved: Any = None
+
+    def _channel_shape(self, x: Any) -> tuple[int, ...]:
+        return (1, self.num_features, *([1] * (x.ndim - 2)))
+
+    def forward(self, x: Any) -> Any:
+        be = self._backend
+        x = be.check(x)
+        name = type(self).__name__
+        if x.ndim not in self.ranks or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}({self.num_features}) expects input of shape {self.layout} with C = {self.num_features}, "
+                f"got {tuple(x.shape)}"
+            )
+        xp = be.xp
+        axes = (0, *range(2, x.ndim))
+        shape = self._channel_shape(x)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            m = math.prod(x.shape[i] for i in axes)
+            if m < 2:
+                raise ValueError(
+                    f"{name}: training needs more than 1 value per channel to compute a variance, got input of "
+                    f"shape {tuple(x.shape)}; use a larger batch or model.eval()"
+                )
+            mean = xp.mean(x, axis=axes, keepdims=True)
+            centered = x - mean
+            var = xp.mean(centered * centered, axis=axes, keepdims=True)
+            if self.training and self.track_running_stats:
+                self._update_running(xp.reshape(mean, (-1,)), xp.reshape(var, (-1,)), m)
+        else:
+            mean = xp.reshape(self.running_mean, shape)
+            var = xp.reshape(self.running_var, shape)
+            centered = x - mean
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = centered * inv_std
+        self._saved = (x_hat, inv_std, axes, use_batch)
+        if not self.affine:
+            return x_hat
+        return x_hat * xp.reshape(self.weight.data, shape) + xp.reshape(self.bias.data, shape)  # type: ignore[union-attr]
+
+    def _update_running(self, mean: Any, var: Any, m: int) -> None:
+        """``r ← (1 - f) r + f · batch`` with ``f = momentum`` (or ``1/num_batches_tracked`` when None)."""
+        count = self.num_batches_tracked + 1
+        self.register_buffer("num_batches_tracked", count)
+        f = self.momentum if self.momentum is not None else 1.0 / float(count)
+        self.register_buffer("running_mean", (1.0 - f) * self.running_mean + f * mean)
+        self.register_buffer("running_var", (1.0 - f) * self.running_var + f * var * (m / (m - 1)))
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        x_hat, inv_std, axes, use_batch = self._saved
+        be = self._backend
+        grad = be.check(grad, role=f"{type(self).__name__}.backward: grad")
+        if tuple(grad.shape) != tuple(x_hat.shape):
+            raise ValueError(
+                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
+                f"{tuple(x_hat.shape)}"
+            )
+        ops, xp = be.ops, be.xp
+        g_hat = grad
+        if self.affine:
+            accumulate(self.weight, ops.sum(grad * x_hat, axis=axes))  # type: ignore[arg-type]
+            accumulate(self.bias, ops.sum(grad, axis=axes))  # type: ignore[arg-type]
+            g_hat = grad * xp.reshape(self.weight.data, self._channel_shape(grad))  # type: ignore[union-attr]
+        if not input_grad:
+            return None
+        if use_batch:
+            return _normalize_backward(ops, g_hat, x_hat, inv_std, axes)
+        return g_hat * inv_std
+
+
+@register_layer
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` per channel; see :mod:`nu_xp.layers.normalization`.
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> bn = nu_xp.BatchNorm1d(3)
+    >>> sorted(bn.state_dict())
+    ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
+
+    ranks = (2, 3)
+    layout = "(N, C) or (N, C, L)"
+
+
+@register_layer
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of ``(N, C, H, W)`` per channel; see :mod:`nu_xp.layers.normalization`."""
+
+    ranks = (4,)
+    layout = "(N, C, H, W)"
+
+
+@register_layer
+class LayerNorm(Layer):
+    """Normalization of each sample over its trailing ``normalized_shape`` axes; see :mod:`nu_xp.layers.normalization`.
+
+    ``weight`` (γ, ones) and ``bias`` (β, zeros) have shape ``normalized_shape``
+    (no bias with ``bias=False``, neither with ``elementwise_affine=False``).
+    """
+
+    _backend: Backend
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        *,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        shapes = self.parameter_shapes(
+            {"normalized_shape": normalized_shape, "elementwise_affine": elementwise_affine, "bias": bias}
+        )
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        self.normalized_shape = self._shape(normalized_shape)
+        self.eps = check_number("eps", eps, 0.0, open_low=True)
+        self.elementwise_affine = bool(elementwise_affine)
+        self._bias_argument = bool(bias)
+        be = self.backend_info
+        self.weight = (
+            Parameter(be.from_host(np.ones(self.normalized_shape, be.dtype_name))) if "weight" in shapes else None
+        )
+        self.bias = (
+            Parameter(be.from_host(np.zeros(self.normalized_shape, be.dtype_name))) if "bias" in shapes else None
+        )
+        self.clear_cache()
+
+    @staticmethod
+    def _shape(value: Any) -> tuple[int, ...]:
+        items = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise TypeError(f"normalized_shape must be an int or a non-empty tuple of ints, got {value!r}")
+        return tuple(check_positive_int("normalized_shape", v) for v in items)
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight`` and ``bias`` of shape ``normalized_shape`` (as the flags say)."""
+        shape = cls._shape(config.get("normalized_shape"))
+        affine, bias = config.get("elementwise_affine", True), config.get("bias", True)
+        for name, flag in (("elementwise_affine", affine), ("bias", bias)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        if not affine:
+            return {}
+        return {"weight": shape, **({"bias": shape} if bias else {})}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "normalized_shape": list(self.normalized_shape),
+            "eps": self.eps,
+            "elementwise_affine": self.elementwise_affine,
+            "bias": self._bias_argument,
+        }
+
+    def clear_cache(self) -> None:
+        self._saved: Any = None
+
+    def forward(self, x: Any) -> Any:
+        be = self._backend
+        x = be.check(x)
+        k = len(self.normalized_shape)
+        if x.ndim < k or tuple(x.shape[x.ndim - k :]) != self.normalized_shape:
+            raise ValueError(
+                f"LayerNorm({list(self.normalized_shape)}) expects input whose last axes are "
+                f"{self.normalized_shape}, got {tuple(x.shape)}"
+            )
+        xp = be.xp
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mean = xp.mean(x, axis=axes, keepdims=True)
+        centered = x - mean
+        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes, keepdims=True) + self.eps)
+        x_hat = centered * inv_std
+        self._saved = (x_hat, inv_std, axes)
+        y = x_hat if self.weight is None else x_hat * self.weight.data
+        return y if self.bias is None else y + self.bias.data
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        if self._saved is None:
+            raise RuntimeError("LayerNorm.backward called before forward")
+        x_hat, inv_std, axes = self._saved
+        be = self._backend
+        grad = be.check(grad, role="LayerNorm.backward: grad")
+        if tuple(grad.shape) != tuple(x_hat.shape):
+            raise ValueError(
+                f"LayerNorm.backward: grad has shape {tuple(grad.shape)}, but the output had shape {tuple(x_hat.shape)}"
+            )
+        ops = be.ops
+        lead = tuple(range(grad.ndim - len(axes)))  # the axes γ and β are shared along
+        g_hat = grad
+        if self.weight is not None:
+            accumulate(self.weight, ops.sum(grad * x_hat, axis=lead) if lead else grad * x_hat)
+            g_hat = grad * self.weight.data
+        if self.bias is not None:
+            accumulate(self.bias, ops.sum(grad, axis=lead) if lead else grad)
+        if not input_grad:
+            return None
+        return _normalize_backward(ops, g_hat, x_hat, inv_std, axes)

@@ -1,0 +1,149 @@
+"""Pooling: ``MaxPool1d/2d`` and ``AvgPool1d/2d``, as ``torch.nn`` (``stride`` defaults to ``kernel_size``).
+
+With the ``K`` taps of :mod:`nu_xp.layers.windows`
+(``tap_k[n, c, p] = x_pad[n, c, p·s + k]``)::
+
+    max:  y = max_k tap_k           dL/dx: g goes to the first tap holding the maximum of its window
+    avg:  y = (1/K) Σ_k tap_k        dL/dx: g / K goes to every tap of the window
+
+and col2im adds the taps' gradients back into the input (overlapping windows
+add up). Max pooling pads with ``-inf`` (padding never wins); average pooling
+pads with zeros and, as PyTorch's default ``count_include_pad=True``, divides
+by ``K`` everywhere, padding included.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from ..backends import dtype_kind, ops_of
+from .base import Layer, check_grad, register_layer
+from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad_add
+
+__all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
+
+
+class _PoolNd(Layer):
+    """Pooling over ``nd`` spatial axes; subclasses fix ``nd`` and the reduction."""
+
+    nd: ClassVar[int] = 0
+    pad_value: ClassVar[float] = 0.0
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = as_tuple(kernel_size, self.nd, "kernel_size", name)
+        self.stride = self.kernel_size if stride is None else as_tuple(stride, self.nd, "stride", name)
+        self.padding = as_tuple(padding, self.nd, "padding", name, minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(
+                f"{name}: padding {self.padding} must be at most half of kernel_size {self.kernel_size} (as PyTorch)"
+            )
+        self._pads = resolve_padding(self.padding, self.nd, self.kernel_size, (1,) * self.nd, self.stride, name)
+        self.clear_cache()
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+    def clear_cache(self) -> None:
+        self._saved: Any = None
+        self._geometry: tuple | None = None
+
+    def _windows(self, x: Any) -> tuple[Any, list, tuple[int, ...], tuple[int, ...]]:
+        """``(ops, taps as arrays, padded shape, tap index list)`` for input ``x``; shape checked."""
+        name = type(self).__name__
+        ops = ops_of(x)
+        kind = dtype_kind(ops.xp, x.dtype)
+        if kind == "i":
+            x = ops.astype(x, getattr(ops.xp, self.backend_info.dtype_name))
+        elif kind != "f":
+            raise TypeError(f"{name} takes real numbers, got an array of dtype {x.dtype}")
+        if x.ndim != self.nd + 2:
+            want = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
+            raise ValueError(f"{name} expects input of shape {want}, got {tuple(x.shape)}")
+        out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, (1,) * self.nd, name)
+        x_pad = pad(ops, x, self._pads, self.pad_value)
+        taps = tap_slices(self.kernel_size, self.stride, (1,) * self.nd, out)
+        self._geometry = (tuple(x_pad.shape), taps, (x.shape[0], x.shape[1], *out))
+        return ops, [x_pad[t] for t in taps], tuple(x_pad.shape), out
+
+    def _check(self, grad: Any) -> tuple:
+        if self._geometry is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        padded, taps, out_shape = self._geometry
+        if tuple(grad.shape) != out_shape:
+            raise ValueError(
+                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
+                f"{out_shape}"
+            )
+        return padded, taps
+
+
+class _MaxPoolNd(_PoolNd):
+    pad_value = -math.inf
+
+    def forward(self, x: Any) -> Any:
+        ops, parts, _, _ = self._windows(x)
+        stacked = ops.xp.stack(parts, axis=-1)
+        y = ops.max(stacked, axis=-1)
+        self._saved = (ops.xp.argmax(stacked, axis=-1), y)  # the first maximum of each window, as PyTorch
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        padded, taps = self._check(grad)
+        winner, y = self._saved
+        check_grad(self, grad, y)
+        ops = ops_of(grad)
+        zero = ops.xp.zeros_like(grad)
+        parts = [ops.xp.where(winner == k, grad, zero) for k in range(len(taps))]
+        return unpad_add(ops, parts, taps, padded, self._pads)
+
+
+class _AvgPoolNd(_PoolNd):
+    def forward(self, x: Any) -> Any:
+        _, parts, _, _ = self._windows(x)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        y = total / len(parts)
+        self._saved = y
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        padded, taps = self._check(grad)
+        check_grad(self, grad, self._saved)
+        share = grad / len(taps)
+        return unpad_add(ops_of(grad), [share] * len(taps), taps, padded, self._pads)
+
+
+@register_layer
+class MaxPool1d(_MaxPoolNd):
+    """``y[n, c, p] = max_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see :mod:`nu_xp.layers.pooling`."""
+
+    nd = 1
+
+
+@register_layer
+class MaxPool2d(_MaxPoolNd):
+    """The maximum of each ``kh × kw`` window of ``(N, C, H, W)``; see :mod:`nu_xp.layers.pooling`."""
+
+    nd = 2
+
+
+@register_layer
+class AvgPool1d(_AvgPoolNd):
+    """``y[n, c, p] = (1/k) Σ_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see :mod:`nu_xp.layers.pooling`."""
+
+    nd = 1
+
+
+@register_layer
+class AvgPool2d(_AvgPoolNd):
+    """The mean of each ``kh × kw`` window of ``(N, C, H, W)`` (padding counted); see :mod:`nu_xp.layers.pooling`."""
+
+    nd = 2

@@ -1,0 +1,59 @@
+"""Layers that only rearrange: ``Flatten``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backends import ops_of
+from .base import Layer, check_grad, register_layer
+
+__all__ = ["Flatten"]
+
+
+@register_layer
+class Flatten(Layer):
+    """Merge the dimensions ``start_dim`` … ``end_dim`` into one, as ``torch.nn.Flatten``.
+
+    ``(N, C, L)`` → ``(N, C·L)`` with the defaults (``start_dim=1, end_dim=-1``).
+    Backward reshapes ``g`` back to the input's shape: ``dL/dx = reshape(g, x.shape)``.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"Flatten {name} must be an integer, got {value!r}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.clear_cache()
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def clear_cache(self) -> None:
+        self._in_shape: tuple[int, ...] | None = None
+        self._out: Any = None
+
+    def forward(self, x: Any) -> Any:
+        ops = ops_of(x)
+        shape = tuple(x.shape)
+        ndim = max(len(shape), 1)
+        start, end = self.start_dim % ndim, self.end_dim % ndim
+        if not (-ndim <= self.start_dim < ndim and -ndim <= self.end_dim < ndim) or start > end:
+            raise ValueError(
+                f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit an input of shape {shape}"
+            )
+        out_shape = (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+        self._in_shape = shape
+        y = ops.xp.reshape(x, out_shape)
+        self._out = y
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        if self._in_shape is None:
+            raise RuntimeError("Flatten.backward called before forward")
+        check_grad(self, grad, self._out)
+        return ops_of(grad).xp.reshape(grad, self._in_shape)

@@ -1,0 +1,126 @@
+"""Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays, shared by convolution and pooling.
+
+The standard has no convolution and no window view, so a window is built
+from slicing: a kernel of ``K`` taps (``K = prod(kernel_size)``) becomes ``K``
+strided slices of the padded input, one per tap ``(i, j)``::
+
+    tap_ij = x_pad[:, :, i·d : i·d + s·(H_out - 1) + 1 : s,  j·d : … : s]     (shape (N, C, H_out, W_out))
+
+so that ``tap_ij[n, c, h, w] = x_pad[n, c, h·s + i·d, w·s + j·d]``: the
+``(i, j)`` element of every window at once. Stacking the taps gives the
+"im2col" matrix; the gradient goes back by adding each tap's gradient into
+the same slice of a zero array ("col2im"). Cost: ``K`` slice copies of the
+output's size in each direction, on top of the GEMM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backends import Ops
+
+__all__ = ["as_tuple", "output_shape", "pad", "resolve_padding", "tap_slices", "unpad_add"]
+
+
+def as_tuple(value: Any, nd: int, name: str, layer: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a sequence of ``nd`` ints (each ≥ ``minimum``) as a tuple; ``ValueError``/``TypeError`` naming it."""
+    items = [value] * nd if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if not isinstance(items, Sequence) or isinstance(items, str) or len(items) != nd:
+        raise TypeError(f"{layer}: {name} must be an int or {nd} ints, got {value!r}")
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{layer}: {name} must hold integers, got {value!r}")
+        if v < minimum:
+            raise ValueError(f"{layer}: {name} must be ≥ {minimum}, got {value!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def resolve_padding(
+    padding: Any, nd: int, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...], layer: str
+) -> tuple[tuple[int, int], ...]:
+    """``(left, right)`` zero padding per spatial axis for an int, ``nd`` ints, ``"valid"`` or ``"same"``.
+
+    ``"same"`` (stride 1 only, as PyTorch) pads ``d·(k - 1)`` in total, the
+    odd element on the right, so the output keeps the input's size.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{layer}: padding='same' needs stride 1 (as PyTorch), got stride={stride}")
+            totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        raise ValueError(f"{layer}: padding must be an int, {nd} ints, 'same' or 'valid', got {padding!r}")
+    return tuple((p, p) for p in as_tuple(padding, nd, "padding", layer, minimum=0))
+
+
+def output_shape(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+    dilation: tuple[int, ...],
+    layer: str,
+) -> tuple[int, ...]:
+    """``floor((n + left + right - d·(k - 1) - 1) / s) + 1`` per axis; ``ValueError`` when a kernel does not fit."""
+    out = []
+    for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if n + lo + hi < span:
+            raise ValueError(
+                f"{layer}: the kernel spans {span} (kernel_size {k}, dilation {d}) but the padded input has "
+                f"only {n + lo + hi} along an axis (input spatial shape {spatial}, padding {padding})"
+            )
+        out.append((n + lo + hi - span) // s + 1)
+    return tuple(out)
+
+
+def tap_slices(
+    kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], out: tuple[int, ...]
+) -> list[tuple[slice, ...]]:
+    """One index per kernel tap (C order over the kernel axes): ``(:, :, slice_1, …, slice_nd)``."""
+    everything = (slice(None), slice(None))
+    return [
+        (*everything, *(slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offsets, dilation, stride, out)))
+        for offsets in itertools.product(*(range(k) for k in kernel))
+    ]
+
+
+def pad(ops: Ops, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
+    """``x`` with ``value`` around its spatial axes (a copy; ``x`` itself when there is no padding)."""
+    if all(lo == 0 and hi == 0 for lo, hi in padding):
+        return x
+    shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)))
+    out = ops.xp.full(shape, value, dtype=x.dtype, device=ops.device_of(x))
+    out[_interior(x.shape[2:], padding)] = x
+    return out
+
+
+def unpad_add(
+    ops: Ops, parts: Sequence[Any], taps: list[tuple[slice, ...]], padded: tuple[int, ...], padding: Any
+) -> Any:
+    """``col2im``: a zero array of the ``padded`` shape, each ``parts[t]`` added into ``taps[t]``, padding cut off."""
+    out = ops.xp.zeros(padded, dtype=parts[0].dtype, device=ops.device_of(parts[0]))
+    for index, part in zip(taps, parts):
+        out[index] += part
+    if all(lo == 0 and hi == 0 for lo, hi in padding):
+        return out
+    spatial = tuple(n - lo - hi for n, (lo, hi) in zip(padded[2:], padding))
+    return out[_interior(spatial, padding)]
+
+
+def _interior(spatial: tuple[int, ...], padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
+    return (slice(None), slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(spatial, padding)))
+
+
+def num_taps(kernel: tuple[int, ...]) -> int:
+    """``prod(kernel)``."""
+    return math.prod(kernel)

@@ -1,0 +1,119 @@
+"""Conv1d and Conv2d: PyTorch's values and gradients over a grid of arguments, gradcheck, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nu_xp
+from tests.helpers import on
+from tests.layers.torch_reference import compare_with_torch
+
+CONV1D = [
+    # in, out, kernel, stride, padding, dilation, groups, bias, length
+    (1, 4, 5, 2, 1, 1, 1, True, 40),
+    (4, 6, 3, 1, "same", 2, 2, False, 11),
+    (3, 3, 3, 2, "valid", 1, 3, True, 9),
+    (2, 4, 4, 3, 2, 1, 1, True, 10),
+    (2, 2, 1, 1, 0, 1, 1, True, 5),
+    (2, 3, 4, 1, "same", 1, 1, True, 7),  # an even kernel: 'same' pads one more on the right
+]
+CONV2D = [
+    (1, 6, 5, 1, 2, 1, 1, True, (12, 12)),
+    (4, 4, (3, 2), (2, 1), (1, 0), (1, 2), 2, False, (7, 8)),
+    (3, 6, 3, 1, "same", 1, 3, True, (5, 6)),
+]
+
+
+def build(cls, args, backend, dtype="float64", seed=0):
+    c_in, c_out, k, s, p, d, g, b, _ = args
+    return cls(
+        c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g, bias=b, seed=seed, backend=backend, dtype=dtype
+    )
+
+
+def torch_conv(torch, cls_name, args):
+    c_in, c_out, k, s, p, d, g, b, _ = args
+    return getattr(torch.nn, cls_name)(c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g, bias=b)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own note about its copy
+@pytest.mark.parametrize("args", CONV1D)
+def test_conv1d_equals_torch(torch, backend, args):
+    x = np.random.default_rng(1).normal(size=(3, args[0], args[-1]))
+    compare_with_torch(
+        torch, backend, build(nu_xp.Conv1d, args, backend), torch_conv(torch, "Conv1d", args), x, steps=2
+    )
+
+
+@pytest.mark.parametrize("args", CONV2D)
+def test_conv2d_equals_torch(torch, backend, args):
+    x = np.random.default_rng(2).normal(size=(2, args[0], *args[-1]))
+    compare_with_torch(torch, backend, build(nu_xp.Conv2d, args, backend), torch_conv(torch, "Conv2d", args), x)
+
+
+@pytest.mark.parametrize(
+    ("cls", "args"), [(nu_xp.Conv1d, CONV1D[1]), (nu_xp.Conv1d, CONV1D[3]), (nu_xp.Conv2d, CONV2D[1])]
+)
+def test_conv_gradcheck(backend, cls, args):
+    shape = (2, args[0], args[-1]) if cls is nu_xp.Conv1d else (2, args[0], *args[-1])
+    x = on(backend, np.random.default_rng(3).normal(size=shape))
+    assert nu_xp.gradcheck(build(cls, args, backend), x) < 1e-6
+
+
+def test_conv_skips_the_input_gradient_when_asked(backend):
+    conv = build(nu_xp.Conv1d, CONV1D[0], backend)
+    x = on(backend, np.random.default_rng(4).normal(size=(2, 1, 40)))
+    y = conv(x)
+    assert conv.backward(nu_xp.backends.ops_of(y).xp.ones_like(y), input_grad=False) is None
+    assert conv.weight.grad is not None
+
+
+def test_conv_state_dict_loads_into_torch_and_back(torch, tmp_path):
+    model = nu_xp.Sequential(
+        nu_xp.Conv1d(1, 4, 5, stride=2, seed=0), nu_xp.ReLU(), nu_xp.Flatten(), nu_xp.Linear(4 * 18, 3, seed=1)
+    )
+    ref = torch.nn.Sequential(
+        torch.nn.Conv1d(1, 4, 5, stride=2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(72, 3)
+    )
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(0).normal(size=(5, 1, 40)).astype(np.float32)
+    np.testing.assert_allclose(nu_xp.to_host(model(x)), ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    nu_xp.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(nu_xp.to_host(nu_xp.load(tmp_path / "m.npz")(x)), nu_xp.to_host(model(x)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"in_channels": 4, "out_channels": 6, "kernel_size": 3, "groups": 4}, ValueError, "groups=4 must divide"),
+        ({"in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 0}, ValueError, "stride must be ≥ 1"),
+        ({"in_channels": 2, "out_channels": 2, "kernel_size": 0}, ValueError, "kernel_size must be ≥ 1"),
+        ({"in_channels": 2, "out_channels": 2, "kernel_size": 3, "padding": -1}, ValueError, "padding must be ≥ 0"),
+        ({"in_channels": 2, "out_channels": 2, "kernel_size": 3, "padding": "full"}, ValueError, "'same' or 'valid'"),
+        (
+            {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": "same"},
+            ValueError,
+            "stride 1",
+        ),
+        ({"in_channels": 2, "out_channels": 2, "kernel_size": 2.5}, TypeError, "kernel_size must be an int"),
+        ({"in_channels": 0, "out_channels": 2, "kernel_size": 3}, ValueError, "in_channels"),
+    ],
+)
+def test_bad_conv_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        nu_xp.Conv1d(**kwargs)
+
+
+def test_bad_conv_inputs(backend):
+    conv = nu_xp.Conv1d(2, 3, 5, backend=backend)
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, C, L\) with C = 2, got \(4, 3, 10\)"):
+        conv(on(backend, np.ones((4, 3, 10)), dtype="float32"))
+    with pytest.raises(ValueError, match=r"expects input of shape"):
+        conv(on(backend, np.ones((4, 10)), dtype="float32"))
+    with pytest.raises(ValueError, match="kernel spans 5.*only 4"):
+        conv(on(backend, np.ones((4, 2, 4)), dtype="float32"))
+    y = conv(on(backend, np.ones((4, 2, 10)), dtype="float32"))
+    with pytest.raises(ValueError, match="grad has shape"):
+        conv.backward(on(backend, np.ones((4, 3, 5)), dtype="float32"))
+    assert tuple(y.shape) == (4, 3, 6)
