@@ -20,18 +20,26 @@ from .registry import ops_class_of, ops_for
 __all__ = ["asarray", "backend_of", "describe", "dtype_kind", "dtype_name", "namespace_of", "ops_of", "to_host"]
 
 
+_OPS_BY_TYPE: dict[type, Ops] = {}
+
+
 def ops_of(x: Any) -> Ops:
-    """The :class:`~nu_xp.backends.ops.Ops` of the backend ``x`` belongs to.
+    """The :class:`~nu_xp.backends.ops.Ops` of the backend ``x`` belongs to (one dict lookup, cached per type).
 
     Raises ``TypeError`` for objects that are not arrays of a supported backend.
     """
+    try:
+        return _OPS_BY_TYPE[type(x)]
+    except KeyError:
+        pass
     cls = ops_class_of(x)
     if cls is None:
         raise TypeError(
             f"expected an array (numpy, cupy, torch or array_api_strict), got {type(x).__name__}; "
             "convert it first, e.g. nu_xp.asarray(x, like=model)"
         )
-    return ops_for(cls.name)
+    ops = _OPS_BY_TYPE[type(x)] = ops_for(cls.name)
+    return ops
 
 
 def namespace_of(x: Any) -> Any:

@@ -20,7 +20,7 @@ import contextvars
 import functools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import array_api_compat
@@ -52,15 +52,15 @@ class Backend:
     array_type: Any = object  # the library's array class (Any: so a type test does not narrow for mypy)
     writeable: bool = True
 
-    @property
-    def name(self) -> str:
-        """The backend's name (``"numpy"``, ``"torch"``…)."""
-        return self.ops.name
+    # plain attributes copied from ``ops`` (read on every forward: an attribute is cheaper than a property)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.ops.name)
+        object.__setattr__(self, "xp", self.ops.xp)
+        object.__setattr__(self, "single_device", self.ops.single_device)
 
-    @property
-    def xp(self) -> Any:
-        """The array-API namespace (``array_api_compat.numpy``, ``array_api_strict``…)."""
-        return self.ops.xp
+    name: str = field(init=False)  #: the backend's name (``"numpy"``, ``"torch"``…)
+    xp: Any = field(init=False)  #: the array-API namespace (``array_api_compat.numpy``, ``array_api_strict``…)
+    single_device: bool = field(init=False)  #: every array of the backend lives on one device
 
     def check(self, x: Any, role: str = "input") -> Any:
         """Return ``x`` ready for this backend's parameters, or raise ``TypeError``.
@@ -73,7 +73,7 @@ class Backend:
         if (
             type(x) is self.array_type
             and x.dtype == self.dtype  # type: ignore[attr-defined]
-            and (self.ops.single_device or x.device == self.device)  # type: ignore[attr-defined]
+            and (self.single_device or x.device == self.device)  # type: ignore[attr-defined]
         ):
             return x
         return self._coerce(x, role)

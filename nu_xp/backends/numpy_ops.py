@@ -70,6 +70,12 @@ class NumpyOps(Ops):
         """``np.minimum.reduce``."""
         return _minimum.reduce(x, axis=axis, keepdims=keepdims)
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the clamps are numpy's ufuncs themselves: ``ops.clamp_min(x, 0.0)`` is one C call, no Python frame
+        self.clamp_min = _maximum  # type: ignore[method-assign]
+        self.clamp_max = _minimum  # type: ignore[method-assign]
+
     def all(self, x: Any) -> bool:
         """``np.logical_and.reduce`` over every axis."""
         return bool(_logical_and.reduce(x, axis=None))

@@ -80,7 +80,10 @@ class Sequential(Layer):
             grad = layer.backward(grad)
         if not layers:
             return grad
-        return layers[0].backward_into(grad, input_grad)
+        first = layers[0]
+        if not input_grad and first.accepts_input_grad:  # Layer.backward_into, inlined on this hot path
+            return first.backward(grad, input_grad=False)
+        return first.backward(grad)
 
     def named_parameters(self) -> dict[str, Parameter]:
         named: dict[str, Parameter] = {}

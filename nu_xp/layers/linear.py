@@ -105,17 +105,20 @@ class Linear(Layer):
 
     def _prepare(self, x: Any) -> Any:
         """``x`` checked against the parameters' backend, as a 2-D ``(N, in)`` array (leading dims kept aside)."""
-        x = self._backend.check(x)
-        lead = None
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            if x.ndim == 0 or x.shape[-1] != self.in_features:
-                raise ValueError(
-                    f"Linear({self.in_features}, {self.out_features}) expects input of shape "
-                    f"(N, {self.in_features}), got {tuple(x.shape)}"
-                )
-            lead = tuple(x.shape[:-1])
-            x = self._backend.xp.reshape(x, (-1, self.in_features))
-        self._x, self._lead = x, lead
+        be = self._backend
+        if type(x) is not be.array_type or x.dtype != be.dtype or not (be.single_device or x.device == be.device):
+            x = be.check(x)  # another backend, device or dtype: cast or refuse (Backend.check's own fast test, inlined)
+        if x.ndim == 2 and x.shape[1] == self.in_features:
+            self._x = x
+            self._lead = None
+            return x
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects input of shape "
+                f"(N, {self.in_features}), got {tuple(x.shape)}"
+            )
+        self._lead = tuple(x.shape[:-1])
+        self._x = x = be.xp.reshape(x, (-1, self.in_features))
         return x
 
     def forward(self, x: Any) -> Any:

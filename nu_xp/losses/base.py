@@ -67,11 +67,21 @@ class Loss(Layer):
 
     def _reduce(self, ops: Ops, elementwise: Any, count: Any) -> Any:
         """The value for the reduction, remembering the scale ``backward`` applies (``1/count`` for mean)."""
-        self._value_shape = tuple(elementwise.shape)
+        if self.reduction == "mean" and type(count) is int and count:  # the common case, without another call
+            self._scale = 1.0 / count
+            return ops.asarray(ops.sum(elementwise) * self._scale)
         if self.reduction == "none":
+            self._value_shape = tuple(elementwise.shape)
             return elementwise
-        total = ops.sum(elementwise)
-        if self.reduction == "sum":
+        return self._reduce_total(ops, ops.sum(elementwise), count)
+
+    def _reduce_total(self, ops: Ops, total: Any, count: Any) -> Any:
+        """The value from the sum of the elementwise losses (for "mean" and "sum" only)."""
+        reduction = self.reduction
+        if reduction == "mean" and type(count) is int and count:  # the common case first: no other test
+            self._scale = 1.0 / count
+            return ops.asarray(total * self._scale)
+        if reduction == "sum":
             self._scale = 1.0
             return ops.asarray(total)
         if isinstance(count, (int, float)):

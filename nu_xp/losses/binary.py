@@ -60,7 +60,7 @@ class BCEWithLogitsLoss(Loss):
         xp = ops.xp
         sig = sigmoid(ops, x)
         softplus = ops.clamp_min(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))  # softplus(x); softplus(-x) = that - x
-        w = self._weights(self.pos_weight, x, "pos_weight")
+        w = None if self.pos_weight is None else self._weights(self.pos_weight, x, "pos_weight")
         if w is None:
             elementwise = softplus - x * t
         else:

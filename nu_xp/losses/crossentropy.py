@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import Ops, dtype_kind, dtype_name, ops_of
+from ..backends import Ops, dtype_kind, dtype_name, ops_of, same_device
 from ..validation import check_number
 from .base import Loss
 
@@ -84,7 +84,7 @@ class _ClassLoss(Loss):
             if not ops.all(in_range | ~valid):
                 raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes (or ignore_index)")
             onehot = onehot * ops.astype(valid, pred.dtype)[:, None, ...]
-        w = self._weights(self.weight, pred, "weight")
+        w = None if self.weight is None else self._weights(self.weight, pred, "weight")
         if w is not None:
             w = xp.reshape(w, (1, c, *([1] * (pred.ndim - 2))))
             onehot = onehot * w  # w_y at the label, 0 elsewhere and for ignored labels
@@ -111,7 +111,8 @@ class _ClassLoss(Loss):
             or cached.shape[1] != c
             or cached.ndim != ndim
             or type(cached) is not type(labels)
-            or (cached.dtype != labels.dtype)
+            or cached.dtype != labels.dtype
+            or not (ops.single_device or same_device(ops.device_of(cached), ops.device_of(labels)))
         ):
             classes = ops.xp.arange(c, dtype=labels.dtype, device=ops.device_of(labels))
             cached = self._classes = ops.xp.reshape(classes, (1, c, *([1] * (ndim - 2))))
@@ -143,9 +144,7 @@ class CrossEntropyLoss(_ClassLoss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         self._check_pred(pred)
-        ops, z, _ = self._prepare(pred, pred)
-        if ops_of(target) is not ops:
-            self._check_same_place(pred, target)
+        ops, z, target = self._prepare(pred, target, same_shape=False, float_target=False)
         coeff, a_sum, normalizer = self._coefficients(ops, z, target, self.label_smoothing)
         xp = ops.xp
         # log p_c = shifted_c - log Σ exp(shifted), with shifted = z - max z (no overflow), so
@@ -154,8 +153,10 @@ class CrossEntropyLoss(_ClassLoss):
         e = xp.exp(shifted)
         sum_e = ops.sum(e, axis=1, keepdims=True)
         log_sum = xp.log(sum_e) if a_sum is None else a_sum * xp.log(sum_e)
-        elementwise = xp.reshape(log_sum, (log_sum.shape[0], *log_sum.shape[2:])) - ops.sum(coeff * shifted, axis=1)
         self._cache = (e / sum_e, coeff, a_sum)
+        if self.reduction != "none":  # the total directly: one reduction fewer than summing ℓ per sample
+            return self._reduce_total(ops, ops.sum(log_sum) - ops.sum(coeff * shifted), normalizer)
+        elementwise = xp.reshape(log_sum, (log_sum.shape[0], *log_sum.shape[2:])) - ops.sum(coeff * shifted, axis=1)
         return self._reduce(ops, elementwise, normalizer)
 
     def _grad(self, scale: Any) -> Any:
@@ -172,9 +173,7 @@ class NLLLoss(_ClassLoss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         self._check_pred(pred)
-        ops, logp, _ = self._prepare(pred, pred)
-        if ops_of(target) is not ops:
-            self._check_same_place(pred, target)
+        ops, logp, target = self._prepare(pred, target, same_shape=False, float_target=False)
         if getattr(target, "ndim", None) != pred.ndim - 1:
             raise ValueError(
                 f"NLLLoss: pred {tuple(pred.shape)} needs integer labels of shape "

@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import namespace_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
-from .optimizer import Optimizer
+from .optimizer import Optimizer, writeable
 
 __all__ = ["Adam", "AdamW"]
 
@@ -85,7 +85,7 @@ class Adam(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data
-        inplace = self._in_place(theta)
+        inplace = writeable(theta)
         b1, b2 = self.betas
         if not state:
             xp = namespace_of(theta)

@@ -63,10 +63,6 @@ class Optimizer:
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _in_place(self, data: Any) -> bool:
-        """Whether ``data`` may be updated in place (else the update assigns a new array)."""
-        return writeable(data)
-
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         """Hyper-parameters as ``[{"lr": ..., ...}]`` (one group, as in ``torch.optim``)."""

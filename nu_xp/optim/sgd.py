@@ -18,7 +18,7 @@ import numpy as np
 from ..backends import namespace_of
 from ..layers import Parameter
 from ..validation import check_number
-from .optimizer import Optimizer
+from .optimizer import Optimizer, writeable
 
 __all__ = ["SGD"]
 
@@ -88,7 +88,7 @@ class SGD(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
         theta = p.data
-        inplace = self._in_place(theta)
+        inplace = writeable(theta)
         if self.weight_decay:
             grad = grad + self.weight_decay * theta
         if self.momentum:
