@@ -49,11 +49,35 @@ def test_digits_example(backend, tmp_path, capsys):
     out = run_example(
         "digits", capsys, "--backend", backend, "--epochs", epochs, "--out", str(tmp_path), "--no-progress"
     )
-    ours, sk = map(float, re.search(r"nu_xp ([\d.]+)\s+sklearn MLPClassifier ([\d.]+)", out).groups())
+    ours, sk = map(float, re.search(r"nu_xp mlp ([\d.]+)\s+sklearn MLPClassifier ([\d.]+)", out).groups())
     assert ours >= (0.95 if epochs == "12" else 0.85)
     assert 0.5 < sk <= 1.0
     assert (tmp_path / "digits.png").stat().st_size > 5000
     assert (tmp_path / "digits_model.npz").exists()
+
+
+def test_digits_cnn_example(tmp_path, capsys):
+    out = run_example("digits", capsys, "--model", "cnn", "--epochs", "8", "--out", str(tmp_path), "--no-progress")
+    ours = float(re.search(r"nu_xp cnn ([\d.]+)", out).group(1))
+    assert ours >= 0.95
+    assert (tmp_path / "digits_cnn.png").stat().st_size > 5000
+    assert isinstance(__import__("nu_xp").load(tmp_path / "digits_cnn.npz")[0], __import__("nu_xp").Conv2d)
+
+
+def test_mnist1d_example_tracks_pytorch(tmp_path, capsys):
+    """A short run (the full table is in the README): same weights and batches give nearly the same accuracy."""
+    pytest.importorskip("mnist1d")
+    pytest.importorskip("torch")
+    out = run_example("mnist1d", capsys, "--steps", "300", "--every", "150", "--out", str(tmp_path))
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(r"^(\w[\w ]+?)\s+\d+%\s+([\d.]+)%\s+([\d.]+)%$", out, re.M)
+    }
+    assert set(rows) == {"logistic regression", "MLP", "CNN"}
+    for ours, theirs in rows.values():
+        assert abs(ours - theirs) < 6.0  # percentage points, after 300 steps
+    assert rows["CNN"][0] > 60.0
+    assert (tmp_path / "mnist1d.png").stat().st_size > 5000
 
 
 def test_examples_run_as_scripts(tmp_path):

@@ -6,18 +6,20 @@ output channel ``o`` in group ``g`` and output position ``p``::
     y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, g·C_g + c, p·s + k·d]
 
 With the windows of :mod:`nu_xp.layers.windows` stacked into
-``cols[n, (c, k), p] = x_pad[n, c, p·s + k·d]`` (shape ``(N, C·K, L)``, ``K``
-kernel taps, ``L`` output positions) this is one matrix product per sample,
-``y[n] = W2 @ cols[n]`` with ``W2 = W.reshape(C_out, C_in/groups · K)``, so the
-gradients are those of ``Linear``::
+``cols[(c, k), (n, p)] = x_pad[n, c, p·s + k·d]`` (shape ``(C·K, N·L)``, ``K``
+kernel taps, ``L`` output positions) this is ONE matrix product,
+``Y = W2 @ cols`` with ``W2 = W.reshape(C_out, C_in/groups · K)`` and
+``Y[o, (n, p)] = y[n, o, p]``, so the gradients are those of ``Linear``::
 
-    dL/dW2 = Σ_n g[n] @ cols[n].T        dL/db = Σ_{n,p} g[n, :, p]
-    dL/dcols[n] = W2.T @ g[n]            dL/dx = col2im(dL/dcols)
+    dL/dW2 = G @ cols.T        dL/db = Σ_{n,p} g[n, :, p]        dL/dcols = W2.T @ G
 
-where col2im adds each tap's gradient back into the slice of ``x_pad`` it was
-read from (an input element that several windows read gets the sum), then
-drops the padding. Cost: the GEMMs of a ``Linear`` of ``C·K`` inputs applied
-at ``N·L`` positions, plus ``K`` strided copies each way.
+(``G`` is ``g`` laid out as ``Y``), and ``dL/dx`` is col2im(dL/dcols): each
+tap's gradient added back into the slice of ``x_pad`` it was read from (an
+input element that several windows read gets the sum), padding dropped.
+The taps are read from ``x`` transposed to ``(C, N, …)``, so that stacking
+them gives ``cols`` already in GEMM layout. Cost: the three GEMMs of a
+``Linear`` with ``C·K`` inputs at ``N·L`` positions, plus ``K`` strided copies
+each way and one transpose of the input, output and their gradients.
 """
 
 from __future__ import annotations
@@ -143,44 +145,44 @@ class _ConvNd(Layer):
             )
         ops, xp = be.ops, be.xp
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
-        x_pad = pad(ops, x, self._pads)
+        n, g, positions = x.shape[0], self.groups, math.prod(out)
+        x_pad = pad(ops, xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
         taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
-        n, k, positions, g = x.shape[0], len(taps), math.prod(out), self.groups
-        cols = xp.stack([x_pad[t] for t in taps], axis=2)  # (N, C, K, *out): cols[n, c, k, p] = x_pad at tap k
-        cols = xp.reshape(cols, (n, g, self.in_channels // g * k, positions))
-        w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * k))
-        y = xp.reshape(w @ cols, (n, self.out_channels, positions))  # one GEMM per sample (and group)
+        cols = xp.stack([x_pad[t] for t in taps], axis=1)  # (C, K, N, *out): the GEMM's right operand
+        cols = xp.reshape(cols, (g, self.in_channels // g * len(taps), n * positions))
+        w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))
+        y = xp.reshape(w @ cols, (self.out_channels, n, *out))  # one GEMM (per group)
         if self.bias is not None:
-            y = y + xp.reshape(self.bias.data, (self.out_channels, 1))
-        self._cols, self._geometry = cols, (tuple(x_pad.shape), taps, out)
-        return xp.reshape(y, (n, self.out_channels, *out))
+            y = y + xp.reshape(self.bias.data, (self.out_channels, *([1] * (self.nd + 1))))
+        self._cols, self._geometry = cols, (tuple(x_pad.shape), taps, out, n)
+        return xp.permute_dims(y, (1, 0, *range(2, y.ndim)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Accumulate ``dL/dW`` and ``dL/db``; return ``dL/dx`` (None with ``input_grad=False``)."""
         cols, geometry = self._cols, self._geometry
         if cols is None or geometry is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        padded, taps, out = geometry
+        padded, taps, out, n = geometry
         be = self._backend
         ops, xp = be.ops, be.xp
         grad = be.check(grad, role=f"{type(self).__name__}.backward: grad")
-        n, g, positions = cols.shape[0], self.groups, math.prod(out)
         if tuple(grad.shape) != (n, self.out_channels, *out):
             raise ValueError(
                 f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
                 f"{(n, self.out_channels, *out)}"
             )
-        g4 = xp.reshape(grad, (n, g, self.out_channels // g, positions))
-        # dL/dW2 = Σ_n g[n] @ cols[n].T, as one GEMM over the (n, p) axes for each group
-        dw = xp.stack([xp.tensordot(g4[:, i, ...], cols[:, i, ...], axes=([0, 2], [0, 2])) for i in range(g)])
-        accumulate(self.weight, xp.reshape(dw, self.weight.data.shape))
+        g = self.groups
+        g_t = xp.permute_dims(grad, (1, 0, *range(2, grad.ndim)))  # (C_out, N, *out), as Y
+        g3 = xp.reshape(g_t, (g, self.out_channels // g, n * math.prod(out)))
+        accumulate(self.weight, xp.reshape(g3 @ xp.matrix_transpose(cols), self.weight.data.shape))
         if self.bias is not None:
-            accumulate(self.bias, ops.sum(xp.reshape(grad, (n, self.out_channels, positions)), axis=(0, 2)))
+            accumulate(self.bias, ops.sum(xp.reshape(g3, (self.out_channels, -1)), axis=1))
         if not input_grad:
             return None
         w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))
-        dcols = xp.reshape(xp.matrix_transpose(w) @ g4, (n, self.in_channels, len(taps), *out))
-        return unpad_add(ops, [dcols[:, :, t, ...] for t in range(len(taps))], taps, padded, self._pads)
+        dcols = xp.reshape(xp.matrix_transpose(w) @ g3, (self.in_channels, len(taps), n, *out))
+        dx = unpad_add(ops, [dcols[:, t, ...] for t in range(len(taps))], taps, padded, self._pads)
+        return xp.permute_dims(dx, (1, 0, *range(2, dx.ndim)))
 
 
 @register_layer

@@ -89,9 +89,14 @@ class _MaxPoolNd(_PoolNd):
 
     def forward(self, x: Any) -> Any:
         ops, parts, _, _ = self._windows(x)
-        stacked = ops.xp.stack(parts, axis=-1)
-        y = ops.max(stacked, axis=-1)
-        self._saved = (ops.xp.argmax(stacked, axis=-1), y)  # the first maximum of each window, as PyTorch
+        xp = ops.xp
+        y = parts[0]
+        winner = xp.zeros(y.shape, dtype=xp.int8 if len(parts) < 128 else xp.int32, device=ops.device_of(y))
+        for k, part in enumerate(parts[1:], start=1):  # a running maximum: two passes per tap, no stacked copy
+            better = part > y  # strictly: a tie keeps the first maximum, as PyTorch
+            winner = xp.where(better, xp.full_like(winner, k), winner)
+            y = xp.where(better, part, y)
+        self._saved = (winner, y)
         return y
 
     def backward(self, grad: Any) -> Any:
