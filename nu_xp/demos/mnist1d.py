@@ -83,9 +83,9 @@ def torch_twin(model: nu_xp.Sequential) -> Any:
                 torch.nn.Conv1d(
                     layer.in_channels,
                     layer.out_channels,
-                    layer.kernel_size,
-                    layer.stride,
-                    layer.padding,  # type: ignore[arg-type]
+                    layer.kernel_size[0],
+                    stride=layer.stride[0],
+                    padding=layer.padding if isinstance(layer.padding, str) else layer.padding[0],
                 )
             )
         elif isinstance(layer, nu_xp.ReLU):
