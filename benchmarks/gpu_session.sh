@@ -31,10 +31,11 @@ fi
 
 timeout_opt=()
 python3 -c "import pytest_timeout" 2>/dev/null && timeout_opt=(--timeout "$PER_TEST")
+python3 -c "import xdist" 2>/dev/null && timeout_opt+=(-n 8)
 
 for b in cupy torch-cuda; do
     echo "== suite on $b =="
-    NU_XP_TEST_BACKENDS=$b timeout 150 python3 -m pytest -q -p no:cacheprovider "${timeout_opt[@]}" \
+    NU_XP_TEST_BACKENDS=$b timeout 170 python3 -m pytest -q -p no:cacheprovider "${timeout_opt[@]}" \
         -o addopts="-ra --strict-markers" --tb=short tests >"$OUT/suite-$b.txt" 2>&1
     tail -n 25 "$OUT/suite-$b.txt"
 done
@@ -44,7 +45,10 @@ for spec in "cupy|" "torch|--device cuda"; do
     b="${spec%%|*}"
     extra="${spec#*|}"
     # shellcheck disable=SC2086
-    timeout 90 python3 benchmarks/run.py --backend "$b" $extra --workloads mlp_mid,mlp_large,mlp_xl --repeats 3 --pause 0.1 \
-        --no-sklearn --json "$OUT/bench-$b.json" >"$OUT/bench-$b.txt" 2>&1
-    tail -n 30 "$OUT/bench-$b.txt"
+    timeout 60 python3 benchmarks/run.py --backend "$b" $extra --workloads mlp_mid,mlp_large,mlp_xl --repeats 3 --pause 0.1 \
+        --no-sklearn >"$OUT/bench-$b.txt" 2>&1
+    tail -n 12 "$OUT/bench-$b.txt"
+    # shellcheck disable=SC2086
+    timeout 60 python3 benchmarks/conv.py --backend "$b" $extra --repeats 3 --pause 0.1 >"$OUT/conv-$b.txt" 2>&1
+    tail -n 8 "$OUT/conv-$b.txt"
 done
