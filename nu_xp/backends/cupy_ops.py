@@ -83,9 +83,11 @@ class CupyOps(Ops):
         return cupyx.scipy.special.erf(x)
 
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
-        """``cupyx.scatter_add`` (atomic adds on the GPU), on a copy of ``table``."""
-        import cupyx
-
+        """``cupy.add.at`` (atomic adds on the GPU), on a copy of ``table``."""
         out = table.copy()
-        cupyx.scatter_add(out, indices, values)
+        self.library.add.at(out, indices, values)
         return out
+
+    # im2col and col2im as one gather and one scatter-add: on a GPU each of the K slice copies would be a launch
+    stack_taps = Ops.stack_taps_by_gather
+    add_taps = Ops.add_taps_by_scatter

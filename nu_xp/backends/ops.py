@@ -159,6 +159,59 @@ class Ops:
             table = table + xp.matrix_transpose(onehot) @ values[start:stop, ...]
         return table
 
+    def stack_taps(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
+        """im2col: ``(A, B, *spatial)`` → ``(A, K, B, *out)``, the ``K`` kernel taps' strided slices stacked.
+
+        ``K`` slice copies (see :mod:`nu_xp.layers.windows`): fastest on the CPU.
+        Backends where each copy is a kernel launch override it with
+        :meth:`stack_taps_by_gather` (one ``take``).
+        """
+        return self.xp.stack([x[t] for t in taps], axis=1)
+
+    def add_taps(self, parts: Any, taps: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Any:
+        """col2im: ``zeros(shape)`` with ``parts[:, k]`` (``parts``: ``(A, K, B, *out)``) added into tap ``k``'s slice.
+
+        ``K`` in-place slice additions; :meth:`add_taps_by_scatter` is one scatter-add.
+        """
+        out = self.xp.zeros(shape, dtype=parts.dtype, device=self.device_of(parts))
+        for k, index in enumerate(taps):
+            out[index] += parts[:, k, ...]
+        return out
+
+    def tap_positions(self, taps: list[tuple[slice, ...]], spatial: tuple[int, ...], device: Any) -> Any:
+        """The flat spatial index read by each tap at each output position, shape ``(K·L,)``, on ``device`` (cached)."""
+        key = (tuple(tuple((sl.start, sl.stop, sl.step) for sl in t[2:]) for t in taps), spatial, str(device))
+        cache = self.__dict__.setdefault("_tap_positions", {})
+        if key not in cache:
+            rows = []
+            for t in taps:
+                axes = [np.arange(sl.start, sl.stop, sl.step) for sl in t[2:]]
+                grid = np.ravel_multi_index(np.meshgrid(*axes, indexing="ij"), spatial)
+                rows.append(grid.ravel())
+            cache[key] = self.asarray(np.concatenate(rows).astype(np.int64), device=device)
+        return cache[key]
+
+    def stack_taps_by_gather(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
+        """:meth:`stack_taps` as one ``take`` of precomputed flat positions (then one transpose)."""
+        xp = self.xp
+        a, b, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
+        out = tuple(len(range(sl.start, sl.stop, sl.step)) for sl in taps[0][2:])
+        flat = xp.reshape(x, (a, b, math.prod(spatial)))
+        picked = xp.take(flat, self.tap_positions(taps, spatial, self.device_of(x)), axis=2)
+        picked = xp.reshape(picked, (a, b, len(taps), *out))
+        return xp.permute_dims(picked, (0, 2, 1, *range(3, picked.ndim)))
+
+    def add_taps_by_scatter(self, parts: Any, taps: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Any:
+        """:meth:`add_taps` as one :meth:`index_add` into the flat positions (plus two transposes)."""
+        xp = self.xp
+        a, b = parts.shape[0], parts.shape[2]
+        spatial = tuple(shape[2:])
+        values = xp.permute_dims(parts, (1, *range(3, parts.ndim), 0, 2))  # (K, *out, A, B)
+        values = xp.reshape(values, (-1, a * b))
+        table = xp.zeros((math.prod(spatial), a * b), dtype=parts.dtype, device=self.device_of(parts))
+        table = self.index_add(table, self.tap_positions(taps, spatial, self.device_of(parts)), values)
+        return xp.reshape(xp.permute_dims(table, (1, 0)), (a, b, *spatial))
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

@@ -80,3 +80,7 @@ class TorchOps(Ops):
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
         """``Tensor.index_add`` (one native kernel)."""
         return table.index_add(0, indices, values)
+
+    # im2col and col2im as one gather and one scatter-add: on a GPU each of the K slice copies would be a launch
+    stack_taps = Ops.stack_taps_by_gather
+    add_taps = Ops.add_taps_by_scatter

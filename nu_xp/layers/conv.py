@@ -33,7 +33,7 @@ from ..backends import Backend
 from ..initializers import check_init, host_rng, initial_weights
 from ..validation import check_positive_int
 from .base import Layer, Parameter, accumulate, register_layer
-from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad_add
+from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad
 
 __all__ = ["Conv1d", "Conv2d"]
 
@@ -148,7 +148,7 @@ class _ConvNd(Layer):
         n, g, positions = x.shape[0], self.groups, math.prod(out)
         x_pad = pad(ops, xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
         taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
-        cols = xp.stack([x_pad[t] for t in taps], axis=1)  # (C, K, N, *out): the GEMM's right operand
+        cols = ops.stack_taps(x_pad, taps)  # (C, K, N, *out): the GEMM's right operand
         cols = xp.reshape(cols, (g, self.in_channels // g * len(taps), n * positions))
         w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))
         y = xp.reshape(w @ cols, (self.out_channels, n, *out))  # one GEMM (per group)
@@ -181,7 +181,7 @@ class _ConvNd(Layer):
             return None
         w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))
         dcols = xp.reshape(xp.matrix_transpose(w) @ g3, (self.in_channels, len(taps), n, *out))
-        dx = unpad_add(ops, [dcols[:, t, ...] for t in range(len(taps))], taps, padded, self._pads)
+        dx = unpad(ops.add_taps(dcols, taps, padded), self._pads)
         return xp.permute_dims(dx, (1, 0, *range(2, dx.ndim)))
 
 

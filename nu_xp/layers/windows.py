@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backends import Ops
 
-__all__ = ["as_tuple", "output_shape", "pad", "resolve_padding", "tap_slices", "unpad_add"]
+__all__ = ["as_tuple", "output_shape", "pad", "resolve_padding", "tap_slices", "unpad", "unpad_add"]
 
 
 def as_tuple(value: Any, nd: int, name: str, layer: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -111,10 +111,15 @@ def unpad_add(
     out = ops.xp.zeros(padded, dtype=parts[0].dtype, device=ops.device_of(parts[0]))
     for index, part in zip(taps, parts):
         out[index] += part
+    return unpad(out, padding)
+
+
+def unpad(x: Any, padding: tuple[tuple[int, int], ...]) -> Any:
+    """The interior of a padded ``(A, B, *padded)`` array (``x`` itself without padding)."""
     if all(lo == 0 and hi == 0 for lo, hi in padding):
-        return out
-    spatial = tuple(n - lo - hi for n, (lo, hi) in zip(padded[2:], padding))
-    return out[_interior(spatial, padding)]
+        return x
+    spatial = tuple(n - lo - hi for n, (lo, hi) in zip(x.shape[2:], padding))
+    return x[_interior(spatial, padding)]
 
 
 def _interior(spatial: tuple[int, ...], padding: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:

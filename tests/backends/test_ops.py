@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -78,3 +79,22 @@ def test_no_code_outside_a_backend_module_names_a_backend():
                 names = [a.name for a in node.names if a.name.split(".")[0] in homes]
             found += [(path.name, name) for name in names if homes[name.split(".")[0]] != path.name]
     assert not found, f"backend names outside their backend module: {found}"
+
+
+@pytest.mark.parametrize(
+    ("spatial", "kernel", "stride", "dilation"), [((9,), (3,), (2,), (1,)), ((6, 7), (3, 2), (1, 2), (2, 1))]
+)
+def test_im2col_by_slicing_equals_by_gather_and_scatter(backend, spatial, kernel, stride, dilation):
+    from nu_xp.layers.windows import output_shape, tap_slices
+
+    ops = nu_xp.backends.ops_for(backend)
+    out = output_shape(spatial, kernel, stride, ((0, 0),) * len(spatial), dilation, "test")
+    taps = tap_slices(kernel, stride, dilation, out)
+    x = on(backend, np.random.default_rng(0).normal(size=(2, 3, *spatial)))
+    sliced = nu_xp.backends.Ops.stack_taps(ops, x, taps)
+    gathered = ops.stack_taps_by_gather(x, taps)
+    np.testing.assert_array_equal(host(sliced), host(gathered))
+    parts = on(backend, np.random.default_rng(1).normal(size=tuple(sliced.shape)))
+    added = nu_xp.backends.Ops.add_taps(ops, parts, taps, tuple(x.shape))
+    scattered = ops.add_taps_by_scatter(parts, taps, tuple(x.shape))
+    np.testing.assert_allclose(host(added), host(scattered), rtol=1e-12, atol=1e-12)
