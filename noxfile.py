@@ -1,9 +1,11 @@
-"""The backend matrix: ``nox -s tests-numpy tests-array_api_strict tests-torch tests-cupy lint``.
+"""The backend matrix: ``nox -s tests-numpy tests-array_api_strict tests-torch tests-cupy tests-mpi lint``.
 
 Each ``tests-<backend>`` session installs only what that backend needs and
 runs the whole suite with ``NU_XP_TEST_BACKENDS=<backend>``, so every
 backend-parametrized test runs on exactly that backend. ``tests-cupy`` skips
-with a message where no CUDA device is present.
+with a message where no CUDA device is present. ``tests-mpi`` installs mpi4py
+and the MPICH wheel (``mpiexec`` in the session's venv) and runs the
+data-parallel tests, which launch ``mpiexec -n 2`` and ``-n 3``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "lint"]
+nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "tests-mpi", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 EXTRAS = {"numpy": "test", "array_api_strict": "test", "torch": "test,torch", "cupy": "test,cupy"}
@@ -50,6 +52,13 @@ def _register(backend: str) -> None:
 
 for _backend in EXTRAS:
     _register(_backend)
+
+
+@nox.session(name="tests-mpi")
+def tests_mpi(session: nox.Session) -> None:
+    """The data-parallel tests under a real MPI runtime (mpi4py + the mpich wheel)."""
+    session.install("-e", ".[test,torch,mpi]")
+    session.run("python", "-m", "pytest", "-q", "tests/distributed", *session.posargs)
 
 
 @nox.session

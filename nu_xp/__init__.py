@@ -9,7 +9,7 @@ layers get their array namespace through ``array-api-compat``.
 (1, 1)
 """
 
-from . import backends, functional, layers, losses, optim
+from . import backends, distributed, functional, layers, losses, optim
 from ._version import __version__
 from .archive import ModelFileError, ModelFileWarning
 from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
@@ -98,6 +98,7 @@ __all__ = [
     "__version__",
     "asarray",
     "backends",
+    "distributed",
     "evaluate",
     "fit",
     "functional",

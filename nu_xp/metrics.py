@@ -53,6 +53,16 @@ class Metric:
         """The metric over every batch since ``reset()``."""
         raise NotImplementedError
 
+    def state(self) -> Any:
+        """What this process has seen, as host values (its running sums and count), for :meth:`merge`."""
+        return [np.asarray(to_host(s), dtype=np.float64) for s in self._sums], self._count
+
+    def merge(self, states: list[Any]) -> None:
+        """Become the metric over the batches of every ``state()`` in ``states`` (one per process)."""
+        seen = [sums for sums, _ in states if sums]
+        self._sums = [sum(parts) for parts in zip(*seen)] if seen else []
+        self._count = sum(count for _, count in states)
+
 
 def _labels(xp: Any, target: Any) -> Any:
     return target if target.ndim == 1 else xp.argmax(target, axis=1)
@@ -146,6 +156,12 @@ class FunctionMetric(Metric):
 
     def update(self, pred: Any, target: Any) -> None:
         self._sums.append((to_host(target), to_host(pred)))
+
+    def state(self) -> Any:
+        return self._sums
+
+    def merge(self, states: list[Any]) -> None:
+        self._sums = [pair for pairs in states for pair in pairs]
 
     def result(self) -> float:
         if not self._sums:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from ._version import __version__
 from .archive import (
     RESERVED_PREFIX,
@@ -175,7 +176,8 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     Returns
     -------
     pathlib.Path
-        The path written.
+        The path written. Under MPI with several ranks (:mod:`nu_xp.distributed`)
+        only rank 0 writes; the others return the path without writing.
 
     Examples
     --------
@@ -189,6 +191,8 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     if not isinstance(model, Layer) or model.is_loss:
         raise TypeError(f"save expects a nu_xp Layer or Sequential, got {type(model).__name__}")
     path = Path(os.fspath(path))
+    if _writes_files_elsewhere():
+        return path
     arrays: dict[str, Any] = model.state_dict()
     meta: dict[str, Any] = {
         "format": "nu_xp",
@@ -223,6 +227,11 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     arrays[META_KEY] = np.array(text)
     atomic_savez(path, arrays)
     return path
+
+
+def _writes_files_elsewhere() -> bool:
+    """True on MPI ranks other than 0 (rank 0 writes the files), without starting MPI for it."""
+    return distributed.initialized() and distributed.rank() != 0
 
 
 # ============================================================================ reading

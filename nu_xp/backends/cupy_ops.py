@@ -69,6 +69,9 @@ class CupyOps(Ops):
     def device_name(self, device: Any) -> str:
         return f"cuda:{device.id}"
 
+    def is_host(self, device: Any) -> bool:
+        return False
+
     def synchronize(self, device: Any) -> None:
         device.synchronize()
 

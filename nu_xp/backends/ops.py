@@ -98,6 +98,10 @@ class Ops:
         """The device an array lives on."""
         return x.device
 
+    def is_host(self, device: Any) -> bool:
+        """True when arrays on ``device`` live in host memory (``to_host`` is then a view, not a copy)."""
+        return True
+
     def synchronize(self, device: Any) -> None:
         """Wait until queued work on ``device`` is done (for timing; a no-op on the CPU)."""
 

@@ -52,6 +52,9 @@ class TorchOps(Ops):
             dev = torch.device("cuda", torch.cuda.current_device())
         return dev
 
+    def is_host(self, device: Any) -> bool:
+        return getattr(device, "type", "cpu") == "cpu"
+
     def synchronize(self, device: Any) -> None:
         if getattr(device, "type", None) == "cuda":
             self.library.cuda.synchronize(device)

@@ -36,7 +36,7 @@ from ..optim import Optimizer
 from ..validation import check_positive_int
 from .history import History
 
-__all__ = ["NonFiniteLossError", "evaluate", "fit", "minibatches", "prepare_data", "run_epoch", "train_step"]
+__all__ = ["NonFiniteLossError", "evaluate", "fit_local", "minibatches", "prepare_data", "run_epoch", "train_step"]
 
 
 class NonFiniteLossError(ValueError, FloatingPointError):
@@ -220,7 +220,7 @@ def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, bat
 # ---------------------------------------------------------------------------- the loop
 
 
-def fit(
+def fit_local(
     model: Layer,
     loss: Loss,
     optimizer: Optimizer,
@@ -238,67 +238,7 @@ def fit(
     check_inputs: bool = True,
     stop_on_nan: bool = True,
 ) -> History:
-    """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
-
-    Parameters
-    ----------
-    model : Layer
-        Usually a :class:`~nu_xp.layers.Sequential`.
-    loss : Loss
-        E.g. ``CrossEntropyLoss()`` (y: integer labels) or ``MSELoss()``.
-    optimizer : nu_xp.optim.Optimizer
-        Built on ``model.parameters()``.
-    x, y : arrays or array-likes
-        Moved to the model's backend; real x is cast to the model's dtype, as
-        is y except integer labels for ``CrossEntropyLoss``. A 1-D y for any
-        other loss is treated as one column, shape (N, 1).
-    epochs : int
-        Number of passes over the data.
-    batch_size : int or None
-        Minibatch size; None: the whole set in one batch.
-    shuffle : bool, default True
-        Draw a new sample order each epoch from ``numpy.random.default_rng(seed)``.
-    seed : int or None
-        Seed of the shuffling; None: the global generator (``nu_xp.manual_seed``).
-    validation_data : (x_val, y_val), optional
-        Evaluated in eval mode after every epoch (``val_loss``, ``val_<metric>``).
-    metrics : sequence of str or callable
-        ``"accuracy"``, ``"binary_accuracy"``, ``"mse"``, ``"mae"``, ``"r2"``,
-        or ``f(y_true, y_pred) -> float`` (see :mod:`nu_xp.metrics`). With
-        ``BCEWithLogitsLoss`` they see probabilities σ(pred).
-    progress : bool, default True
-        Show a tqdm bar with the running loss (only when stderr is a terminal
-        and tqdm is installed).
-    callbacks : iterable
-        Objects with optional ``on_train_begin(model, optimizer)``,
-        ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
-        ``on_train_end(history)``: :class:`EarlyStopping`, the schedules of
-        :mod:`nu_xp.optim`, or your own.
-    check_inputs : bool, default True
-        Refuse NaN or Inf in ``x``, ``y`` and the validation data (checked once,
-        before training).
-    stop_on_nan : bool, default True
-        Stop with :class:`NonFiniteLossError` (a ``ValueError``) naming the
-        epoch and step when the training loss becomes NaN or infinite, as
-        Keras' ``TerminateOnNaN``.
-
-    Returns
-    -------
-    History
-        Ctrl-C stops training cleanly after the current batch and returns the
-        epochs completed so far (``history.interrupted`` is then True).
-
-    Examples
-    --------
-    >>> import numpy as np, nu_xp
-    >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-    >>> y = np.array([0, 1, 1, 0], dtype=float)
-    >>> model = nu_xp.Sequential(nu_xp.Linear(2, 8, seed=0), nu_xp.Tanh(), nu_xp.Linear(8, 1, seed=1))
-    >>> opt = nu_xp.optim.Adam(model.parameters(), lr=0.05)
-    >>> h = nu_xp.fit(model, nu_xp.BCEWithLogitsLoss(), opt, x, y, epochs=300, metrics=["accuracy"], progress=False)
-    >>> h["accuracy"][-1]
-    1.0
-    """
+    """The single-process training loop behind :func:`nu_xp.fit` (same arguments)."""
     _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
     callbacks = list(callbacks)
     xs, ys = prepare_data(model, loss, x, y, "training", check_finite=check_inputs)

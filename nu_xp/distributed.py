@@ -1,0 +1,294 @@
+"""Data-parallel training over MPI: the same script on one process, a workstation's cores, or a cluster.
+
+``pip install "nu_xp[mpi]"`` brings ``mpi4py`` and the MPICH runtime; then
+``mpiexec -n 4 python script.py`` runs ``script.py`` as 4 processes (ranks).
+Without ``mpiexec``, or without ``mpi4py``, a script is a world of one and
+every function here does the single-process thing.
+
+* :func:`init` (idempotent) starts MPI and installs an exception hook: an
+  uncaught exception on any rank prints its traceback, then ends every rank
+  with ``MPI.COMM_WORLD.Abort`` — never a hang in a collective;
+* :func:`rank`, :func:`world_size` (Python ints), :func:`barrier`;
+* :func:`broadcast_parameters` copies rank ``root``'s parameters and buffers to every rank;
+* :func:`allreduce_gradients` replaces every ``Parameter.grad`` by its mean
+  over the ranks (or a weighted sum: ``Σ_r w_r g_r``) in ONE allreduce of one
+  contiguous buffer, reused from step to step;
+* :class:`DistributedOptimizer` averages the gradients, then steps.
+
+``fit(..., distributed=True)`` builds on these (see :mod:`nu_xp.training.distributed`).
+
+Where the buffer lives: for arrays in host memory (NumPy, PyTorch on the CPU,
+array-api-strict) a float buffer in host memory, filled with one copy per
+step. For GPU arrays (CuPy, PyTorch CUDA) the gradients are concatenated on
+the device and then either handed to MPI directly, when
+``MPI.Query_cuda_support()`` says the MPI library is CUDA-aware, or staged
+through the host with one device-to-host and one host-to-device copy per step
+(the MPICH wheel from PyPI is not CUDA-aware: that is the path it takes).
+:func:`cuda_aware` tells which.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .backends import dtype_name, ops_of, to_host
+from .layers import Layer, Parameter
+
+__all__ = [
+    "DistributedOptimizer",
+    "allgather",
+    "allreduce_gradients",
+    "barrier",
+    "broadcast_parameters",
+    "check_same_everywhere",
+    "cuda_aware",
+    "init",
+    "initialized",
+    "is_active",
+    "rank",
+    "world_size",
+]
+
+_comm: Any = None
+_started = False
+_buffers: dict[tuple[str, int], np.ndarray] = {}
+
+
+def init() -> None:
+    """Start MPI (once; later calls do nothing). Without mpi4py, or under plain ``python``, a world of one."""
+    global _comm, _started
+    if _started:
+        return
+    _started = True
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError):  # not installed, or no MPI library found: one process
+        return
+    _comm = MPI.COMM_WORLD
+    if _comm.Get_size() > 1:
+        _install_abort_hook()
+
+
+def _install_abort_hook() -> None:
+    """An uncaught exception on one rank ends every rank (after its message is printed), never a hang."""
+    previous = sys.excepthook
+
+    def abort_all(kind: Any, value: Any, tb: Any) -> None:
+        previous(kind, value, tb)
+        abort(f"an uncaught {kind.__name__} on rank {rank()}")
+
+    sys.excepthook = abort_all
+
+
+def abort(why: str, code: int = 1) -> None:
+    """Print ``why`` on stderr, flush, and end every rank (``MPI_Abort``); in a world of one, exit."""
+    sys.stderr.write(f"nu_xp.distributed: {why}; ending all {world_size()} ranks\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if _comm is not None and _comm.Get_size() > 1:
+        _comm.Abort(code)
+    raise SystemExit(code)
+
+
+def initialized() -> bool:
+    """Whether :func:`init` has run (nothing here starts MPI by itself except through ``init``)."""
+    return _started
+
+
+def rank() -> int:
+    """This process's rank, ``0 … world_size() - 1`` (0 in a world of one)."""
+    init()
+    return 0 if _comm is None else int(_comm.Get_rank())
+
+
+def world_size() -> int:
+    """The number of processes (1 without ``mpiexec``)."""
+    init()
+    return 1 if _comm is None else int(_comm.Get_size())
+
+
+def is_active() -> bool:
+    """True when this process is one of several MPI ranks."""
+    return world_size() > 1
+
+
+def barrier() -> None:
+    """Wait until every rank has called ``barrier()``."""
+    if is_active():
+        _comm.Barrier()
+
+
+def allgather(value: Any) -> list[Any]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+    return list(_comm.allgather(value)) if is_active() else [value]
+
+
+def cuda_aware() -> bool:
+    """Whether the MPI library takes GPU buffers directly (``MPI.Query_cuda_support()``; False if it cannot tell)."""
+    if not is_active():
+        return False
+    from mpi4py import MPI
+
+    query = getattr(MPI, "Query_cuda_support", None)
+    try:
+        return bool(query()) if query is not None else False
+    except Exception:
+        return False
+
+
+def _params(model_or_params: Layer | Iterable[Parameter]) -> list[Parameter]:
+    return model_or_params.parameters() if isinstance(model_or_params, Layer) else list(model_or_params)
+
+
+def broadcast_parameters(model: Layer, root: int = 0) -> None:
+    """Copy rank ``root``'s parameters and buffers into the model on every rank (gradients are reset)."""
+    if not is_active():
+        return
+    state = model.state_dict()
+    for key in sorted(state):
+        _comm.Bcast(state[key], root=root)
+    model.load_state_dict(state)
+
+
+def _host_buffer(dtype: np.dtype, size: int) -> np.ndarray:
+    """The communication buffer of ``dtype``, grown when needed and reused from step to step."""
+    key = (dtype.str, 0)  # one per dtype
+    buf = _buffers.get(key)
+    if buf is None or buf.size < size:
+        buf = _buffers[key] = np.empty(max(size, 1), dtype=dtype)
+    return buf[:size]
+
+
+def allreduce_gradients(
+    model: Layer | Iterable[Parameter], weight: float | None = None, extra: Iterable[float] = ()
+) -> np.ndarray:
+    """Every ``Parameter.grad`` becomes the mean over ranks (``weight=None``) or ``Σ_r weight_r · grad_r``.
+
+    All gradients travel in ONE ``Allreduce`` of one contiguous buffer; a
+    parameter without a gradient counts as zeros. ``extra`` numbers ride in
+    the same buffer and come back summed over the ranks (``fit`` sends its
+    loss this way). Returns those sums (float64).
+    """
+    params = _params(model)
+    extra = np.asarray(list(extra), dtype=np.float64)
+    size = world_size()
+    if size == 1 and weight is None:
+        return extra
+    grads = [p.grad for p in params]
+    ops = ops_of(params[0].data)
+    dtype = np.dtype(dtype_name(params[0].data.dtype))
+    sizes = [int(np.prod(p.shape)) for p in params]
+    total = sum(sizes)
+    scale = (1.0 / size) if weight is None else float(weight)
+    device = ops.device_of(params[0].data)
+    if not ops.is_host(device) and cuda_aware():
+        flat = ops.xp.concat([_flat(ops, g, p) for g, p in zip(grads, params)]) * scale
+        _comm.Allreduce(_in_place(), flat)
+        reduced_extra = _sum_numbers(extra)
+        _unpack_device(ops, flat, params, sizes)
+        return reduced_extra
+    buf = _host_buffer(dtype, total + extra.size)
+    if ops.is_host(device):  # one copy of the gradients into the reused buffer
+        offset = 0
+        for g, n in zip(grads, sizes):
+            buf[offset : offset + n] = 0.0 if g is None else to_host(g).reshape(-1)
+            offset += n
+    else:  # GPU without CUDA-aware MPI: one concatenation on the device, one copy to the host
+        buf[:total] = to_host(ops.xp.concat([_flat(ops, g, p) for g, p in zip(grads, params)]))
+    buf[:total] *= scale
+    buf[total:] = extra
+    _comm.Allreduce(_in_place(), buf)
+    offset = 0
+    for p, n in zip(params, sizes):
+        p.grad = ops.asarray(buf[offset : offset + n].reshape(p.shape).copy(), dtype=p.data.dtype, device=device)
+        offset += n
+    return buf[total:].astype(np.float64)
+
+
+def _flat(ops: Any, grad: Any, p: Parameter) -> Any:
+    return ops.xp.reshape(ops.xp.zeros_like(p.data) if grad is None else grad, (-1,))
+
+
+def _unpack_device(ops: Any, flat: Any, params: list[Parameter], sizes: list[int]) -> None:
+    offset = 0
+    for p, n in zip(params, sizes):
+        p.grad = ops.xp.reshape(flat[offset : offset + n], p.shape)
+        offset += n
+
+
+def _sum_numbers(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    if is_active():
+        _comm.Allreduce(_in_place(), out)
+    return out
+
+
+def _in_place() -> Any:
+    from mpi4py import MPI
+
+    return MPI.IN_PLACE
+
+
+def check_same_everywhere(what: dict[str, Any]) -> None:
+    """Raise the same ``ValueError`` on every rank when a rank was given other values than rank 0.
+
+    ``what`` maps a name (``"x"``, ``"model"``, ``"seed"``) to arrays, models
+    or plain values; a CRC32 of each travels in one ``allgather``.
+    """
+    if not is_active():
+        return
+    mine = {name: _checksum(value) for name, value in what.items()}
+    everyone = allgather(mine)
+    problems = []
+    for name in what:
+        odd = [r for r, sums in enumerate(everyone) if sums[name] != everyone[0][name]]
+        if odd:
+            problems.append(f"{name} differs on rank{'s' if len(odd) > 1 else ''} {', '.join(map(str, odd))}")
+    if problems:
+        raise ValueError(
+            "distributed fit: every rank must pass the same data, model and arguments, but "
+            + "; ".join(problems)
+            + " (compared with rank 0 by checksum)"
+        )
+
+
+def _checksum(value: Any) -> int:
+    if isinstance(value, Layer):
+        state = value.state_dict()
+        return zlib.crc32(b"".join(np.ascontiguousarray(state[k]).tobytes() for k in sorted(state)))
+    if hasattr(value, "shape"):
+        host = np.ascontiguousarray(to_host(value))
+        return zlib.crc32(host.tobytes(), zlib.crc32(repr((host.shape, host.dtype.str)).encode()))
+    return zlib.crc32(repr(value).encode())
+
+
+class DistributedOptimizer:
+    """Wraps an optimizer: ``step()`` averages every gradient over the ranks (one allreduce), then steps.
+
+    Everything else (``zero_grad``, ``lr``, ``state_dict``…) is the wrapped
+    optimizer's. With one process it is the optimizer itself.
+    """
+
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+
+    def step(self) -> None:
+        """``allreduce_gradients`` over the optimizer's parameters, then the wrapped ``step()``."""
+        allreduce_gradients(self.optimizer.params)
+        self.optimizer.step()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
+
+
+def report_failure_and_abort(exc: BaseException) -> None:
+    """In a distributed ``fit``: print ``exc`` with its traceback (rank named), then end every rank."""
+    sys.stderr.write(f"nu_xp.distributed: rank {rank()} of {world_size()} failed:\n")
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    abort(f"{type(exc).__name__} on rank {rank()}")

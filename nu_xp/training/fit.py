@@ -1,0 +1,120 @@
+"""``nu_xp.fit``: one entry point for the loop of :mod:`.loop` and the data-parallel one of :mod:`.distributed`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..layers import Layer
+from ..losses import Loss
+from ..metrics import Metric
+from ..optim import Optimizer
+from .distributed import fit_distributed
+from .history import History
+from .loop import fit_local
+
+__all__ = ["fit"]
+
+
+def fit(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Sequence[str | Callable | Metric] = (),
+    progress: bool = True,
+    callbacks: Iterable[Any] = (),
+    check_inputs: bool = True,
+    stop_on_nan: bool = True,
+    distributed: bool = False,
+) -> History:
+    """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
+
+    Parameters
+    ----------
+    model : Layer
+        Usually a :class:`~nu_xp.layers.Sequential`.
+    loss : Loss
+        E.g. ``CrossEntropyLoss()`` (y: integer labels) or ``MSELoss()``.
+    optimizer : nu_xp.optim.Optimizer
+        Built on ``model.parameters()``.
+    x, y : arrays or array-likes
+        Moved to the model's backend; real x is cast to the model's dtype, as
+        is y except integer labels for ``CrossEntropyLoss``. A 1-D y for any
+        other loss is treated as one column, shape (N, 1).
+    epochs : int
+        Number of passes over the data.
+    batch_size : int or None
+        Minibatch size; None: the whole set in one batch.
+    shuffle : bool, default True
+        Draw a new sample order each epoch from ``numpy.random.default_rng(seed)``.
+    seed : int or None
+        Seed of the shuffling; None: the global generator (``nu_xp.manual_seed``).
+    validation_data : (x_val, y_val), optional
+        Evaluated in eval mode after every epoch (``val_loss``, ``val_<metric>``).
+    metrics : sequence of str or callable
+        ``"accuracy"``, ``"binary_accuracy"``, ``"mse"``, ``"mae"``, ``"r2"``,
+        or ``f(y_true, y_pred) -> float`` (see :mod:`nu_xp.metrics`). With
+        ``BCEWithLogitsLoss`` they see probabilities σ(pred).
+    progress : bool, default True
+        Show a tqdm bar with the running loss (only when stderr is a terminal
+        and tqdm is installed).
+    callbacks : iterable
+        Objects with optional ``on_train_begin(model, optimizer)``,
+        ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
+        ``on_train_end(history)``: :class:`EarlyStopping`, the schedules of
+        :mod:`nu_xp.optim`, or your own.
+    check_inputs : bool, default True
+        Refuse NaN or Inf in ``x``, ``y`` and the validation data (checked once,
+        before training).
+    stop_on_nan : bool, default True
+        Stop with :class:`NonFiniteLossError` (a ``ValueError``) naming the
+        epoch and step when the training loss becomes NaN or infinite, as
+        Keras' ``TerminateOnNaN``.
+    distributed : bool, default False
+        Data-parallel training over the MPI ranks (``mpiexec -n N python
+        script.py``): every rank passes the same ``x``, ``y`` and ``seed``,
+        ``batch_size`` is the global batch, each rank computes its share of
+        every minibatch and the gradients are averaged (weighted by the
+        shares); the result equals one process's up to reduction order. See
+        :mod:`nu_xp.training.distributed`. With one process it is plain ``fit``.
+
+    Returns
+    -------
+    History
+        Ctrl-C stops training cleanly after the current batch and returns the
+        epochs completed so far (``history.interrupted`` is then True).
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    >>> y = np.array([0, 1, 1, 0], dtype=float)
+    >>> model = nu_xp.Sequential(nu_xp.Linear(2, 8, seed=0), nu_xp.Tanh(), nu_xp.Linear(8, 1, seed=1))
+    >>> opt = nu_xp.optim.Adam(model.parameters(), lr=0.05)
+    >>> h = nu_xp.fit(model, nu_xp.BCEWithLogitsLoss(), opt, x, y, epochs=300, metrics=["accuracy"], progress=False)
+    >>> h["accuracy"][-1]
+    1.0
+    """
+    options: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "seed": seed,
+        "validation_data": validation_data,
+        "metrics": metrics,
+        "progress": progress,
+        "callbacks": callbacks,
+        "check_inputs": check_inputs,
+        "stop_on_nan": stop_on_nan,
+    }
+    if distributed:
+        return fit_distributed(model, loss, optimizer, x, y, **options)
+    return fit_local(model, loss, optimizer, x, y, **options)
