@@ -163,7 +163,7 @@ def driver(args: argparse.Namespace) -> None:
             f"{name:<10} {s['samples_per_s_1x2']:>12.0f}/s {s['samples_per_s_2x1']:>13.0f}/s "
             f"{s['throughput_2x1_over_1x2']:>6.2f} {s['allreduce_share_2x1']:>15.1%}"
         )
-    print("\nAllreduce, 2 ranks on this machine (bus bandwidth = 2(p-1)/p · bytes / time):")
+    print("\nAllreduce, 2 ranks on this machine (bytes reduced per second):")
     for nbytes, seconds in bw:
         print(f"  {nbytes / 1024:>8.0f} kB  {seconds * 1e6:>9.1f} µs  {nbytes / seconds / 1e9:>6.2f} GB/s")
     # the model: mlp_large, SGD, one allreduce of all gradients per step, no overlap with compute
