@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 
+# scikit-learn's array API checks (and dispatch) need SciPy's array API mode, set before SciPy is imported
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

@@ -1,0 +1,174 @@
+"""nu_xp.sklearn: scikit-learn's own estimator checks, pipelines, targets of every kind, and sklearn's scores."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris  # noqa: E402
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import nu_xp  # noqa: E402
+from nu_xp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@parametrize_with_checks([MLPClassifier(max_iter=200, random_state=0), MLPRegressor(max_iter=200, random_state=0)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        check(estimator)
+
+
+def small(kind):
+    X, y = (load_iris if kind == "c" else load_diabetes)(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize(
+    ("loader", "cls", "max_iter"),
+    [
+        (load_digits, "MLPClassifier", 200),
+        (load_iris, "MLPClassifier", 300),
+        (load_breast_cancer, "MLPClassifier", 200),
+        (load_diabetes, "MLPRegressor", 500),
+    ],
+)
+def test_scores_equal_scikit_learns(loader, cls, max_iter):
+    from sklearn import neural_network
+
+    X, y = loader(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours = getattr(nu_xp.sklearn, cls)(random_state=0, max_iter=max_iter).fit(Xtr, ytr)
+        theirs = getattr(neural_network, cls)(random_state=0, max_iter=max_iter).fit(Xtr, ytr)
+    assert ours.score(Xte, yte) == pytest.approx(theirs.score(Xte, yte), abs=0.03)
+    assert abs(ours.n_iter_ - theirs.n_iter_) <= max(5, theirs.n_iter_ // 5)
+
+
+def test_pipeline_and_grid_search():
+    X, y = small("c")
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=300, random_state=0))
+    grid = GridSearchCV(
+        pipe, {"mlpclassifier__hidden_layer_sizes": [(8,), (16,)], "mlpclassifier__alpha": [1e-4, 1e-2]}, cv=3
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        grid.fit(X, y)
+    assert grid.best_score_ > 0.85 and grid.best_estimator_.predict(X).shape == (150,)
+
+
+def test_string_and_non_contiguous_labels():
+    X, y = small("c")
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0).fit(X, names)
+    assert list(clf.classes_) == ["setosa", "versicolor", "virginica"] and clf.predict(X).dtype.kind == "U"
+    plain = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0).fit(X, y)
+    sparse_codes = np.array([3, 10, 42])[y]
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0).fit(X, sparse_codes)
+    assert set(clf.predict(X).tolist()) <= {3, 10, 42}
+    np.testing.assert_array_equal(clf.predict(X), np.array([3, 10, 42])[plain.predict(X)])  # labels only rename
+
+
+def test_binary_has_one_output_unit_and_sklearn_layout():
+    X, y = small("c")
+    keep = y < 2
+    clf = MLPClassifier(hidden_layer_sizes=(7, 5), max_iter=100, random_state=0).fit(X[keep], y[keep])
+    assert [c.shape for c in clf.coefs_] == [(4, 7), (7, 5), (5, 1)]
+    assert [b.shape for b in clf.intercepts_] == [(7,), (5,), (1,)]
+    proba = clf.predict_proba(X[keep])
+    assert proba.shape == (keep.sum(), 2) and np.allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.coefs_[0], nu_xp.to_host(clf.model_[0].weight.data).T)
+
+
+def test_multilabel_and_multioutput():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] < 0.5], axis=1).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=400, random_state=0).fit(X, Y)
+    assert clf.predict(X).shape == (200, 3) and clf.predict_proba(X).shape == (200, 3)
+    assert clf.score(X, Y) > 0.8
+    reg = MLPRegressor(hidden_layer_sizes=(32,), max_iter=400, random_state=0).fit(X, np.stack([X[:, 0], -X[:, 1]], 1))
+    assert reg.predict(X).shape == (200, 2) and reg.score(X, np.stack([X[:, 0], -X[:, 1]], 1)) > 0.9
+
+
+def test_partial_fit_needs_classes_and_continues():
+    from sklearn import neural_network
+
+    X, y = small("c")
+    clf = MLPClassifier(hidden_layer_sizes=(16,), random_state=0)
+    theirs = neural_network.MLPClassifier(hidden_layer_sizes=(16,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    for _ in range(60):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+        theirs.partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.n_iter_ == 60 and clf.score(X, y) == pytest.approx(theirs.score(X, y), abs=0.03)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(X, np.full(150, 7))
+
+
+def test_early_stopping_and_alpha():
+    from sklearn import neural_network
+
+    X, y = load_digits(return_X_y=True)
+    settings = {"early_stopping": True, "max_iter": 500, "random_state": 0, "n_iter_no_change": 5}
+    es = MLPClassifier(**settings).fit(X / 16, y)
+    theirs = neural_network.MLPClassifier(**settings).fit(X / 16, y)
+    assert es.n_iter_ < 500 and len(es.validation_scores_) == es.n_iter_
+    assert es.best_validation_score_ == pytest.approx(theirs.best_validation_score_, abs=0.03)
+    assert abs(es.n_iter_ - theirs.n_iter_) <= 10
+    assert es.score(X / 16, y) == pytest.approx(max(es.validation_scores_), abs=0.1)  # the best weights were kept
+    X, y = small("c")
+    strong = MLPClassifier(alpha=10.0, max_iter=200, random_state=0).fit(X, y)
+    weak = MLPClassifier(alpha=0.0, max_iter=200, random_state=0).fit(X, y)
+    assert sum(np.sum(c**2) for c in strong.coefs_) < 0.5 * sum(np.sum(c**2) for c in weak.coefs_)
+
+
+def test_other_backends_and_array_api_dispatch(torch):
+    X, y = small("c")
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=200, random_state=0, backend="torch").fit(X, y)
+    assert clf.model_.backend == "torch" and isinstance(clf.predict(X), np.ndarray)
+    ref = MLPClassifier(hidden_layer_sizes=(16,), max_iter=200, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+    # array API dispatch needs SCIPY_ARRAY_API=1 before scipy is imported: a fresh interpreter
+    script = """
+import warnings; warnings.simplefilter("ignore")
+import sklearn, torch
+from sklearn.datasets import load_iris
+from nu_xp.sklearn import MLPClassifier, MLPRegressor
+X, y = load_iris(return_X_y=True)
+with sklearn.config_context(array_api_dispatch=True):
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, random_state=0).fit(Xt, yt)
+    assert clf.model_.backend == "torch", clf.model_.backend
+    assert isinstance(clf.predict_proba(Xt), torch.Tensor) and isinstance(clf.predict(Xt), torch.Tensor)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=50, random_state=0).fit(Xt, Xt[:, 0] * 2)
+    assert isinstance(reg.predict(Xt), torch.Tensor)
+print("dispatch ok")
+"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCIPY_ARRAY_API": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "dispatch ok" in out.stdout, out.stderr
+
+
+def test_fit_time_is_recorded_beside_sklearn():
+    """Not a timing assert: both fit, and nu_xp does the same number of epochs (speed is in benchmarks/)."""
+    from sklearn import neural_network
+
+    X, y = load_digits(return_X_y=True)
+    ours = MLPClassifier(random_state=0, max_iter=30).fit(X / 16, y)
+    theirs = neural_network.MLPClassifier(random_state=0, max_iter=30).fit(X / 16, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 30 and len(ours.loss_curve_) == 30
