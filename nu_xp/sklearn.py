@@ -231,8 +231,9 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and not incremental:
             x_all, x_val, t_all, y_val = self._split(X, targets, y)
         n = x_all.shape[0]
-        batch = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
-        if self.batch_size != "auto" and not 1 <= self.batch_size <= n:
+        asked: Any = self.batch_size
+        batch = min(200, n) if asked == "auto" else int(np.clip(asked, 1, n))
+        if asked != "auto" and not 1 <= asked <= n:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
             )
@@ -289,7 +290,7 @@ class _BaseMLP(BaseEstimator):
                 f"({self.validation_fraction}) or pass more data"
             )
         place = self._place_
-        self._best_state = None
+        self._best_state: dict[str, np.ndarray] | None = None
         return (
             asarray(x_tr, like=place, dtype=place.dtype),
             x_val,
@@ -342,7 +343,7 @@ class _BaseMLP(BaseEstimator):
     def intercepts_(self) -> list[np.ndarray]:
         """Bias vectors ``(n_out,)``, host copies."""
         check_is_fitted(self, "model_")
-        return [np.array(to_host(layer.bias.data)) for layer in self.model_ if isinstance(layer, Linear)]
+        return [np.array(to_host(layer.bias.data)) for layer in self.model_ if isinstance(layer, Linear) and layer.bias is not None]
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
