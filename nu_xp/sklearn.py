@@ -343,7 +343,11 @@ class _BaseMLP(BaseEstimator):
     def intercepts_(self) -> list[np.ndarray]:
         """Bias vectors ``(n_out,)``, host copies."""
         check_is_fitted(self, "model_")
-        return [np.array(to_host(layer.bias.data)) for layer in self.model_ if isinstance(layer, Linear) and layer.bias is not None]
+        return [
+            np.array(to_host(layer.bias.data))
+            for layer in self.model_
+            if isinstance(layer, Linear) and layer.bias is not None
+        ]
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
