@@ -2,10 +2,11 @@
 
 Each optimizer updates ``Parameter.data`` from ``Parameter.grad`` (parameters
 whose grad is None are skipped, as in PyTorch), in place where the backend's
-arrays are writeable, else by assigning new arrays.
+arrays are writeable, else by assigning new arrays. Every optimizer takes
+PyTorch-style parameter groups (``[{"params": [...], "lr": 0.1}, {"params": [...]}]``).
 
 * :mod:`.optimizer` — ``Optimizer``, the base;
-* :mod:`.sgd` — ``SGD``;  :mod:`.adam` — ``Adam``, ``AdamW``;
+* :mod:`.sgd` — ``SGD``;  :mod:`.adam` — ``Adam``, ``AdamW``;  :mod:`.rmsprop` — ``RMSprop``;
 * :mod:`.schedules` — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
 
 A new optimizer is a new module here with an ``Optimizer`` subclass that
@@ -14,7 +15,18 @@ implements ``_update(p, grad, state)``.
 
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
+from .rmsprop import RMSprop
 from .schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
 from .sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "CosineAnnealingLR", "ExponentialLR", "LRScheduler", "Optimizer", "StepLR"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LRScheduler",
+    "Optimizer",
+    "RMSprop",
+    "StepLR",
+]

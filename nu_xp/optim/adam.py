@@ -37,9 +37,6 @@ class Adam(Optimizer):
 
     _hyper = ("lr", "betas", "eps", "weight_decay")
     _decoupled = False
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
 
     def __init__(
         self,
@@ -49,9 +46,7 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        hyper = self.check_hyper({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-        super().__init__(params)
-        self.__dict__.update(hyper)
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     @classmethod
     def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -83,10 +78,11 @@ class Adam(Optimizer):
                 f"Adam state of parameter {index} must hold step, exp_avg, exp_avg_sq; got {sorted(entries)}"
             )
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
         inplace = writeable(theta)
-        b1, b2 = self.betas
+        b1, b2 = group["betas"]
+        lr, decay = group["lr"], group["weight_decay"]
         if not state:
             xp = namespace_of(theta)
             state["step"] = 0
@@ -94,14 +90,14 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(theta)
         state["step"] += 1
         t = state["step"]
-        if self.weight_decay:
+        if decay:
             if self._decoupled:
                 if inplace:
-                    theta *= 1.0 - self.lr * self.weight_decay
+                    theta *= 1.0 - lr * decay
                 else:
-                    theta = p.data = theta * (1.0 - self.lr * self.weight_decay)
+                    theta = p.data = theta * (1.0 - lr * decay)
             else:
-                grad = grad + self.weight_decay * theta
+                grad = grad + decay * theta
         m, v = state["exp_avg"], state["exp_avg_sq"]
         if inplace:
             m += (1.0 - b1) * (grad - m)
@@ -110,8 +106,8 @@ class Adam(Optimizer):
         else:
             m = state["exp_avg"] = m + (1.0 - b1) * (grad - m)
             v = state["exp_avg_sq"] = b2 * v + (1.0 - b2) * (grad * grad)
-        step_size = self.lr / (1.0 - b1**t)
-        denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + self.eps
+        step_size = lr / (1.0 - b1**t)
+        denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
         if inplace:
             theta -= step_size * (m / denom)
         else:

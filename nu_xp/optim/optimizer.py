@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import array_api_compat
@@ -27,27 +26,83 @@ def writeable(a: Any) -> bool:
 
 
 class Optimizer:
-    """Base class: holds the parameters, their per-parameter ``state`` and the hyper-parameters.
+    """Base class: parameter groups with their hyper-parameters, per-parameter ``state``, ``step()``.
 
     ``params`` may be a model (a :class:`~nu_xp.layers.Layer`), a dict from
-    ``named_parameters()``, or an iterable of :class:`~nu_xp.layers.Parameter`.
+    ``named_parameters()``, an iterable of :class:`~nu_xp.layers.Parameter`, or
+    PyTorch-style parameter groups: a list of dicts, each with ``"params"``
+    and any hyper-parameters that differ from the optimizer's arguments::
+
+        Adam([{"params": model[0].parameters(), "lr": 1e-2}, {"params": model[2].parameters()}], lr=1e-3)
+
+    ``param_groups`` holds them (``[{"params": [...], "lr": ..., ...}]``);
+    ``optimizer.lr`` (and every other hyper-parameter name) reads the first
+    group and, assigned, sets every group; schedules act on each group.
     """
 
     _hyper: tuple[str, ...] = ("lr",)
-    lr: float
 
-    def __init__(self, params: Layer | dict | Iterable[Parameter]) -> None:
-        if isinstance(params, Layer):
-            params = params.parameters()
-        elif isinstance(params, dict):
-            params = list(params.values())
-        self.params: list[Parameter] = list(params)
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        object.__setattr__(self, "defaults", self.check_hyper(defaults))
+        groups: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for raw in self._raw_groups(params):
+            unknown = sorted(set(raw) - {"params", *self._hyper})
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: a parameter group has unknown keys {unknown}")
+            members = self._parameters(raw["params"])
+            if any(id(p) in seen for p in members):
+                raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
+            seen.update(id(p) for p in members)
+            hyper = self.check_hyper({**self.defaults, **{k: v for k, v in raw.items() if k != "params"}})
+            groups.append({"params": members, **hyper})
+        object.__setattr__(self, "param_groups", groups)
+        object.__setattr__(self, "params", [p for g in groups for p in g["params"]])
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
-        for p in self.params:
+        self.state: dict[int, dict[str, Any]] = {}
+
+    def _raw_groups(self, params: Any) -> list[dict[str, Any]]:
+        if isinstance(params, Layer):
+            return [{"params": params.parameters()}]
+        if isinstance(params, dict):
+            return [{"params": list(params.values())}]
+        items = list(params)
+        if items and all(isinstance(item, dict) for item in items):
+            for item in items:
+                if "params" not in item:
+                    raise ValueError(f"{type(self).__name__}: every parameter group needs a 'params' entry")
+            return items
+        return [{"params": items}]
+
+    def _parameters(self, params: Any) -> list[Parameter]:
+        if isinstance(params, Layer):
+            params = params.parameters()
+        elif isinstance(params, Parameter):
+            params = [params]
+        items = list(params)
+        for p in items:
             if not isinstance(p, Parameter):
                 raise TypeError(f"{type(self).__name__} takes Parameters (model.parameters()), got {type(p).__name__}")
-        self.state: dict[int, dict[str, Any]] = {}
+        return items
+
+    def __getattr__(self, name: str) -> Any:
+        """A hyper-parameter by name (``optimizer.lr``) is the first group's."""
+        groups = self.__dict__.get("param_groups")
+        if groups and name in type(self)._hyper:
+            return groups[0][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assigning a hyper-parameter (``optimizer.lr = 0.01``) sets it, checked, in every group."""
+        if name in type(self)._hyper and "param_groups" in self.__dict__:
+            for group in self.param_groups:
+                group.update(self.check_hyper({**self._hyper_of(group), name: value}))
+            return
+        object.__setattr__(self, name, value)
+
+    def _hyper_of(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {k: group[k] for k in self._hyper}
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to None."""
@@ -55,26 +110,30 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient."""
-        for index, p in enumerate(self.params):
-            if p.grad is not None:
-                self._update(p, p.grad, self.state.setdefault(index, {}))
+        """Update every parameter that has a gradient, with its group's hyper-parameters."""
+        index = 0
+        state = self.state
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, state.setdefault(index, {}), group)
+                index += 1
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Hyper-parameters as ``[{"lr": ..., ...}]`` (one group, as in ``torch.optim``)."""
-        return [{name: getattr(self, name) for name in self._hyper}]
-
     def state_dict(self) -> dict[str, Any]:
-        """``{"state": {index: {name: numpy array or number}}, "param_groups": [...]}`` on the host."""
+        """``{"state": {index: {name: array or number}}, "param_groups": [{hyper…, "params": [indices]}]}`` (host)."""
         state = {
             index: {k: (np.array(to_host(v)) if hasattr(v, "shape") else v) for k, v in entries.items()}
             for index, entries in self.state.items()
         }
-        return {"state": state, "param_groups": self.param_groups}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**self._hyper_of(group), "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
 
     @classmethod
     def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -103,22 +162,33 @@ class Optimizer:
         """
         self.apply_state_dict(*self.check_state_dict(state_dict))
 
-    def apply_state_dict(self, hyper: dict[str, Any], state: dict[int, dict[str, Any]]) -> None:
+    def apply_state_dict(self, hyper: list[dict[str, Any]], state: dict[int, dict[str, Any]]) -> None:
         """Install what :meth:`check_state_dict` returned."""
-        self.__dict__.update(hyper)
+        for group, values in zip(self.param_groups, hyper):
+            group.update(values)
         self.state = state
 
-    def check_state_dict(self, state_dict: Any) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-        """The checks of :meth:`load_state_dict`: ``(hyper-parameters, state)`` ready to apply, nothing changed."""
+    def check_state_dict(self, state_dict: Any) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+        """The checks of :meth:`load_state_dict`: ``(hyper-parameters per group, state)``, nothing changed."""
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
             raise ValueError("an optimizer state dict is {'state': {...}, 'param_groups': [{...}]}")
         groups, entries_by_index = state_dict["param_groups"], state_dict["state"]
-        if not isinstance(groups, (list, tuple)) or len(groups) != 1 or not isinstance(groups[0], dict):
-            raise ValueError(f"expected one parameter group (a dict), got {groups!r}")
-        unknown = sorted(set(groups[0]) - set(self._hyper))
-        if unknown:
-            raise ValueError(f"{type(self).__name__} has no hyper-parameters {unknown}")
-        hyper = self.check_hyper({**self.param_groups[0], **groups[0]})
+        if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
+            raise ValueError(f"expected {len(self.param_groups)} parameter group(s), got {groups!r}")
+        hyper = []
+        for mine, saved in zip(self.param_groups, groups):
+            if not isinstance(saved, dict):
+                raise ValueError(f"a parameter group must be a dict, got {saved!r}")
+            unknown = sorted(set(saved) - {"params", *self._hyper})
+            if unknown:
+                raise ValueError(f"{type(self).__name__} has no hyper-parameters {unknown}")
+            if "params" in saved and (
+                not isinstance(saved["params"], list) or len(saved["params"]) != len(mine["params"])
+            ):
+                raise ValueError("a saved parameter group holds another number of parameters than this optimizer's")
+            hyper.append(
+                self.check_hyper({**self._hyper_of(mine), **{k: v for k, v in saved.items() if k != "params"}})
+            )
         if not isinstance(entries_by_index, dict):
             raise ValueError(
                 f"optimizer state must be a dict by parameter index, got {type(entries_by_index).__name__}"
@@ -141,5 +211,6 @@ class Optimizer:
         return hyper, new_state
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.param_groups[0].items())
-        return f"{type(self).__name__}({len(self.params)} parameters, {args})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper_of(self.param_groups[0]).items())
+        groups = f", {len(self.param_groups)} groups" if len(self.param_groups) > 1 else ""
+        return f"{type(self).__name__}({len(self.params)} parameters{groups}, {args})"

@@ -1,6 +1,6 @@
 """Learning-rate schedules: ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
 
-Schedules change ``optimizer.lr`` once per ``step()`` (call it once per
+Schedules change every parameter group's ``lr`` once per ``step()`` (call it once per
 epoch); they are also ``fit`` callbacks, so ``fit(..., callbacks=[StepLR(opt, 10)])``
 steps them at every epoch end.
 """
@@ -17,42 +17,60 @@ __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
 
 
 class LRScheduler:
-    """Base of the schedules: ``step()`` sets ``optimizer.lr = base_lr · factor(epoch)``."""
+    """Base of the schedules: ``step()`` sets each group's ``lr = base_lr · factor(epoch)``.
+
+    ``base_lrs`` are the groups' learning rates when the schedule was made
+    (``base_lr`` is the first); subclasses say ``lr_at(base_lr)``.
+    """
 
     def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} takes a nu_xp optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        self.base_lr = float(optimizer.lr)
+        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self.last_epoch = 0
 
-    def get_lr(self) -> float:
-        """The learning rate for ``self.last_epoch``."""
+    @property
+    def base_lr(self) -> float:
+        """The first group's base learning rate."""
+        return self.base_lrs[0]
+
+    def lr_at(self, base_lr: float) -> float:
+        """The learning rate at ``self.last_epoch`` for a group that started at ``base_lr``."""
         raise NotImplementedError
 
+    def get_lr(self) -> list[float]:
+        """Every group's learning rate for ``self.last_epoch``."""
+        return [self.lr_at(base) for base in self.base_lrs]
+
     def step(self) -> None:
-        """Advance one epoch and update the optimizer's learning rate."""
+        """Advance one epoch and update every group's learning rate."""
         self.last_epoch += 1
-        self.optimizer.lr = self.get_lr()
+        self._apply(self.get_lr())
+
+    def _apply(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
 
     def get_last_lr(self) -> list[float]:
-        """``[optimizer.lr]``, as in PyTorch."""
-        return [self.optimizer.lr]
+        """Every group's current learning rate, as in PyTorch."""
+        return [group["lr"] for group in self.optimizer.param_groups]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        """``fit`` callback hook: one ``step()`` per epoch; logs the new ``lr``."""
+        """``fit`` callback hook: one ``step()`` per epoch; logs the (first group's) new ``lr``."""
         self.step()
-        logs["lr"] = self.optimizer.lr
+        logs["lr"] = self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"base_lr": ..., "last_epoch": ...}``."""
-        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+        """``{"base_lrs": [...], "last_epoch": ...}``."""
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        self.base_lr = float(state["base_lr"])
+        """Restore :meth:`state_dict` output (also the single ``base_lr`` of older versions)."""
+        bases = state.get("base_lrs", [state.get("base_lr")] * len(self.base_lrs))
+        self.base_lrs = [check_number("base_lr", b) for b in bases]
         self.last_epoch = int(state["last_epoch"])
-        self.optimizer.lr = self.get_lr() if self.last_epoch else self.base_lr
+        self._apply(self.get_lr() if self.last_epoch else list(self.base_lrs))
 
 
 class StepLR(LRScheduler):
@@ -63,8 +81,8 @@ class StepLR(LRScheduler):
         self.step_size = check_positive_int("step_size", step_size)
         self.gamma = check_number("gamma", gamma)
 
-    def get_lr(self) -> float:
-        return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+    def lr_at(self, base_lr: float) -> float:
+        return base_lr * self.gamma ** (self.last_epoch // self.step_size)
 
 
 class ExponentialLR(LRScheduler):
@@ -74,8 +92,8 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer)
         self.gamma = check_number("gamma", gamma)
 
-    def get_lr(self) -> float:
-        return self.base_lr * self.gamma**self.last_epoch
+    def lr_at(self, base_lr: float) -> float:
+        return base_lr * self.gamma**self.last_epoch
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -86,6 +104,6 @@ class CosineAnnealingLR(LRScheduler):
         self.T_max = check_positive_int("T_max", T_max)
         self.eta_min = check_number("eta_min", eta_min)
 
-    def get_lr(self) -> float:
+    def lr_at(self, base_lr: float) -> float:
         cos = math.cos(math.pi * self.last_epoch / self.T_max)
-        return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + cos) / 2.0
+        return self.eta_min + (base_lr - self.eta_min) * (1.0 + cos) / 2.0

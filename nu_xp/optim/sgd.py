@@ -42,10 +42,6 @@ class SGD(Optimizer):
     """
 
     _hyper = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
-    momentum: float
-    dampening: float
-    nesterov: bool
-    weight_decay: float
 
     def __init__(
         self,
@@ -57,11 +53,8 @@ class SGD(Optimizer):
         *,
         dampening: float = 0.0,
     ) -> None:
-        hyper = self.check_hyper(
-            {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov, "weight_decay": weight_decay}
-        )
-        super().__init__(params)
-        self.__dict__.update(hyper)
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov}
+        super().__init__(params, {**defaults, "weight_decay": weight_decay})
 
     @classmethod
     def check_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -86,23 +79,24 @@ class SGD(Optimizer):
         if set(entries) - {"momentum_buffer"}:
             raise ValueError(f"SGD state of parameter {index} may hold only momentum_buffer, got {sorted(entries)}")
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
         inplace = writeable(theta)
-        if self.weight_decay:
-            grad = grad + self.weight_decay * theta
-        if self.momentum:
+        lr, momentum, dampening, decay = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        if decay:
+            grad = grad + decay * theta
+        if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = namespace_of(grad).asarray(grad, copy=True)
             elif inplace:
-                buf *= self.momentum
-                buf += (1.0 - self.dampening) * grad if self.dampening else grad
+                buf *= momentum
+                buf += (1.0 - dampening) * grad if dampening else grad
             else:
-                buf = self.momentum * buf + (1.0 - self.dampening) * grad
+                buf = momentum * buf + (1.0 - dampening) * grad
             state["momentum_buffer"] = buf
-            grad = grad + self.momentum * buf if self.nesterov else buf
+            grad = grad + momentum * buf if group["nesterov"] else buf
         if inplace:
-            theta -= self.lr * grad
+            theta -= lr * grad
         else:
-            p.data = theta - self.lr * grad
+            p.data = theta - lr * grad

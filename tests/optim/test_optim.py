@@ -18,6 +18,10 @@ CONFIGS = [
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.05}),
     ("AdamW", {"lr": 0.01}),
     ("AdamW", {"lr": 0.02, "weight_decay": 0.1, "betas": (0.5, 0.9)}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.005, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.01}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.8, "centered": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": False, "weight_decay": 0.1}),
 ]
 
 
@@ -47,6 +51,63 @@ def test_updates_match_torch(backend, torch, name, kwargs):
         np.testing.assert_allclose(host(p.data), rp.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
+GROUPS = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9}, [{"lr": 0.01}, {"weight_decay": 0.1, "nesterov": True}]),
+    ("Adam", {"lr": 0.01}, [{"lr": 0.1, "betas": (0.5, 0.9)}, {"weight_decay": 0.05}]),
+    ("AdamW", {"lr": 0.01}, [{}, {"lr": 0.001, "weight_decay": 0.5}]),
+    ("RMSprop", {"lr": 0.01}, [{"centered": True}, {"momentum": 0.9, "lr": 0.001}]),
+]
+
+
+@pytest.mark.parametrize(("name", "defaults", "overrides"), GROUPS, ids=[g[0] for g in GROUPS])
+def test_parameter_groups_match_torch(backend, torch, name, defaults, overrides):
+    shapes = [(3, 4), (4,), (2, 2)]
+    params, values = _params(backend, shapes)
+    ref_params = [torch.tensor(v, requires_grad=True) for v in values]
+    split = ([0], [1, 2])
+    ours = getattr(optim, name)(
+        [{"params": [params[i] for i in idx], **o} for idx, o in zip(split, overrides)], **defaults
+    )
+    ref = getattr(torch.optim, name)(
+        [{"params": [ref_params[i] for i in idx], **o} for idx, o in zip(split, overrides)], **defaults
+    )
+    sched = optim.StepLR(ours, step_size=2, gamma=0.5)
+    ref_sched = torch.optim.lr_scheduler.StepLR(ref, step_size=2, gamma=0.5)
+    r = np.random.default_rng(1)
+    for _ in range(6):
+        grads = [r.normal(size=s) for s in shapes]
+        for p, rp, g in zip(params, ref_params, grads):
+            p.grad, rp.grad = on(backend, g), torch.tensor(g)
+        ours.step()
+        ref.step()
+        sched.step()
+        ref_sched.step()
+        assert sched.get_last_lr() == pytest.approx(ref_sched.get_last_lr())
+    for p, rp in zip(params, ref_params):
+        np.testing.assert_allclose(host(p.data), rp.detach().numpy(), rtol=1e-12, atol=1e-12)
+    saved = ours.state_dict()
+    assert [g["params"] for g in saved["param_groups"]] == [[0], [1, 2]]
+    again = getattr(optim, name)(
+        [{"params": [params[i] for i in idx], **o} for idx, o in zip(split, overrides)], **defaults
+    )
+    again.load_state_dict(saved)
+    assert [g["lr"] for g in again.param_groups] == [g["lr"] for g in ours.param_groups]
+
+
+def test_lr_reads_the_first_group_and_sets_every_group():
+    params, _ = _params("numpy", [(2,), (2,)])
+    opt = optim.SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}], lr=0.1)
+    assert opt.lr == 0.1
+    opt.lr = 0.2
+    assert [g["lr"] for g in opt.param_groups] == [0.2, 0.2]
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        opt.lr = float("inf")
+    with pytest.raises(ValueError, match="unknown keys"):
+        optim.Adam([{"params": params, "momentum": 0.9}])
+    with pytest.raises(ValueError, match="more than one group"):
+        optim.Adam([{"params": params}, {"params": params[:1]}])
+
+
 def test_parameters_without_grad_are_skipped(backend):
     params, values = _params(backend, [(2,), (2,)])
     params[0].grad = on(backend, np.ones(2))
@@ -58,7 +119,7 @@ def test_parameters_without_grad_are_skipped(backend):
 
 def in_place(monkeypatch, allowed):
     """Make every optimizer believe the arrays can (or cannot) be written in place."""
-    for module in (optim.sgd, optim.adam):
+    for module in (optim.sgd, optim.adam, optim.rmsprop):
         monkeypatch.setattr(module, "writeable", lambda arr: allowed)
 
 
