@@ -1,4 +1,4 @@
-"""Console entry point: ``nu-xp demo [xor|regression|digits] [--backend ...]``."""
+"""Console entry point: ``nu-xp demo NAME [options]``; ``nu-xp demo NAME --help`` lists a demo's options."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``nu-xp``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="nu-xp", description="nu_xp command line")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train an example model, print the result and write its plot")
+    demo = sub.add_parser(
+        "demo",
+        help="train an example model, print the result and write its plot (into ./nu_xp_demo/ by default)",
+        description="Run a demo; everything after its name goes to the demo (nu-xp demo xor --help lists them).",
+    )
     demo.add_argument("name", nargs="?", default="xor", choices=DEMOS)
-    args, rest = parser.parse_known_args(argv)
+    demo.add_argument("options", nargs=argparse.REMAINDER, help="the demo's own options")
+    args = parser.parse_args(argv)
     module = importlib.import_module(f"nu_xp.demos.{args.name}")
-    if "--out" not in rest:
-        rest = [*rest, "--out", "."]
-    return int(module.main(rest) or 0)
+    return int(module.main(args.options) or 0)
 
 
 if __name__ == "__main__":

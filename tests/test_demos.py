@@ -95,7 +95,13 @@ def test_cli_demo(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     assert cli.main(["demo", "xor", "--epochs", "100"]) == 0
-    assert "after 100 epochs" in capsys.readouterr().out
-    assert (tmp_path / "xor.png").exists()
+    out = capsys.readouterr().out
+    assert "after 100 epochs" in out and "nu_xp_demo" in out
+    assert (tmp_path / "nu_xp_demo" / "xor.png").exists()  # the demos' default output folder
     with pytest.raises(SystemExit):
         cli.main(["demo", "mnist"])
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "xor", "--help"])
+    shown = capsys.readouterr().out
+    for option in ("--backend", "--epochs", "--seed", "--lr", "--out", "--no-progress"):
+        assert option in shown

@@ -14,7 +14,6 @@ curves, and saves the trained model to ``digits_model.npz``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import nu_xp
+from nu_xp.demos.common import demo_parser, output_folder
 
 
 def load_data(seed: int):
@@ -115,13 +115,8 @@ def plot(matrix: np.ndarray, history: nu_xp.History, accuracy: float, path: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="folder for the outputs")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser = demo_parser("digits", __doc__, epochs=30, lr=3e-3)
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="an MLP (default) or a small CNN")
     args = parser.parse_args(argv)
 
     x_train, x_test, y_train, y_test = load_data(args.seed)
@@ -131,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = build(args.seed, args.backend)
     print(model)
-    opt = nu_xp.optim.Adam(model.parameters(), lr=3e-3)
+    opt = nu_xp.optim.Adam(model.parameters(), lr=args.lr)
     history = nu_xp.fit(
         model,
         nu_xp.CrossEntropyLoss(),
@@ -153,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\ntest accuracy after {len(history)} epochs on {args.backend}: nu_xp {args.model} {accuracy:.4f}   "
         f"sklearn MLPClassifier {sk:.4f}"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("digits.png" if args.model == "mlp" else "digits_cnn.png")
+    path = output_folder(args.out) / ("digits.png" if args.model == "mlp" else "digits_cnn.png")
     plot(confusion(y_test, pred), history, accuracy, path)
     saved = args.out / ("digits_model.npz" if args.model == "mlp" else "digits_cnn.npz")
     nu_xp.save(model, saved)

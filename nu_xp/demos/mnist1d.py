@@ -19,7 +19,6 @@ It prints the paper's test accuracies beside nu_xp's and PyTorch's and writes
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 import nu_xp
+from nu_xp.demos.common import demo_parser, output_folder
 
 #: test accuracy reported in the paper (Greydanus 2020, table 1)
 PAPER = {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94}
@@ -104,10 +104,10 @@ def batches(n: int, batch: int, steps: int):
         yield step, slice(start, start + batch)
 
 
-def train_nu_xp(model: nu_xp.Sequential, data: dict, steps: int, every: int) -> list[float]:
-    """Adam(lr=1e-2) on cross-entropy; the test accuracy every ``every`` steps (and at the end)."""
+def train_nu_xp(model: nu_xp.Sequential, data: dict, steps: int, every: int, lr: float = 1e-2) -> list[float]:
+    """Adam(lr) on cross-entropy; the test accuracy every ``every`` steps (and at the end)."""
     loss = nu_xp.CrossEntropyLoss()
-    opt = nu_xp.optim.Adam(model.parameters(), lr=1e-2)
+    opt = nu_xp.optim.Adam(model.parameters(), lr=lr)
     x = nu_xp.asarray(data["x"], like=model)
     y = nu_xp.asarray(data["y"], like=model)
     curve = []
@@ -120,11 +120,11 @@ def train_nu_xp(model: nu_xp.Sequential, data: dict, steps: int, every: int) -> 
     return curve
 
 
-def train_torch(twin: Any, data: dict, steps: int, every: int) -> list[float]:
+def train_torch(twin: Any, data: dict, steps: int, every: int, lr: float = 1e-2) -> list[float]:
     """The same loop in PyTorch (``torch.optim.Adam``, ``nn.CrossEntropyLoss``)."""
     import torch
 
-    opt = torch.optim.Adam(twin.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(twin.parameters(), lr=lr)
     loss = torch.nn.CrossEntropyLoss()
     x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
     x_test = torch.from_numpy(data["x_test"])
@@ -169,14 +169,11 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, steps: int, path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
-    parser.add_argument("--steps", type=int, default=8000)
+    parser = demo_parser("mnist1d", __doc__, epochs=None, lr=1e-2)
+    parser.add_argument("--steps", type=int, default=8000, help="training steps (default 8000, the paper's)")
     parser.add_argument("--every", type=int, default=250, help="evaluate the test accuracy every so many steps")
     parser.add_argument("--models", default="logistic,mlp,cnn")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch column")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for mnist1d.png")
     args = parser.parse_args(argv)
     if args.torch:
         try:
@@ -195,21 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         model = build(name, args.seed, args.backend)
         twin = torch_twin(model) if args.torch else None
         start = time.perf_counter()
-        ours = train_nu_xp(model, part, args.steps, args.every)
+        ours = train_nu_xp(model, part, args.steps, args.every, args.lr)
         seconds = time.perf_counter() - start
-        theirs = train_torch(twin, part, args.steps, args.every) if twin is not None else []
+        theirs = train_torch(twin, part, args.steps, args.every, args.lr) if twin is not None else []
         curves[name] = {"nu_xp": ours, **({"PyTorch": theirs} if theirs else {})}
         rows.append((name, ours[-1], theirs[-1] if theirs else None, seconds))
         print(f"{name:<9} trained in {seconds:.1f} s: test accuracy {ours[-1]:.3f}", flush=True)
 
-    print(f"\nMNIST-1D test accuracy after {args.steps} steps (Adam 1e-2, batch 100), nu_xp on {args.backend}:")
+    print(f"\nMNIST-1D test accuracy after {args.steps} steps (Adam {args.lr:g}, batch 100), nu_xp on {args.backend}:")
     print(f"{'model':<20}{'paper':>8}{'nu_xp':>8}{'PyTorch':>9}")
     for name, ours_acc, theirs_acc, _ in rows:
         label = {"logistic": "logistic regression", "mlp": "MLP", "cnn": "CNN"}[name]
         torch_text = f"{theirs_acc:9.1%}" if theirs_acc is not None else f"{'-':>9}"
         print(f"{label:<20}{PAPER[name]:8.0%}{ours_acc:8.1%}{torch_text}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "mnist1d.png"
+    path = output_folder(args.out) / "mnist1d.png"
     plot(curves, args.every, args.steps, path)
     print(f"learning curves written to {path}")
     return 0

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import nu_xp
+from nu_xp.demos.common import demo_parser, output_folder
 
 
 def mlp(sizes: list[int], seed: int, backend: str) -> nu_xp.Sequential:
@@ -64,7 +65,7 @@ def run_1d(args: argparse.Namespace) -> dict:
     y = np.sin(2 * x) + 0.5 * x + rng.normal(0, 0.15, size=x.shape)
     x_train, y_train, x_test, y_test = x[:480], y[:480], x[480:], y[480:]
     model = mlp([1, 64, 64, 1], args.seed, args.backend)
-    opt = nu_xp.optim.Adam(model.parameters(), lr=0.01)
+    opt = nu_xp.optim.Adam(model.parameters(), lr=args.lr)
     history = nu_xp.fit(
         model,
         nu_xp.MSELoss(),
@@ -79,7 +80,7 @@ def run_1d(args: argparse.Namespace) -> dict:
         progress=args.progress,
     )
     test = nu_xp.training.evaluate(model, nu_xp.MSELoss(), x_test, y_test, ["mse", "r2"])
-    sk = sklearn_baseline((64, 64), x_train, y_train[:, 0], x_test, y_test[:, 0], args.epochs, args.seed, 0.01, 32)
+    sk = sklearn_baseline((64, 64), x_train, y_train[:, 0], x_test, y_test[:, 0], args.epochs, args.seed, args.lr, 32)
     return {
         "name": "sin(2x) + x/2",
         "model": model,
@@ -159,12 +160,9 @@ def plot(one_d: dict, diabetes: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
-    parser.add_argument("--epochs", type=int, default=200, help="epochs for the 1-D task (diabetes: a quarter)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="folder for regression.png")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser = demo_parser(
+        "regression", __doc__, epochs=200, lr=0.01, epochs_help="epochs for the 1-D task (diabetes: a quarter)"
+    )
     args = parser.parse_args(argv)
 
     one_d, diabetes = run_1d(args), run_diabetes(args)
@@ -172,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in (one_d, diabetes):
         mse, r2 = run["sklearn"]
         print(f"{run['name']:<16}{run['test']['mse']:>12.4f}{run['test']['r2']:>10.3f}{mse:>13.4f}{r2:>12.3f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "regression.png"
+    path = output_folder(args.out) / "regression.png"
     plot(one_d, diabetes, path)
     print(f"plot written to {path}")
     return 0

@@ -11,13 +11,13 @@ boundary and the loss curve).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 import nu_xp
+from nu_xp.demos.common import demo_parser, output_folder
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 Y = np.array([[0], [1], [1], [0]], dtype=np.float32)
@@ -71,12 +71,7 @@ def plot(model: nu_xp.Sequential, losses: list[float], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
-    parser.add_argument("--epochs", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=0.5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="folder for xor.png")
+    parser = demo_parser("xor", __doc__, epochs=2000, lr=0.5, epochs_help="gradient steps on the four points")
     args = parser.parse_args(argv)
 
     model = build(args.seed, args.backend)
@@ -88,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {a} xor {b} = {target}   predicted {p:.4f} -> {int(p > 0.5)}")
     accuracy = float(np.mean((pred > 0.5) == (Y[:, 0] > 0.5)))
     print(f"accuracy: {accuracy:.0%}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "xor.png"
+    path = output_folder(args.out) / "xor.png"
     plot(model, losses, path)
     print(f"plot written to {path}")
     return 0

@@ -18,8 +18,10 @@ A layer owns its state, as a ``torch.nn.Module`` does:
 
 from __future__ import annotations
 
+import ast
 import copy
 import inspect
+import textwrap
 from collections import namedtuple
 from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
@@ -74,10 +76,39 @@ def register_layer(cls: type[L]) -> type[L]:
     name = cls.__name__
     if name in BUILTIN_LAYERS and LAYER_REGISTRY.get(name) is not cls:
         raise ValueError(f"{name!r} is a built-in nu_xp layer; give your class another name")
+    _check_config_is_kept(cls)
     LAYER_REGISTRY[name] = cls
     if cls.__module__.startswith("nu_xp."):
         BUILTIN_LAYERS.add(name)
     return cls
+
+
+def _check_config_is_kept(cls: type[Layer]) -> None:
+    """Refuse, at registration, a class whose default ``get_config`` would silently drop an argument.
+
+    The default ``get_config`` saves each constructor argument that the layer
+    keeps as an attribute of the same name; an argument kept under another
+    name would be lost in a saved file. Checked from the constructor's source
+    (``self.<arg> = ...``) or a class attribute/property of that name.
+    """
+    if "get_config" in {k for klass in cls.__mro__[:-1] if klass is not Layer for k in vars(klass)}:
+        return  # a get_config of its own says what to save
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls.__init__)))
+    except (OSError, TypeError, SyntaxError):
+        return  # no source to read (an interactive session): checked when saving instead
+    kept = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+    }
+    missing = [name for name in sorted(cls.config_arguments()) if name not in kept and not hasattr(cls, name)]
+    if missing:
+        raise TypeError(
+            f"cannot register {cls.__name__}: its constructor arguments {missing} are not kept as attributes of the "
+            f"same name, so nu_xp.save could not rebuild it; keep them (self.{missing[0]} = {missing[0]}) or "
+            "override get_config() to return every constructor argument"
+        )
 
 
 class Parameter:
@@ -251,6 +282,30 @@ class Layer:
     def children(self) -> Iterator[Layer]:
         """Direct sub-layers."""
         return (child for _, child in self.named_children())
+
+    def summary(self, input_shape: tuple[int, ...] | int, batch_size: int = 1) -> str:
+        """A table of the layers (name, type, output shape, parameters) and the totals, like Keras' ``summary()``.
+
+        ``input_shape`` is the shape of ONE sample (no batch axis, as Keras'
+        ``Input(shape=...)``); the output shapes show the batch axis as ``N``.
+        The shapes come from a forward pass of zeros through a copy of the
+        model in eval mode: this model is left unchanged.
+
+        Examples
+        --------
+        >>> import nu_xp
+        >>> print(nu_xp.Sequential(nu_xp.Linear(2, 8, seed=0), nu_xp.ReLU()).summary((2,)))
+        layer  type    output shape  parameters
+        -----  ------  ------------  ----------
+        0      Linear  (N, 8)                24
+        1      ReLU    (N, 8)                 0
+        -----  ------  ------------  ----------
+        input (N, 2) → output (N, 8)
+        total parameters: 24 (float32, 0.00 MiB); on numpy (cpu)
+        """
+        from .summary import summary
+
+        return summary(self, input_shape if not isinstance(input_shape, int) else (input_shape,), batch_size)
 
     def num_parameters(self) -> int:
         """Total number of scalars in all parameters."""

@@ -31,7 +31,8 @@ from ..losses import Loss
 from ..metrics import Metric, make_metric
 from ..optim import Optimizer
 from .history import History
-from .loop import NonFiniteLossError, _check_fit_arguments, _progress_bar, _shown, evaluate, minibatches, prepare_data
+from .loop import NonFiniteLossError, _check_fit_arguments, _shown, evaluate, minibatches, prepare_data
+from .progress import make_progress
 
 __all__ = ["fit_distributed", "share"]
 
@@ -60,13 +61,14 @@ def fit_distributed(
     callbacks: Iterable[Any],
     check_inputs: bool,
     stop_on_nan: bool,
+    verbose: int | str = "auto",
 ) -> History:
     """The data-parallel ``fit``; the arguments are :func:`nu_xp.fit`'s. Any failure ends every rank."""
     dist.init()
     try:
         return _fit(
             model, loss, optimizer, x, y, epochs, batch_size, shuffle, seed, validation_data, metrics, progress,
-            callbacks, check_inputs, stop_on_nan,
+            callbacks, check_inputs, stop_on_nan, verbose,
         )  # fmt: skip
     except KeyboardInterrupt:
         raise
@@ -92,6 +94,7 @@ def _fit(
     callbacks: Iterable[Any],
     check_inputs: bool,
     stop_on_nan: bool,
+    verbose: int | str,
 ) -> History:
     _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
     if seed is None and dist.is_active():
@@ -112,7 +115,7 @@ def _fit(
     bs = n if batch_size is None else min(int(batch_size), n)
     rng = host_rng(seed)
     history = History()
-    bar = _progress_bar(progress and me == 0, epochs * -(-n // bs))
+    report = make_progress(progress and me == 0, verbose, epochs, -(-n // bs))
     params = optimizer.params
     for cb in callbacks:
         if hasattr(cb, "on_train_begin"):
@@ -122,6 +125,7 @@ def _fit(
         for epoch in range(epochs):
             for m in train_metrics:
                 m.reset()
+            report.start_epoch(epoch)
             total, first_bad = 0.0, None
             for step, (xb, yb) in enumerate(minibatches(xs, ys, bs, shuffle=shuffle, rng=rng)):
                 rows = xb.shape[0]
@@ -141,8 +145,7 @@ def _fit(
                 total += summed
                 if first_bad is None and not math.isfinite(summed):
                     first_bad = step
-                if bar is not None:
-                    bar.update(1)
+                report.step(total, (step + 1) * bs)
             logs = {"loss": total / n}
             if stop_on_nan and first_bad is not None:
                 raise NonFiniteLossError(
@@ -160,8 +163,7 @@ def _fit(
                 if hasattr(cb, "on_epoch_end"):
                     stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
             history.append(epoch, logs)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+            report.end_epoch(epoch, logs)
             if stop:
                 history.stopped_early = True
                 break
@@ -169,8 +171,7 @@ def _fit(
         history.interrupted = True
         warnings.warn(f"training interrupted after {len(history)} complete epoch(s)", RuntimeWarning, stacklevel=3)
     finally:
-        if bar is not None:
-            bar.close()
+        report.close()
     for cb in callbacks:
         if hasattr(cb, "on_train_end"):
             cb.on_train_end(history)

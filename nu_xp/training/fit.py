@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..layers import Layer
 from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
+from ..validation import check_number
 from .distributed import fit_distributed
 from .history import History
 from .loop import fit_local
@@ -34,6 +37,8 @@ def fit(
     check_inputs: bool = True,
     stop_on_nan: bool = True,
     distributed: bool = False,
+    validation_split: float = 0.0,
+    verbose: int | str = "auto",
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
 
@@ -59,13 +64,19 @@ def fit(
         Seed of the shuffling; None: the global generator (``nu_xp.manual_seed``).
     validation_data : (x_val, y_val), optional
         Evaluated in eval mode after every epoch (``val_loss``, ``val_<metric>``).
+    validation_split : float in [0, 1), default 0
+        Keras' rule: the LAST fraction of ``x`` and ``y`` (taken before any
+        shuffling) is held out as ``validation_data``.
     metrics : sequence of str or callable
         ``"accuracy"``, ``"binary_accuracy"``, ``"mse"``, ``"mae"``, ``"r2"``,
         or ``f(y_true, y_pred) -> float`` (see :mod:`nu_xp.metrics`). With
         ``BCEWithLogitsLoss`` they see probabilities σ(pred).
     progress : bool, default True
-        Show a tqdm bar with the running loss (only when stderr is a terminal
-        and tqdm is installed).
+        Report while training (``False``: nothing, whatever ``verbose`` says).
+    verbose : "auto", 0, 1 or 2, default "auto"
+        As Keras: ``1`` a tqdm bar with the running loss, ``2`` one line per
+        epoch, ``0`` nothing; ``"auto"`` the bar in a terminal or a Jupyter
+        notebook and one line per epoch elsewhere (a log, CI, captured output).
     callbacks : iterable
         Objects with optional ``on_train_begin(model, optimizer)``,
         ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
@@ -103,6 +114,8 @@ def fit(
     >>> h["accuracy"][-1]
     1.0
     """
+    if validation_split:
+        x, y, validation_data = _split_off(x, y, validation_split, validation_data)
     options: dict[str, Any] = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -114,7 +127,27 @@ def fit(
         "callbacks": callbacks,
         "check_inputs": check_inputs,
         "stop_on_nan": stop_on_nan,
+        "verbose": verbose,
     }
     if distributed:
         return fit_distributed(model, loss, optimizer, x, y, **options)
     return fit_local(model, loss, optimizer, x, y, **options)
+
+
+def _split_off(x: Any, y: Any, fraction: float, validation_data: Any) -> tuple[Any, Any, tuple[Any, Any]]:
+    """``(x_train, y_train, (x_val, y_val))``: the last ``fraction`` of the samples, before any shuffling (Keras)."""
+    fraction = check_number("validation_split", fraction, 0.0, 1.0)
+    if fraction >= 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {fraction}")
+    if validation_data is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    xs = x if hasattr(x, "shape") else np.asarray(x)
+    ys = y if hasattr(y, "shape") else np.asarray(y)
+    n = xs.shape[0]
+    split_at = int(n * (1.0 - fraction))
+    if not 0 < split_at < n:
+        raise ValueError(
+            f"validation_split={fraction} of {n} samples leaves {split_at} for training and {n - split_at} for "
+            "validation; both need at least one"
+        )
+    return xs[:split_at, ...], ys[:split_at, ...], (xs[split_at:, ...], ys[split_at:, ...])

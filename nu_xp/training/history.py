@@ -12,6 +12,10 @@ __all__ = ["History"]
 class History:
     """Per-epoch record of a ``fit``: ``history["loss"]``, ``history["val_accuracy"]``…
 
+    It reads as a mapping of names to per-epoch lists (``keys()``,
+    ``items()``, ``get()``, iteration over the names), like Keras'
+    ``History.history``; ``len(history)`` is the number of completed epochs.
+
     Attributes
     ----------
     history : dict[str, list[float]]
@@ -38,6 +42,26 @@ class History:
 
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
+
+    # a mapping of names to per-epoch lists, as Keras' ``History.history`` (``len`` stays the number of epochs)
+    def keys(self) -> Any:
+        """The recorded names: ``"loss"``, ``"val_loss"``, ``"accuracy"``…"""
+        return self.history.keys()
+
+    def values(self) -> Any:
+        """The per-epoch lists."""
+        return self.history.values()
+
+    def items(self) -> Any:
+        """``(name, per-epoch list)`` pairs."""
+        return self.history.items()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``history[key]``, or ``default`` when nothing was recorded under ``key``."""
+        return self.history.get(key, default)
+
+    def __iter__(self) -> Any:
+        return iter(self.history)
 
     def __getattr__(self, name: str) -> list[float]:
         """``history.loss`` is ``history["loss"]``."""

@@ -18,8 +18,6 @@ recorded in a :class:`~nu_xp.training.history.History`.
 from __future__ import annotations
 
 import math
-import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -35,6 +33,7 @@ from ..metrics import Metric, make_metric
 from ..optim import Optimizer
 from ..validation import check_positive_int
 from .history import History
+from .progress import Progress, make_progress
 
 __all__ = ["NonFiniteLossError", "evaluate", "fit_local", "minibatches", "prepare_data", "run_epoch", "train_step"]
 
@@ -146,7 +145,7 @@ def run_epoch(
     optimizer: Optimizer,
     batches: Iterable[tuple[Any, Any]],
     metrics: Sequence[Metric] = (),
-    bar: Any = None,
+    progress: Progress | None = None,
     *,
     epoch: int = 0,
     stop_on_nan: bool = True,
@@ -162,7 +161,6 @@ def run_epoch(
     total: Any = 0.0
     seen = 0
     values: list[Any] = []
-    last_shown = time.monotonic()
     for xb, yb in batches:
         value, pred = train_step(model, loss, optimizer, xb, yb)
         total = total + value * xb.shape[0]
@@ -173,12 +171,8 @@ def run_epoch(
             shown = _shown(loss, pred)
             for m in metrics:
                 m.update(shown, yb)
-        if bar is not None:
-            bar.update(1)
-            now = time.monotonic()
-            if now - last_shown > 0.2:
-                bar.set_postfix(loss=f"{float(total) / seen:.4g}", refresh=False)
-                last_shown = now
+        if progress is not None:
+            progress.step(total, seen)
     logs = {"loss": float(total) / max(seen, 1)}
     if stop_on_nan and not math.isfinite(logs["loss"]):
         step = next((i for i, v in enumerate(values) if not math.isfinite(float(v))), len(values) - 1)
@@ -188,16 +182,6 @@ def run_epoch(
         )
     logs.update({m.name: m.result() for m in metrics})
     return logs
-
-
-def _progress_bar(enabled: bool, total: int) -> Any:
-    if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="batch", leave=True, dynamic_ncols=True)
 
 
 def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, batch_size: Any) -> None:
@@ -237,6 +221,7 @@ def fit_local(
     callbacks: Iterable[Any] = (),
     check_inputs: bool = True,
     stop_on_nan: bool = True,
+    verbose: int | str = "auto",
 ) -> History:
     """The single-process training loop behind :func:`nu_xp.fit` (same arguments)."""
     _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
@@ -252,17 +237,18 @@ def fit_local(
     bs = n if batch_size is None else min(int(batch_size), n)
     rng = host_rng(seed)
     history = History()
-    bar = _progress_bar(progress, epochs * -(-n // bs))
+    report = make_progress(progress, verbose, epochs, -(-n // bs))
     for cb in callbacks:
         if hasattr(cb, "on_train_begin"):
             cb.on_train_begin(model, optimizer)
     model.train()
     try:
         for epoch in range(epochs):
-            if bar is not None:
-                bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            report.start_epoch(epoch)
             batches = minibatches(xs, ys, bs, shuffle=shuffle, rng=rng)
-            logs = run_epoch(model, loss, optimizer, batches, train_metrics, bar, epoch=epoch, stop_on_nan=stop_on_nan)
+            logs = run_epoch(
+                model, loss, optimizer, batches, train_metrics, report, epoch=epoch, stop_on_nan=stop_on_nan
+            )
             if val is not None:
                 logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
             stop = False
@@ -270,8 +256,7 @@ def fit_local(
                 if hasattr(cb, "on_epoch_end"):
                     stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
             history.append(epoch, logs)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+            report.end_epoch(epoch, logs)
             if stop:
                 history.stopped_early = True
                 break
@@ -283,8 +268,7 @@ def fit_local(
             stacklevel=2,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        report.close()
     for cb in callbacks:
         if hasattr(cb, "on_train_end"):
             cb.on_train_end(history)

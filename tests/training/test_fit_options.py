@@ -1,0 +1,61 @@
+"""fit's conveniences: History as a mapping, validation_split, verbose, evaluate at the top level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nu_xp
+
+X = np.random.default_rng(0).normal(size=(40, 2))
+Y = X @ np.array([[1.0], [-1.0]])
+
+
+def model_and_opt():
+    model = nu_xp.Sequential(nu_xp.Linear(2, 4, seed=0), nu_xp.Tanh(), nu_xp.Linear(4, 1, seed=1))
+    return model, nu_xp.optim.Adam(model.parameters(), lr=0.01)
+
+
+def test_history_reads_as_a_mapping():
+    model, opt = model_and_opt()
+    h = nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=3, metrics=["mae"], validation_data=(X, Y), verbose=0)
+    assert list(h.keys()) == ["loss", "mae", "val_loss", "val_mae"] == list(h)
+    assert dict(h.items())["val_loss"] == h["val_loss"] == h.history["val_loss"] and len(h) == 3
+    assert h.get("accuracy") is None and h.get("loss") == h["loss"]
+
+
+def test_validation_split_holds_out_the_last_fraction_before_shuffling():
+    model, opt = model_and_opt()
+    h = nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=2, validation_split=0.25, verbose=0, seed=0)
+    reference = nu_xp.evaluate(model, nu_xp.MSELoss(), X[30:], Y[30:])["loss"]
+    assert h["val_loss"][-1] == pytest.approx(reference, rel=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=1, validation_split=0.2, validation_data=(X, Y))
+    with pytest.raises(ValueError, match="validation_split"):
+        nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=1, validation_split=1.0)
+    with pytest.raises(ValueError, match="leaves 0 for training|at least one"):
+        nu_xp.fit(model, nu_xp.MSELoss(), opt, X[:2], Y[:2], epochs=1, validation_split=0.9)
+
+
+@pytest.mark.parametrize(("verbose", "lines"), [("auto", 3), (2, 3), (0, 0), (1, 0)])
+def test_verbose_off_a_terminal(capsys, verbose, lines):
+    """Captured output is not a terminal: "auto" writes one line per epoch, 1 a bar (on stderr), 0 nothing."""
+    model, opt = model_and_opt()
+    nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=3, verbose=verbose)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == lines and all(line.startswith(f"epoch {i + 1}/3 - loss: ") for i, line in enumerate(out))
+    with pytest.raises(ValueError, match="verbose must be"):
+        nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=1, verbose=3)
+
+
+def test_progress_false_is_silent(capsys):
+    model, opt = model_and_opt()
+    nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=2, progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_probabilities_from_logits_is_one_line():
+    """The README's recipe: a model that outputs logits, and nu_xp.Softmax()(...) (or Sigmoid) for probabilities."""
+    model = nu_xp.Linear(2, 3, seed=0)
+    p = nu_xp.Softmax()(model.predict(X))
+    np.testing.assert_allclose(np.sum(nu_xp.to_host(p), axis=1), 1.0, rtol=1e-6)
