@@ -15,7 +15,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "tests-mpi", "lint"]
+nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "tests-mpi", "docs", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 EXTRAS = {"numpy": "test", "array_api_strict": "test", "torch": "test,torch", "cupy": "test,cupy"}
@@ -59,6 +59,18 @@ def tests_mpi(session: nox.Session) -> None:
     """The data-parallel tests under a real MPI runtime (mpi4py + the mpich wheel)."""
     session.install("-e", ".[test,torch,mpi]")
     session.run("python", "-m", "pytest", "-q", "tests/distributed", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly, run its tutorials, and check it in a real headless Chromium.
+
+    The browser is Debian's chromium-headless-shell (``.ci/setup-browser`` installs it) or
+    whatever ``NU_XP_CHROMIUM`` names; the browser test skips with that hint where neither exists.
+    """
+    session.install("-e", ".[docs,torch]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run("python", "-m", "pytest", "-q", "-rs", "tests/docs", *session.posargs)
 
 
 @nox.session

@@ -21,9 +21,13 @@ def activations():
 # ------------------------------------------------------------------ finite differences
 
 
+# --8<-- [start:linear_gradcheck]
 def test_linear_gradcheck(backend, rng):
     layer = nu_xp.Linear(4, 3, seed=0, backend=backend)
     assert nu_xp.gradcheck(layer, on(backend, rng.normal(size=(5, 4)))) < TOL
+
+
+# --8<-- [end:linear_gradcheck]
 
 
 def test_linear_without_bias_gradcheck(backend, rng):

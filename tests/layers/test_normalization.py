@@ -46,6 +46,7 @@ def test_layernorm_equals_torch(torch, backend, shape, kwargs, x_shape):
 @pytest.mark.parametrize(
     "layer", [lambda b: nu_xp.BatchNorm1d(3, backend=b), lambda b: nu_xp.LayerNorm((2, 3), backend=b)]
 )
+# --8<-- [start:normalization_gradcheck]
 @pytest.mark.parametrize("training", [True, False])
 def test_normalization_gradcheck(backend, layer, training):
     norm = layer(backend)
@@ -55,6 +56,9 @@ def test_normalization_gradcheck(backend, layer, training):
     norm.train(training)
     x = on(backend, rng.normal(size=(4, 2, 3)) if isinstance(norm, nu_xp.LayerNorm) else rng.normal(size=(5, 3)))
     assert nu_xp.gradcheck(norm, x) < 1e-6
+
+
+# --8<-- [end:normalization_gradcheck]
 
 
 def test_buffers_are_saved_loaded_moved_and_not_trained(backend, tmp_path):

@@ -37,10 +37,14 @@ def _target_on(backend, t):
     return on(backend, t, dtype=None if np.asarray(t).dtype.kind == "i" else "float64")
 
 
+# --8<-- [start:cross_entropy_gradcheck]
 @pytest.mark.parametrize("case", range(7), ids=CASE_IDS)
 def test_loss_gradcheck(backend, rng, case):
     loss, pred, target, _ = _cases(rng)[case]
     assert nu_xp.gradcheck(loss, on(backend, pred), _target_on(backend, target)) < TOL
+
+
+# --8<-- [end:cross_entropy_gradcheck]
 
 
 @pytest.mark.parametrize("case", range(7), ids=CASE_IDS)

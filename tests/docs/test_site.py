@@ -1,0 +1,189 @@
+"""The documentation site: built strictly, served on loopback, and checked in a real headless Chromium.
+
+Needs the ``docs`` extra (``pip install -e ".[docs]"``: MkDocs, Material,
+mkdocstrings, MathJax's files, Playwright) and a Chromium: ``.ci/setup-browser``
+installs Debian's ``chromium-headless-shell``, or set ``NU_XP_CHROMIUM`` to any
+Chromium binary. Playwright drives it directly (``executable_path``); it never
+downloads a browser. Screenshots of two pages are kept in
+``build/docs-screenshots/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CANDIDATES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+
+
+def chromium() -> str | None:
+    if os.environ.get("NU_XP_CHROMIUM"):
+        return os.environ["NU_XP_CHROMIUM"]
+    for name in CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    fixed = Path("/usr/lib/chromium/chromium-headless-shell")
+    return str(fixed) if fixed.exists() else None
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    pytest.importorskip("mkdocs", reason='the docs need their extra: pip install -e ".[docs]"')
+    pytest.importorskip("mkdocstrings", reason='the docs need their extra: pip install -e ".[docs]"')
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason='pip install -e ".[docs]" for Playwright')
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no Chromium: run .ci/setup-browser (Debian's chromium-headless-shell) or set NU_XP_CHROMIUM")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.console_errors = errors  # type: ignore[attr-defined]
+    yield page
+    page.close()
+
+
+def shot(page, name: str) -> None:
+    folder = ROOT / "build" / "docs-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=False)
+
+
+def test_home_renders_without_console_errors(page, server):
+    page.goto(server)
+    assert "nu_xp" in page.title()
+    assert page.locator("h1").first.inner_text().strip().rstrip("¶") == "nu_xp"
+    assert page.locator("text=Twenty lines").count() >= 1
+    shot(page, "home")
+    assert page.console_errors == []
+
+
+def test_navigation_reaches_the_api_page_of_linear(page, server):
+    page.goto(server)
+    page.get_by_role("link", name="Layers").first.click()
+    page.wait_for_load_state("load")
+    assert "/api/layers/" in page.url
+    heading = page.locator('[id="nu_xp.layers.linear.Linear"]')
+    assert heading.count() == 1
+    assert "x @ W.T + b" in page.content()
+    assert page.console_errors == []
+
+
+def test_search_finds_conv1d(page, server):
+    page.goto(server)
+    page.locator("label.md-search__icon, .md-search__input").first.click()
+    page.locator("input.md-search__input").fill("Conv1d")
+    results = page.locator(".md-search-result__item a")
+    results.first.wait_for(timeout=15000)
+    hrefs = [results.nth(i).get_attribute("href") or "" for i in range(min(results.count(), 10))]
+    assert any("api/layers" in h and "Conv1d" in h for h in hrefs), hrefs
+    assert page.console_errors == []
+
+
+def test_formulas_are_rendered_not_raw_tex(page, server):
+    page.goto(urljoin(server, "backprop/"))
+    page.wait_for_selector("mjx-container", timeout=20000)
+    assert page.locator("mjx-container").count() > 20
+    visible = page.locator("article").inner_text()
+    assert "\\frac" not in visible and "\\partial" not in visible
+    shot(page, "backprop")
+    assert page.console_errors == []
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"])
+        for key in ("href", "src"):
+            if values.get(key) and tag in ("a", "img", "script", "link"):
+                self.links.append(values[key])
+
+
+def test_no_broken_internal_links(site):
+    pages = {p: _parse(p) for p in site.rglob("*.html")}
+    broken = []
+    for path, parsed in pages.items():
+        for link in parsed.links:
+            url = urlparse(link)
+            if url.scheme or link.startswith(("//", "mailto:", "javascript:")) or not (url.path or url.fragment):
+                continue
+            if not url.path:
+                target = path
+            elif url.path.startswith("/"):  # root-relative (the 404 page): from the site's root
+                target = (site / unquote(url.path).lstrip("/")).resolve()
+            else:
+                target = (path.parent / unquote(url.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{path.relative_to(site)} → {link}")
+            elif url.fragment and target.suffix == ".html":
+                ids = pages[target].ids if target in pages else _parse(target).ids
+                if unquote(url.fragment) not in ids:
+                    broken.append(f"{path.relative_to(site)} → {link} (no such anchor)")
+    assert not broken, "\n".join(broken[:20])
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
