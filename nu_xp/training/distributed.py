@@ -20,7 +20,6 @@ writes only on rank 0).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -31,7 +30,17 @@ from ..losses import Loss
 from ..metrics import Metric, make_metric
 from ..optim import Optimizer
 from .history import History
-from .loop import NonFiniteLossError, _check_fit_arguments, _shown, evaluate, minibatches, prepare_data
+from .loop import (
+    NonFiniteLossError,
+    _check_fit_arguments,
+    _shown,
+    evaluate,
+    finish_epoch,
+    interrupted,
+    minibatches,
+    notify,
+    prepare_data,
+)
 from .progress import make_progress
 
 __all__ = ["fit_distributed", "share"]
@@ -44,32 +53,11 @@ def share(m: int, size: int, rank: int) -> tuple[int, int]:
     return lo, lo + base + (1 if rank < extra else 0)
 
 
-def fit_distributed(
-    model: Layer,
-    loss: Loss,
-    optimizer: Optimizer,
-    x: Any,
-    y: Any,
-    *,
-    epochs: int,
-    batch_size: int | None,
-    shuffle: bool,
-    seed: int | None,
-    validation_data: tuple[Any, Any] | None,
-    metrics: Sequence[str | Callable | Metric],
-    progress: bool,
-    callbacks: Iterable[Any],
-    check_inputs: bool,
-    stop_on_nan: bool,
-    verbose: int | str = "auto",
-) -> History:
-    """The data-parallel ``fit``; the arguments are :func:`nu_xp.fit`'s. Any failure ends every rank."""
+def fit_distributed(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, **options: Any) -> History:
+    """The data-parallel ``fit``; ``options`` are :func:`nu_xp.fit`'s keywords. Any failure ends every rank."""
     dist.init()
     try:
-        return _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, shuffle, seed, validation_data, metrics, progress,
-            callbacks, check_inputs, stop_on_nan, verbose,
-        )  # fmt: skip
+        return _fit(model, loss, optimizer, x, y, **options)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -84,6 +72,7 @@ def _fit(
     optimizer: Optimizer,
     x: Any,
     y: Any,
+    *,
     epochs: int,
     batch_size: int | None,
     shuffle: bool,
@@ -117,9 +106,7 @@ def _fit(
     history = History()
     report = make_progress(progress and me == 0, verbose, epochs, -(-n // bs))
     params = optimizer.params
-    for cb in callbacks:
-        if hasattr(cb, "on_train_begin"):
-            cb.on_train_begin(model, optimizer)
+    notify(callbacks, "on_train_begin", model, optimizer)
     model.train()
     try:
         for epoch in range(epochs):
@@ -158,21 +145,11 @@ def _fit(
             dist.broadcast_parameters(model)  # every rank holds rank 0's bits from here on
             if val is not None:
                 logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
-            stop = False
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end"):
-                    stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
-            history.append(epoch, logs)
-            report.end_epoch(epoch, logs)
-            if stop:
-                history.stopped_early = True
+            if finish_epoch(epoch, logs, history, callbacks, report):
                 break
     except KeyboardInterrupt:
-        history.interrupted = True
-        warnings.warn(f"training interrupted after {len(history)} complete epoch(s)", RuntimeWarning, stacklevel=3)
+        interrupted(history)
     finally:
         report.close()
-    for cb in callbacks:
-        if hasattr(cb, "on_train_end"):
-            cb.on_train_end(history)
+    notify(callbacks, "on_train_end", history)
     return history

@@ -238,9 +238,7 @@ def fit_local(
     rng = host_rng(seed)
     history = History()
     report = make_progress(progress, verbose, epochs, -(-n // bs))
-    for cb in callbacks:
-        if hasattr(cb, "on_train_begin"):
-            cb.on_train_begin(model, optimizer)
+    notify(callbacks, "on_train_begin", model, optimizer)
     model.train()
     try:
         for epoch in range(epochs):
@@ -251,28 +249,46 @@ def fit_local(
             )
             if val is not None:
                 logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
-            stop = False
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end"):
-                    stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
-            history.append(epoch, logs)
-            report.end_epoch(epoch, logs)
-            if stop:
-                history.stopped_early = True
+            if finish_epoch(epoch, logs, history, callbacks, report):
                 break
     except KeyboardInterrupt:
-        history.interrupted = True
-        warnings.warn(
-            f"training interrupted after {len(history)} complete epoch(s); returning the history so far",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        interrupted(history)
     finally:
         report.close()
-    for cb in callbacks:
-        if hasattr(cb, "on_train_end"):
-            cb.on_train_end(history)
+    notify(callbacks, "on_train_end", history)
     return history
+
+
+def notify(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
+    """Call ``hook`` (``"on_train_begin"``, ``"on_train_end"``) on every callback that has it."""
+    for cb in callbacks:
+        if hasattr(cb, hook):
+            getattr(cb, hook)(*args)
+
+
+def finish_epoch(epoch: int, logs: dict[str, float], history: History, callbacks: Sequence[Any], report: Any) -> bool:
+    """The callbacks see (and may extend) the logs, the History records them, the reporter shows them.
+
+    Returns True when a callback asks to stop (``on_epoch_end`` returned True or set ``stop_training``).
+    """
+    stop = False
+    for cb in callbacks:
+        if hasattr(cb, "on_epoch_end"):
+            stop = bool(cb.on_epoch_end(epoch, logs)) or getattr(cb, "stop_training", False) or stop
+    history.append(epoch, logs)
+    report.end_epoch(epoch, logs)
+    history.stopped_early = stop
+    return stop
+
+
+def interrupted(history: History) -> None:
+    """Ctrl-C: mark the History and say how far training got (``fit`` returns it)."""
+    history.interrupted = True
+    warnings.warn(
+        f"training interrupted after {len(history)} complete epoch(s); returning the history so far",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def evaluate(
