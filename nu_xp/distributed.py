@@ -178,7 +178,11 @@ def allreduce_gradients(
     params = _params(model)
     extra = np.asarray(list(extra), dtype=np.float64)
     size = world_size()
-    if size == 1 and weight is None:
+    if size == 1:  # a world of one: nothing to exchange, only the weight to apply
+        if weight is not None and weight != 1.0:
+            for p in params:
+                if p.grad is not None:
+                    p.grad = p.grad * float(weight)
         return extra
     grads = [p.grad for p in params]
     ops = ops_of(params[0].data)
