@@ -40,6 +40,7 @@ from .loop import (
     minibatches,
     notify,
     prepare_data,
+    prepare_validation,
 )
 from .progress import make_progress
 
@@ -90,11 +91,7 @@ def _fit(
         raise ValueError("distributed fit needs seed=: every rank must draw the same minibatches")
     callbacks = list(callbacks)
     xs, ys = prepare_data(model, loss, x, y, "training", check_finite=check_inputs)
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (x_val, y_val)")
-        val = prepare_data(model, loss, *validation_data, "validation", check_finite=check_inputs)
+    val = prepare_validation(model, loss, validation_data, check_finite=check_inputs)
     arguments = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed}
     dist.check_same_everywhere({"x": xs, "y": ys, "model": model, "arguments": arguments})
     dist.broadcast_parameters(model)

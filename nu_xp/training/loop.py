@@ -97,6 +97,18 @@ def prepare_data(
     return xs, ys
 
 
+def prepare_validation(
+    model: Layer, loss: Loss, validation_data: Any, *, check_finite: bool = True
+) -> tuple[Any, Any] | None:
+    """``validation_data`` (a pair, or None) through :func:`prepare_data`."""
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("validation_data must be a pair (x_val, y_val)")
+    x_val, y_val = validation_data
+    return prepare_data(model, loss, x_val, y_val, "validation", check_finite=check_finite)
+
+
 # ---------------------------------------------------------------------------- step 2: minibatches
 
 
@@ -227,11 +239,7 @@ def fit_local(
     _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
     callbacks = list(callbacks)
     xs, ys = prepare_data(model, loss, x, y, "training", check_finite=check_inputs)
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (x_val, y_val)")
-        val = prepare_data(model, loss, *validation_data, "validation", check_finite=check_inputs)
+    val = prepare_validation(model, loss, validation_data, check_finite=check_inputs)
     train_metrics = [make_metric(m) for m in metrics]
     n = xs.shape[0]
     bs = n if batch_size is None else min(int(batch_size), n)
