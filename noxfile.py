@@ -68,7 +68,7 @@ def docs(session: nox.Session) -> None:
     The browser is Debian's chromium-headless-shell (``.ci/setup-browser`` installs it) or
     whatever ``NU_XP_CHROMIUM`` names; the browser test skips with that hint where neither exists.
     """
-    session.install("-e", ".[docs,torch]")
+    session.install("-e", ".[docs,test,torch]")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
     session.run("python", "-m", "pytest", "-q", "-rs", "tests/docs", *session.posargs)
 
