@@ -140,7 +140,9 @@ def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, 
         raise ModelFileError(f"{source}: cannot rebuild {name}(**{config!r}): {exc}") from exc
 
 
-def _check_shapes(cls: type[Layer], config: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str, source: str):
+def _check_shapes(
+    cls: type[Layer], config: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str, source: str
+) -> None:
     """Compare the shapes ``cls.parameter_shapes(config)`` announces with the file's arrays."""
     try:
         shapes = cls.parameter_shapes(config)

@@ -44,7 +44,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import losses, optim
 from .backends import asarray, backend_of, dtype_name, get_backend, ops_of, to_host
-from .layers import Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+from .functional import sigmoid
+from .layers import Identity, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -185,10 +186,6 @@ class _BaseMLP(BaseEstimator):
         """Train from scratch on ``(X, y)`` for up to ``max_iter`` epochs; returns ``self``."""
         self._validate_params()
         return self._fit(X, y, incremental=False)
-
-    def _check_partial_fit_solver(self) -> None:
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers, not {self.solver!r}")
 
     def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> Any:
         first = not (incremental and hasattr(self, "model_"))
@@ -422,7 +419,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> Any:
         """One pass over ``(X, y)``; the first call needs ``classes`` (every label, as scikit-learn's)."""
-        self._check_partial_fit_solver()
         if not hasattr(self, "model_"):
             self._validate_params()
             if classes is None and type_of_target(y) != "multilabel-indicator":
@@ -434,12 +430,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         z = self._logits(X)
         ops = ops_of(z)
         if self._multiclass:
-            from .layers import Softmax
-
             p = Softmax()(z)
         else:
-            from .functional import sigmoid
-
             p = sigmoid(ops, z)
             if not self._multilabel:
                 p = ops.xp.concat([1.0 - p, p], axis=1) if len(self.classes_) == 2 else ops.xp.ones_like(p)
@@ -507,7 +499,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def partial_fit(self, X: Any, y: Any) -> Any:
         """One pass over ``(X, y)``."""
-        self._check_partial_fit_solver()
         if not hasattr(self, "model_"):
             self._validate_params()
         return self._fit(X, y, incremental=True)

@@ -67,9 +67,6 @@ class Loss(Layer):
 
     def _reduce(self, ops: Ops, elementwise: Any, count: Any) -> Any:
         """The value for the reduction, remembering the scale ``backward`` applies (``1/count`` for mean)."""
-        if self.reduction == "mean" and type(count) is int and count:  # the common case, without another call
-            self._scale = 1.0 / count
-            return ops.asarray(ops.sum(elementwise) * self._scale)
         if self.reduction == "none":
             self._value_shape = tuple(elementwise.shape)
             return elementwise
