@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from typing import Any
 
@@ -61,3 +62,29 @@ def npy_bytes(array: Any, allow_pickle: bool = False) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
     return buf.getvalue()
+
+
+def linear_members(n_in: int = 2, n_out: int = 1, dtype: Any = np.float32) -> dict[str, bytes]:
+    """The weight members of a model file for ``Sequential(Linear(n_in, n_out))``, all zeros."""
+    return {
+        "0.weight.npy": npy_bytes(np.zeros((n_out, n_in), dtype)),
+        "0.bias.npy": npy_bytes(np.zeros(n_out, dtype)),
+    }
+
+
+def meta_member(layers: list[dict] | None = None, **changes: Any) -> bytes:
+    """The ``__nu_xp__.npy`` member of a model file: valid metadata for ``layers``
+    (default one ``Linear(2, 1)``), with the top-level keys in ``changes`` replaced."""
+    meta = {
+        "format": "nu_xp",
+        "format_version": 1,
+        "library_version": "0.1.0",
+        "dtype": "float32",
+        "architecture": {
+            "class": "Sequential",
+            "config": {},
+            "layers": layers or [{"class": "Linear", "config": {"in_features": 2, "out_features": 1}}],
+        },
+    }
+    meta.update(changes)
+    return npy_bytes(np.array(json.dumps(meta)))

@@ -24,30 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nu_xp
-from tests.helpers import host, npy_bytes, npz_bytes
-
-
-def weights(n_in=2, n_out=1, dtype=np.float32):
-    return {
-        "0.weight.npy": npy_bytes(np.zeros((n_out, n_in), dtype)),
-        "0.bias.npy": npy_bytes(np.zeros(n_out, dtype)),
-    }
-
-
-def meta(layers=None, **changes):
-    m = {
-        "format": "nu_xp",
-        "format_version": 1,
-        "library_version": "0.1.0",
-        "dtype": "float32",
-        "architecture": {
-            "class": "Sequential",
-            "config": {},
-            "layers": layers or [{"class": "Linear", "config": {"in_features": 2, "out_features": 1}}],
-        },
-    }
-    m.update(changes)
-    return npy_bytes(np.array(json.dumps(m)))
+from tests.helpers import host, linear_members, meta_member, npy_bytes, npz_bytes
 
 
 def write(tmp_path, data: bytes, name="m.npz"):
@@ -71,7 +48,8 @@ def raw_npy(header: dict, payload: bytes = b"") -> bytes:
 def test_member_dtypes_other_than_real_numbers_are_refused_before_building(tmp_path, descr):
     header = {"descr": descr, "fortran_order": False, "shape": (60000, 60000)}
     path = write(
-        tmp_path, npz_bytes({"0.weight.npy": raw_npy(header), "0.bias.npy": raw_npy(header), "__nu_xp__.npy": meta()})
+        tmp_path,
+        npz_bytes({"0.weight.npy": raw_npy(header), "0.bias.npy": raw_npy(header), "__nu_xp__.npy": meta_member()}),
     )
     tracemalloc.start()
     start = time.perf_counter()
@@ -85,7 +63,7 @@ def test_member_dtypes_other_than_real_numbers_are_refused_before_building(tmp_p
 
 def test_byte_count_must_match_the_header(tmp_path):
     header = {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)}
-    path = write(tmp_path, npz_bytes({"0.weight.npy": raw_npy(header, b"\0" * 8), **{"__nu_xp__.npy": meta()}}))
+    path = write(tmp_path, npz_bytes({"0.weight.npy": raw_npy(header, b"\0" * 8), **{"__nu_xp__.npy": meta_member()}}))
     with pytest.raises(nu_xp.ModelFileError, match="declares shape .* holds 8 bytes"):
         nu_xp.load(path)
 
@@ -168,7 +146,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path, via_symlink):
     ],
 )
 def test_metadata_is_bounded(tmp_path, text, match):
-    path = write(tmp_path, npz_bytes({**weights(), "__nu_xp__.npy": npy_bytes(np.array(text))}))
+    path = write(tmp_path, npz_bytes({**linear_members(), "__nu_xp__.npy": npy_bytes(np.array(text))}))
     with pytest.raises(nu_xp.ModelFileError, match=match):
         nu_xp.load(path)
 
@@ -177,7 +155,7 @@ def test_metadata_is_bounded(tmp_path, text, match):
 def test_a_file_never_chooses_for_the_caller(tmp_path, key):
     value = {"backend": "torch", "device": "cuda", "dtype": "float64", "seed": 3, "os_system": "rm"}[key]
     layers = [{"class": "Linear", "config": {"in_features": 2, "out_features": 1, key: value}}]
-    path = write(tmp_path, npz_bytes({**weights(), "__nu_xp__.npy": meta(layers)}))
+    path = write(tmp_path, npz_bytes({**linear_members(), "__nu_xp__.npy": meta_member(layers)}))
     with pytest.raises(nu_xp.ModelFileError, match=f"holds \\['{key}'\\], which are not arguments of Linear"):
         nu_xp.load(path, backend="numpy")
 
@@ -185,7 +163,7 @@ def test_a_file_never_chooses_for_the_caller(tmp_path, key):
 @pytest.mark.parametrize("loss", ["MSELoss", "CrossEntropyLoss", "Loss", "Layer"])
 def test_only_layers_can_be_rebuilt(tmp_path, loss):
     layers = [{"class": "Linear", "config": {"in_features": 2, "out_features": 1}}, {"class": loss, "config": {}}]
-    path = write(tmp_path, npz_bytes({**weights(), "__nu_xp__.npy": meta(layers)}))
+    path = write(tmp_path, npz_bytes({**linear_members(), "__nu_xp__.npy": meta_member(layers)}))
     with pytest.raises(nu_xp.ModelFileError, match="not registered"):
         nu_xp.load(path)
     with pytest.raises(TypeError, match="loss"):
@@ -194,7 +172,7 @@ def test_only_layers_can_be_rebuilt(tmp_path, loss):
 
 def test_mixed_dtypes_load_in_the_callers_dtype_with_the_file_named(tmp_path):
     members = {"0.weight.npy": npy_bytes(np.ones((1, 2), np.float64)), "0.bias.npy": npy_bytes(np.ones(1, np.float32))}
-    path = write(tmp_path, npz_bytes({**members, "__nu_xp__.npy": meta()}))
+    path = write(tmp_path, npz_bytes({**members, "__nu_xp__.npy": meta_member()}))
     model = nu_xp.load(path)
     assert nu_xp.backends.dtype_name(model.dtype) == "float32"
     with pytest.raises(nu_xp.ModelFileError, match=path.name):
@@ -203,7 +181,7 @@ def test_mixed_dtypes_load_in_the_callers_dtype_with_the_file_named(tmp_path):
 
 def test_overflow_to_inf_in_the_callers_dtype_warns(tmp_path):
     members = {"0.weight.npy": npy_bytes(np.full((1, 2), 1e300)), "0.bias.npy": npy_bytes(np.zeros(1))}
-    path = write(tmp_path, npz_bytes({**members, "__nu_xp__.npy": meta(dtype="float64")}))
+    path = write(tmp_path, npz_bytes({**members, "__nu_xp__.npy": meta_member(dtype="float64")}))
     with pytest.warns(nu_xp.ModelFileWarning, match="NaN or Inf.*float32"):
         nu_xp.load(path, dtype="float32")
 

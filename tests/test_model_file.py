@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import nu_xp
 from nu_xp import archive
 from nu_xp import model_file as nio
-from tests.helpers import host, npy_bytes, npz_bytes
+from tests.helpers import host, linear_members, meta_member, npy_bytes, npz_bytes
 
 BACKENDS = ("numpy", "array_api_strict", "torch")
 
@@ -281,26 +281,6 @@ def _good_bytes(tmp_path):
     return (tmp_path / "good.npz").read_bytes()
 
 
-def _meta(**changes):
-    meta = {
-        "format": "nu_xp",
-        "format_version": 1,
-        "library_version": "0.1.0",
-        "dtype": "float32",
-        "architecture": {
-            "class": "Sequential",
-            "config": {},
-            "layers": [{"class": "Linear", "config": {"in_features": 2, "out_features": 1}}],
-        },
-    }
-    meta.update(changes)
-    return npy_bytes(np.array(json.dumps(meta)))
-
-
-def _weights():
-    return {"0.weight.npy": npy_bytes(np.zeros((1, 2), np.float32)), "0.bias.npy": npy_bytes(np.zeros(1, np.float32))}
-
-
 BAD_FILES = {
     "empty": (b"", "not a model file"),
     "random": (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "not a model file"),
@@ -308,15 +288,22 @@ BAD_FILES = {
     "empty-zip": (npz_bytes({}), "holds no arrays"),
     "npy-not-npz": (npy_bytes(np.ones(3)), "not a model file"),
     "pickle": (pickle.dumps({"0.weight": np.ones(3)}), "not a model file"),
-    "future-version": (npz_bytes({**_weights(), "__nu_xp__.npy": _meta(format_version=99)}), "version 99.*upgrade"),
-    "bad-json": (npz_bytes({**_weights(), "__nu_xp__.npy": npy_bytes(np.array("{not json"))}), "not valid JSON"),
-    "meta-not-text": (npz_bytes({**_weights(), "__nu_xp__.npy": npy_bytes(np.ones(2))}), "must be a JSON text"),
+    "future-version": (
+        npz_bytes({**linear_members(), "__nu_xp__.npy": meta_member(format_version=99)}),
+        "version 99.*upgrade",
+    ),
+    "bad-json": (npz_bytes({**linear_members(), "__nu_xp__.npy": npy_bytes(np.array("{not json"))}), "not valid JSON"),
+    "meta-not-text": (npz_bytes({**linear_members(), "__nu_xp__.npy": npy_bytes(np.ones(2))}), "must be a JSON text"),
     "unknown-class": (
-        npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "os.system", "config": {}})}),
+        npz_bytes(
+            {**linear_members(), "__nu_xp__.npy": meta_member(architecture={"class": "os.system", "config": {}})}
+        ),
         "'os.system', which is not registered.*register_layer",
     ),
     "bad-config": (
-        npz_bytes({**_weights(), "__nu_xp__.npy": _meta(architecture={"class": "Linear", "config": {"nope": 1}})}),
+        npz_bytes(
+            {**linear_members(), "__nu_xp__.npy": meta_member(architecture={"class": "Linear", "config": {"nope": 1}})}
+        ),
         r"holds \['nope'\], which are not arguments of Linear",
     ),
     "wrong-shape": (
@@ -324,7 +311,7 @@ BAD_FILES = {
             {
                 "0.weight.npy": npy_bytes(np.zeros((3, 2), np.float32)),
                 "0.bias.npy": npy_bytes(np.zeros(1, np.float32)),
-                "__nu_xp__.npy": _meta(),
+                "__nu_xp__.npy": meta_member(),
             }
         ),
         r"0.weight has shape \(1, 2\), but the file holds shape \(3, 2\)",
@@ -332,8 +319,8 @@ BAD_FILES = {
     "huge-layer": (
         npz_bytes(
             {
-                **_weights(),
-                "__nu_xp__.npy": _meta(
+                **linear_members(),
+                "__nu_xp__.npy": meta_member(
                     architecture={
                         "class": "Sequential",
                         "config": {},
@@ -349,13 +336,13 @@ BAD_FILES = {
             {
                 "0.weight.npy": npy_bytes(np.zeros((1, 2), np.int32)),
                 "0.bias.npy": npy_bytes(np.zeros(1, np.float32)),
-                "__nu_xp__.npy": _meta(),
+                "__nu_xp__.npy": meta_member(),
             }
         ),
         "floating point",
     ),
     "missing-key": (
-        npz_bytes({"0.weight.npy": npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": _meta()}),
+        npz_bytes({"0.weight.npy": npy_bytes(np.zeros((1, 2), np.float32)), "__nu_xp__.npy": meta_member()}),
         r"0.bias has shape \(1,\), but the file holds nothing",
     ),
 }
@@ -404,7 +391,7 @@ def test_pickled_object_array_is_never_unpickled(tmp_path):
     payload = np.empty(1, dtype=object)
     payload[0] = Exploit()
     for key in ("0.weight", "__nu_xp__"):
-        members = {**_weights(), "__nu_xp__.npy": _meta()}
+        members = {**linear_members(), "__nu_xp__.npy": meta_member()}
         members[f"{key}.npy"] = npy_bytes(payload, allow_pickle=True)
         path = tmp_path / f"evil-{key}.npz"
         path.write_bytes(npz_bytes(members))
