@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import blas_info, gemm_peak, peak_memory, timed  # the shared timing helpers
+from run import gemm_peak, peak_memory, timed, torch_contender  # the shared timing helpers
 
 import nu_xp
 
@@ -298,17 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch as torch_module
-
-            torch = torch_module
-        except ImportError:
-            print("torch not installed: the torch contender is skipped")
-    info = blas_info()
-    if torch is not None and info.get("num_threads"):
-        torch.set_num_threads(int(info["num_threads"]))
+    torch, info = torch_contender(args.no_torch)
     env = {"numpy": np.__version__, "torch": getattr(torch, "__version__", None), "blas": info, "backend": args.backend}
     print(json.dumps(env, indent=1))
     results = [bench(name, args, torch) for name in args.nets.split(",")]

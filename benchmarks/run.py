@@ -237,6 +237,22 @@ def blas_info() -> dict[str, Any]:
     return {}
 
 
+def torch_contender(skip: bool) -> tuple[Any, dict[str, Any]]:
+    """The ``torch`` module for the PyTorch contender (None with ``--no-torch`` or when not installed),
+    and :func:`blas_info` read after torch is imported, whose pool size torch's intra-op threads then
+    take, so both contenders use the same cores."""
+    torch = None
+    if not skip:
+        try:
+            import torch
+        except ImportError:
+            print("torch not installed: the torch contender is skipped")
+    info = blas_info()
+    if torch is not None and info.get("num_threads"):
+        torch.set_num_threads(int(info["num_threads"]))
+    return torch, info
+
+
 def gemm_peak(repeats: int) -> float:
     """float32 GFLOP/s of the largest GEMM in mlp_large, (512×1024) @ (1024×1024): the best run (a ceiling)."""
     rng = np.random.default_rng(0)
@@ -407,17 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch as torch_module
-
-            torch = torch_module
-        except ImportError:
-            print("torch not installed: the torch contender is skipped")
-    info = blas_info()
-    if torch is not None and info.get("num_threads"):
-        torch.set_num_threads(int(info["num_threads"]))
+    torch, info = torch_contender(args.no_torch)
     env = {
         "python": platform.python_version(),
         "machine": platform.machine(),
