@@ -254,7 +254,7 @@ def bench(name: str, args: argparse.Namespace, torch: Any) -> dict[str, Any]:
         contenders["torch"] = run_torch
 
     def sync() -> None:
-        model.backend_info.synchronize()
+        model.backend.synchronize()
         if torch is not None and gpu:
             torch.cuda.synchronize()
 

@@ -11,8 +11,9 @@ layers get their array namespace through ``array-api-compat``.
 
 from . import backends, distributed, functional, layers, losses, optim
 from ._version import __version__
-from .archive import ModelFileError, ModelFileWarning
+from .errors import ModelFileError, ModelFileWarning, NonFiniteLossError
 from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
 from .initializers import manual_seed
 from .layers import (
@@ -49,7 +50,7 @@ from .layers import (
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss, NLLLoss
 from .model_file import load, load_checkpoint, save
-from .training import EarlyStopping, History, NonFiniteLossError, evaluate, fit
+from .training import EarlyStopping, History, evaluate, fit
 
 __all__ = [
     "ELU",
@@ -99,16 +100,19 @@ __all__ = [
     "asarray",
     "backends",
     "distributed",
+    "enable_grad",
     "evaluate",
     "fit",
     "functional",
     "get_backend",
     "gradcheck",
+    "is_grad_enabled",
     "layers",
     "load",
     "load_checkpoint",
     "losses",
     "manual_seed",
+    "no_grad",
     "optim",
     "register_layer",
     "save",

@@ -45,6 +45,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .errors import ModelFileError, ModelFileNotFoundError, ModelFileWarning
+
 __all__ = [
     "MAX_HEADER_BYTES",
     "RESERVED_PREFIX",
@@ -64,18 +66,6 @@ TEMP_PREFIX = ".nu_xp-save-"
 #: the longest ``.npy`` header accepted (numpy's own reader allows 10 000)
 MAX_HEADER_BYTES = 10_000
 _KINDS = {"f": "floating point", "i": "integer", "u": "unsigned integer", "b": "boolean", "U": "text"}
-
-
-class ModelFileError(ValueError):
-    """A model file (or state dict) that cannot be used: missing, damaged, hostile or mismatched."""
-
-
-class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
-    """The model file does not exist (also a ``FileNotFoundError``)."""
-
-
-class ModelFileWarning(UserWarning):
-    """A model file that loads but looks wrong (NaN or Inf weights)."""
 
 
 def _open_regular_file(path: Path) -> IO[bytes]:

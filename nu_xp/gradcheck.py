@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .backends import asarray, backend_of, get_backend, to_host
+from .grad_mode import no_grad
 from .layers import Layer
 
 __all__ = ["gradcheck", "numeric_gradients"]
@@ -63,7 +64,7 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
     base = _float64_copy(layer_or_loss, inputs[0])
     base.zero_grad()  # measure the layer, not the gradients the caller's model already holds
     # inputs go where the parameters are (a layer with none computes where its input lives)
-    where = base.backend_info if base.parameters() else inputs[0]
+    where = base.backend if base.parameters() else inputs[0]
     integer = np.asarray(to_host(inputs[0])).dtype.kind in "iu"  # indices (Embedding): no input gradient
     x_host = np.array(to_host(inputs[0]), dtype=None if integer else np.float64)
     other = inputs[1] if is_loss else None
@@ -75,7 +76,8 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
         return asarray(a, like=where, dtype=None if a.dtype.kind in "iu" else "float64")
 
     def scalar(model: Any, x_arr: np.ndarray) -> float:
-        out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
+        with no_grad():  # a finite difference needs values only
+            out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
         if upstream is None:  # a reduced loss: its value
             return float(to_host(out))
         return float(np.sum(to_host(out) * upstream))

@@ -14,6 +14,10 @@ File format (version 1): a zip archive as written by ``numpy.savez`` holding
            {"class": "Tanh", "config": {}}, ...]},
        "parameters": {"0.weight": {"shape": [8, 2], "dtype": "float32"}, ...}}
 
+* ``"ties"`` in the JSON, when the model shares a Parameter between layers
+  (weight tying): ``{"2.weight": "0.weight"}``, every later name of a
+  Parameter mapped to its first; the weights are stored under every name
+  (as ``torch.save(model.state_dict())`` does) and :func:`load` restores the tie;
 * for a checkpoint, optimizer state under ``"__optimizer__/<index>/<name>"``
   and its hyper-parameters in the JSON (``"optimizer"``), the state of every
   layer's extra state (``"extra_state"``: a Dropout mask generator's state,
@@ -26,7 +30,7 @@ config may only hold that layer's own constructor arguments, and each layer
 checks its config and the shapes of its parameters (:meth:`Layer.parameter_shapes`)
 against the file's arrays *before* anything is built. Nothing in a file is
 ever imported, unpickled or executed. Every problem raises
-:class:`~nu_xp.archive.ModelFileError` naming the file. Saves are atomic
+:class:`~nu_xp.errors.ModelFileError` naming the file. Saves are atomic
 (:func:`nu_xp.archive.atomic_savez`).
 """
 
@@ -44,16 +48,10 @@ import numpy as np
 
 from . import distributed
 from ._version import __version__
-from .archive import (
-    RESERVED_PREFIX,
-    ModelFileError,
-    ModelFileWarning,
-    atomic_savez,
-    read_archive,
-    weight_arrays,
-)
+from .archive import RESERVED_PREFIX, atomic_savez, read_archive, weight_arrays
 from .backends import dtype_name, get_backend, use_backend
-from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer
+from .errors import ModelFileError, ModelFileWarning
+from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, set_weights_reader
 
 __all__ = [
     "FORMAT_VERSION",
@@ -200,11 +198,14 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
         "format": "nu_xp",
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "dtype": model.backend_info.dtype_name,
-        "saved_from": model.backend,
+        "dtype": model.backend.dtype_name,
+        "saved_from": model.backend_name,
         "architecture": describe_architecture(model),
         "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()},
     }
+    ties = model.tied_parameters()
+    if ties:
+        meta["ties"] = ties
     if optimizer is not None:
         state = optimizer.state_dict()
         scalars: dict[str, dict[str, Any]] = {}
@@ -316,9 +317,43 @@ def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
     return meta
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The weight arrays of a file of :func:`save` or ``numpy.savez``, checked as :func:`read_archive` does.
+
+    This is what :meth:`Layer.load_weights` reads with (layers never open files themselves).
+    """
+    return weight_arrays(read_archive(path))
+
+
+set_weights_reader(read_weights)
+
+
 def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
-    """Fill ``model`` from a file of :func:`save` or ``numpy.savez`` (``model.load_weights(path)``)."""
-    return model.load_weights(path, strict=strict)
+    """Fill ``model`` from a file of :func:`save` or ``numpy.savez``: names, shapes and dtypes checked first.
+
+    The same as ``model.load_weights(path, strict=strict)``.
+    """
+    return model.load_state_dict(read_weights(path), strict=strict, source=str(path))
+
+
+def _restore_ties(model: Layer, ties: Any, source: str) -> None:
+    """Make every tied name refer to its first name's Parameter again (``meta["ties"]``, see the module doc)."""
+    if not isinstance(ties, dict):
+        raise ModelFileError(f"{source}: 'ties' must map parameter names to parameter names, got {ties!r}")
+    params = model.named_parameters(remove_duplicate=False)
+    for name, first in ties.items():
+        if not (isinstance(first, str) and name in params and first in params and name != first):
+            raise ModelFileError(f"{source}: tie {name!r} -> {first!r} does not name two parameters of the model")
+        if params[name].shape != params[first].shape:
+            raise ModelFileError(
+                f"{source}: tie {name!r} -> {first!r} joins shapes {params[name].shape} and {params[first].shape}"
+            )
+    for name, first in ties.items():
+        owner, _, attr = name.rpartition(".")
+        layer = model.layer_at(owner)
+        if not isinstance(getattr(layer, attr, None), Parameter):
+            raise ModelFileError(f"{source}: tie {name!r}: {attr!r} is not a parameter attribute")
+        setattr(layer, attr, params[first])
 
 
 def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype: Any = None) -> Layer:
@@ -352,6 +387,8 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
     target = get_backend(backend, device, target_dtype)
     with _as_model_file_error(path), use_backend(target.name, target.device, target.dtype_name):
         model = _build(meta["architecture"], str(path), weights)
+        if "ties" in meta:
+            _restore_ties(model, meta["ties"], str(path))
         model.load_state_dict(weights, strict=True, cast=True, source=str(path))
     return model
 

@@ -109,7 +109,7 @@ def asarray(a: Any, like: Any = None, dtype: Any = None) -> Any:
 def _target_backend(like: Any) -> Backend:
     if like is None or isinstance(like, (str, Backend)):
         return get_backend(like)
-    backend = getattr(like, "backend_info", None)
+    backend = getattr(like, "backend", None)
     if isinstance(backend, Backend):
         return backend
     if ops_class_of(like) is not None:

@@ -126,6 +126,9 @@ class Backend:
         return (self.name, self.device_name, self.dtype_name)
 
     def __eq__(self, other: object) -> bool:
+        """Equal to a Backend on the same (name, device, dtype), and to its own name (``be == "torch"``)."""
+        if isinstance(other, str):
+            return other == self.name
         return isinstance(other, Backend) and self._key() == other._key()
 
     def __hash__(self) -> int:

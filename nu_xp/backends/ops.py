@@ -14,7 +14,9 @@ One subclass per backend, each in its own module (``numpy_ops``,
 * what it needs: ``check_available`` (e.g. a CUDA device for CuPy);
 * and its **fast kernels**: the handful of helpers that nu_xp's hot paths
   call (``sum``, ``max``, ``min``, ``all``, ``astype``, ``clamp_min``,
-  ``clamp_max``). Here, in the base class, each one is the array-API standard
+  ``clamp_max``, ``erf``, ``index_add``) and the **window kernels** of
+  convolution and pooling (``pad``, ``stack_taps`` = im2col, ``add_taps`` =
+  col2im). Here, in the base class, each one is the array-API standard
   function and nothing else; a backend overrides one only where it measured a
   much faster primitive, and says so in the override's docstring. Layer code
   calls them by these names (``ops.sum(g, axis=0)``), so a reader always
@@ -162,6 +164,36 @@ class Ops:
             onehot = self.astype(indices[start:stop, None] == classes, values.dtype)
             table = table + xp.matrix_transpose(onehot) @ values[start:stop, ...]
         return table
+
+    # ------------------------------------------------------------------ window kernels (convolution, pooling)
+    def pad(self, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
+        """``x`` (``(A, B, *spatial)``) with ``value`` around its spatial axes: ``(lo, hi)`` elements per axis.
+
+        Standard-only and write-free: along each padded axis, one ``concat``
+        of a constant block, ``x`` and another block, so it also runs where
+        arrays are immutable (JAX). Returns ``x`` itself without padding.
+        Backends whose arrays are writeable use :meth:`pad_by_writing`.
+        """
+        if all(lo == 0 and hi == 0 for lo, hi in padding):
+            return x
+        xp = self.xp
+        for axis, (lo, hi) in enumerate(padding, start=2):
+            blocks = []
+            for width in (lo, hi):
+                shape = (*x.shape[:axis], width, *x.shape[axis + 1 :])
+                blocks.append(xp.full(shape, value, dtype=x.dtype, device=self.device_of(x)) if width else None)
+            parts = [b for b in (blocks[0], x, blocks[1]) if b is not None]
+            x = xp.concat(parts, axis=axis) if len(parts) > 1 else x
+        return x
+
+    def pad_by_writing(self, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
+        """:meth:`pad` as one ``full`` array and one slice assignment of ``x`` into its interior."""
+        if all(lo == 0 and hi == 0 for lo, hi in padding):
+            return x
+        shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)))
+        out = self.xp.full(shape, value, dtype=x.dtype, device=self.device_of(x))
+        out[(slice(None), slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], padding)))] = x
+        return out
 
     def stack_taps(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
         """im2col: ``(A, B, *spatial)`` → ``(A, K, B, *out)``, the ``K`` kernel taps' strided slices stacked.

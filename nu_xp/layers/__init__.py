@@ -1,6 +1,6 @@
 """Layers: each one states its forward formula and its backward (the chain rule).
 
-* :mod:`.base` — ``Parameter``, ``Layer`` (parameters, buffers, extra state,
+* :mod:`.base` — ``Parameter``, ``Layer`` (parameters, buffers, extra state, saved arrays,
   backend moves, state dicts, config) and ``register_layer``;
 * :mod:`.linear` — ``Linear``;  :mod:`.embedding` — ``Embedding``;
 * :mod:`.conv` — ``Conv1d``, ``Conv2d``;  :mod:`.pooling` — ``MaxPool1d/2d``, ``AvgPool1d/2d``
@@ -28,7 +28,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
-from .base import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, accumulate, register_layer
+from .base import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, accumulate, register_layer, set_weights_reader
 from .containers import Residual, Sequential
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
@@ -72,4 +72,5 @@ __all__ = [
     "Tanh",
     "accumulate",
     "register_layer",
+    "set_weights_reader",
 ]

@@ -35,18 +35,11 @@ __all__ = [
 
 
 class Activation(Layer):
-    """Base of parameter-free layers: computes in its input's namespace, keeps one cached array."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cache: Any = None
+    """Base of parameter-free layers: computes in its input's namespace, keeps one or two arrays for backward."""
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         return {}
-
-    def clear_cache(self) -> None:
-        self._cache = None
 
     def _float_input(self, x: Any) -> tuple[Ops, Any]:
         """``(ops, x)``: floats pass, integers are cast to the layer's dtype, anything else is refused."""
@@ -55,24 +48,20 @@ class Activation(Layer):
         if kind == "f":
             return ops, x
         if kind == "i":
-            return ops, ops.astype(x, getattr(ops.xp, self.backend_info.dtype_name))
+            return ops, ops.astype(x, getattr(ops.xp, self.backend.dtype_name))
         raise TypeError(f"{type(self).__name__} takes real numbers, got an array of dtype {x.dtype}")
 
     def _saved(self, grad: Any) -> Any:
-        """The array kept by ``forward``, after checking that ``grad`` matches it (backend and shape)."""
-        cache = self._cache
-        if cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if type(grad) is not type(cache) or grad.shape != cache.shape:  # the common case costs two compares
-            check_grad(self, grad, cache)
-        return cache
+        """The array kept by ``forward`` (of the output's shape), after checking ``grad`` against it."""
+        (kept,) = self.saved_tensors()
+        check_grad(self, grad, kept.shape, type(kept))
+        return kept
 
     def _saved_pair(self, grad: Any) -> tuple[Any, Any]:
         """The pair kept by ``forward`` (its second array has the output's shape), ``grad`` checked."""
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        check_grad(self, grad, self._cache[1])
-        return self._cache
+        first, second = self.saved_tensors()
+        check_grad(self, grad, second.shape, type(second))
+        return first, second
 
 
 @register_layer
@@ -93,7 +82,7 @@ class ReLU(Activation):
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
         y = ops.clamp_min(x, 0.0)
-        self._cache = y
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -113,7 +102,7 @@ class Sigmoid(Activation):
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
         y = sigmoid(ops, x)
-        self._cache = y
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -128,7 +117,7 @@ class Tanh(Activation):
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
         y = ops.xp.tanh(x)
-        self._cache = y
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -154,7 +143,7 @@ class Softmax(Activation):
         ops, x = self._float_input(x)
         e = ops.xp.exp(x - ops.max(x, axis=self.axis, keepdims=True))
         y = e / ops.sum(e, axis=self.axis, keepdims=True)
-        self._cache = y
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -174,7 +163,7 @@ class LeakyReLU(Activation):
         ops, x = self._float_input(x)
         positive = ops.astype(x > 0.0, x.dtype)
         slope = positive + (1.0 - positive) * self.negative_slope  # 1 or a, per element
-        self._cache = slope
+        self.save_for_backward(slope)
         return x * slope
 
     def backward(self, grad: Any) -> Any:
@@ -197,7 +186,7 @@ class ELU(Activation):
         negative = self.alpha * (ops.xp.exp(ops.clamp_max(x, 0.0)) - 1.0)  # expm1 loses nothing here in float32
         positive = ops.astype(x > 0.0, x.dtype)
         y = ops.xp.where(x > 0.0, x, negative)
-        self._cache = (positive + (1.0 - positive) * (negative + self.alpha), y)  # dy/dx, and y
+        self.save_for_backward(positive + (1.0 - positive) * (negative + self.alpha), y)  # dy/dx, and y
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -233,7 +222,7 @@ class GELU(Activation):
         else:
             cdf = 0.5 * (1.0 + ops.erf(x * _SQRT_HALF))
             pdf_term = x * xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        self._cache = (cdf + pdf_term, x)
+        self.save_for_backward(cdf + pdf_term, x)
         return x * cdf
 
     def backward(self, grad: Any) -> Any:
@@ -249,7 +238,7 @@ class SiLU(Activation):
         ops, x = self._float_input(x)
         s = sigmoid(ops, x)
         y = x * s
-        self._cache = (s, y)
+        self.save_for_backward(s, y)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -277,7 +266,7 @@ class Softplus(Activation):
         soft = (ops.clamp_min(bx, 0.0) + xp.log1p(xp.exp(-xp.abs(bx)))) / self.beta
         linear = bx > self.threshold
         is_linear = ops.astype(linear, x.dtype)
-        self._cache = (is_linear + (1.0 - is_linear) * sigmoid(ops, bx), x)
+        self.save_for_backward(is_linear + (1.0 - is_linear) * sigmoid(ops, bx), x)
         return xp.where(linear, x, soft)
 
     def backward(self, grad: Any) -> Any:
@@ -298,7 +287,7 @@ class LogSoftmax(Activation):
         ops, x = self._float_input(x)
         shifted = x - ops.max(x, axis=self.axis, keepdims=True)
         y = shifted - ops.xp.log(ops.sum(ops.xp.exp(shifted), axis=self.axis, keepdims=True))
-        self._cache = y
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:

@@ -11,7 +11,10 @@ A layer owns its state, as a ``torch.nn.Module`` does:
   loaded but never trained (BatchNorm's running statistics);
 * **extra state** (:meth:`Layer.get_extra_state` / :meth:`Layer.set_extra_state`):
   anything else a checkpoint must restore, as JSON (Dropout's generator);
-* **caches**: what ``forward`` keeps for ``backward``, dropped by :meth:`Layer.clear_cache`;
+* **saved arrays**: what ``forward`` keeps for ``backward``
+  (:meth:`Layer.save_for_backward`, popped by :meth:`Layer.saved_tensors`):
+  one entry per pending use, nothing under :func:`nu_xp.no_grad`
+  (see :mod:`nu_xp.grad_mode`), dropped by :meth:`Layer.clear_cache`;
 * **config** (:meth:`Layer.get_config`): the constructor arguments that
   rebuild it, checked by :meth:`Layer.from_config`.
 """
@@ -28,11 +31,21 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..archive import ModelFileError, ModelFileWarning, read_archive, weight_arrays
 from ..backends import Backend, asarray, describe, get_backend, to_host
+from ..errors import ModelFileError, ModelFileWarning
+from ..grad_mode import STATE, no_grad
 from ..validation import check_positive_int
 
-__all__ = ["LAYER_REGISTRY", "IncompatibleKeys", "Layer", "Parameter", "accumulate", "check_grad", "register_layer"]
+__all__ = [
+    "LAYER_REGISTRY",
+    "IncompatibleKeys",
+    "Layer",
+    "Parameter",
+    "accumulate",
+    "check_grad",
+    "register_layer",
+    "set_weights_reader",
+]
 
 L = TypeVar("L", bound="Layer")
 
@@ -146,23 +159,68 @@ def accumulate(param: Parameter, grad: Any) -> None:
         param.grad = param.grad + grad
 
 
-def check_grad(layer: Layer, grad: Any, output: Any) -> None:
-    """Raise unless ``grad`` can be dL/d``output``: an array of the same type (backend) and shape.
+def check_grad(layer: Layer, grad: Any, shape: tuple[int, ...], like: Any) -> Any:
+    """``grad`` if it can be dL/d(output) of ``layer``: an array like ``like``, of the output's ``shape``.
 
-    Two comparisons, so every ``backward`` can afford it: a gradient from
-    another backend is a ``TypeError``, one of another shape a ``ValueError``
-    (never a silent broadcast).
+    The one gradient check of every ``backward``. ``like`` is either the
+    output's array type (parameter-free layers: a gradient of another backend
+    is a ``TypeError``) or the layer's :class:`Backend` (layers with
+    parameters: a real gradient of another dtype is cast to theirs, one of
+    another backend or device refused, as :meth:`Backend.check` does for inputs).
+    A gradient of another shape is a ``ValueError``, never a silent broadcast.
+    The common case costs two or three comparisons, so every ``backward`` affords it.
     """
-    if type(grad) is not type(output):
+    if isinstance(like, Backend):
+        if type(grad) is like.array_type and grad.dtype == like.dtype and grad.shape == shape:
+            return grad
+        grad = like.check(grad, role=f"{type(layer).__name__}.backward: grad")
+    elif type(grad) is not like:
         raise TypeError(
-            f"{type(layer).__name__}.backward: grad is {describe(grad)}, but the layer's output was "
-            f"{describe(output)}; pass dL/d(output) as an array like the output"
+            f"{type(layer).__name__}.backward: grad is {describe(grad)}, but the layer's output was not; "
+            "pass dL/d(output) as an array like the output"
         )
-    if grad.shape != output.shape:
+    if tuple(grad.shape) != tuple(shape):
         raise ValueError(
             f"{type(layer).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
-            f"{tuple(output.shape)}; grad must be dL/d(output), of the output's shape"
+            f"{tuple(shape)}; grad must be dL/d(output), of the output's shape"
         )
+    return grad
+
+
+_WEIGHTS_READER: list[Any] = []
+
+
+def set_weights_reader(reader: Any) -> None:
+    """Install the function that reads a weights file into ``{name: host array}`` (:mod:`nu_xp.model_file` does).
+
+    Layers never read files: :meth:`Layer.load_weights` hands the path to
+    this reader, which the file-format module registers when it is imported.
+    """
+    _WEIGHTS_READER[:] = [reader]
+
+
+def _tracked_forward(forward: Any) -> Any:
+    """A user layer's ``forward`` run as one step of the current pass (see :mod:`nu_xp.grad_mode`).
+
+    Layers it calls inside keep their saved arrays in the same pass, so a
+    sub-layer used twice by a user's own composite layer gets both backwards.
+    """
+
+    def forward_in_pass(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        state = STATE
+        if state.depth == 0:
+            state.pass_id += 1
+        state.depth += 1
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            state.depth -= 1
+
+    forward_in_pass.__wrapped__ = forward  # type: ignore[attr-defined]
+    forward_in_pass.__doc__ = forward.__doc__
+    forward_in_pass.__name__ = "forward"
+    forward_in_pass.__qualname__ = forward.__qualname__
+    return forward_in_pass
 
 
 class Layer:
@@ -192,10 +250,13 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.accepts_input_grad = "input_grad" in inspect.signature(cls.backward).parameters
+        if "forward" in vars(cls) and not cls.__module__.startswith("nu_xp."):
+            cls.forward = _tracked_forward(vars(cls)["forward"])  # type: ignore[method-assign]
 
     def __init__(self, *, backend: Any = None, device: Any = None, dtype: Any = None) -> None:
         self._backend = get_backend(backend, device, dtype)
         self._buffers: dict[str, Any] = {}
+        self._saved_stack: list[tuple[int, tuple[Any, ...]]] = []
         self.training = True
 
     # ------------------------------------------------------------------ computing
@@ -208,7 +269,56 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        """``forward(...)``, as one pass: layers it runs inside keep their saved arrays in the same pass."""
+        state = STATE
+        if state.depth == 0:
+            state.pass_id += 1
+        state.depth += 1
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            state.depth -= 1
+
+    # ------------------------------------------------------------------ what forward keeps for backward
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` for the ``backward`` of this forward (nothing is kept under :func:`nu_xp.no_grad`).
+
+        Each call pushes one entry on this layer's stack and each
+        :meth:`saved_tensors` pops one, so a layer used at several places of a
+        model gets one entry per use. An entry of an earlier pass that never
+        got its backward is dropped here (see :mod:`nu_xp.grad_mode`).
+        """
+        state = STATE
+        if not state.enabled:
+            return
+        if state.depth == 0:
+            state.pass_id += 1
+        try:
+            stack = self._saved_stack
+        except AttributeError:  # a subclass that did not call Layer.__init__
+            stack = self._saved_stack = []
+        if stack and stack[-1][0] != state.pass_id:
+            stack.clear()
+        stack.append((state.pass_id, values))
+
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """Pop what the latest pending forward kept (:meth:`save_for_backward`): the values, as a tuple.
+
+        Raises ``RuntimeError`` when no forward is pending: ``backward``
+        before ``forward``, after a forward under ``no_grad()``, or once more
+        than there were forwards.
+        """
+        stack = getattr(self, "_saved_stack", None)
+        if not stack:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward (no forward is pending): call forward "
+                "first, outside nu_xp.no_grad() (which keeps nothing), once per backward"
+            )
+        return stack.pop()[1]
+
+    def pending_backwards(self) -> int:
+        """How many forwards of this layer (in the current pass) still wait for their backward."""
+        return len(getattr(self, "_saved_stack", ()))
 
     def backward_into(self, grad: Any, input_grad: bool) -> Any:
         """``backward(grad, input_grad=input_grad)`` where supported, else ``backward(grad)``.
@@ -221,7 +331,8 @@ class Layer:
         return self.backward(grad)
 
     def clear_cache(self) -> None:
-        """Forget what ``forward`` kept for ``backward`` (called by ``.to()``; layers that cache override it)."""
+        """Forget what every pending ``forward`` kept for ``backward``, here and in every sub-layer (``.to()`` does)."""
+        getattr(self, "_saved_stack", []).clear()
         for child in self.children():
             child.clear_cache()
 
@@ -231,36 +342,65 @@ class Layer:
         Unlike ``forward``, ``x`` may live anywhere (a list, a numpy array for a
         torch model…): like ``fit``, it is moved to the model's backend and cast
         to its dtype. The previous train/eval mode is restored afterwards.
-        Returns an array on the model's backend.
+        Returns an array on the model's backend. Nothing is kept for backward
+        (it runs under :func:`nu_xp.no_grad`), so a pending backward is not disturbed.
         """
         check_positive_int("batch_size", batch_size, allow_none=True)
         was_training = self.training
         self.eval()
         try:
-            be = self.backend_info
-            x = be.check(asarray(x, like=be), role="predict input")
-            n = x.shape[0]
-            if batch_size is None or batch_size >= n:
-                return self.forward(x)
-            parts = [self.forward(x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
-            return be.xp.concat(parts, axis=0)
+            with no_grad():
+                be = self.backend
+                x = be.check(asarray(x, like=be), role="predict input")
+                n = x.shape[0]
+                if batch_size is None or batch_size >= n:
+                    return self(x)
+                parts = [self(x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+                return be.xp.concat(parts, axis=0)
         finally:
             self.train(was_training)
 
     # ------------------------------------------------------------------ parameters and buffers
-    def named_parameters(self) -> dict[str, Parameter]:
-        """``{name: Parameter}``; names follow PyTorch (``"weight"``, ``"0.bias"``)."""
+    def named_parameters(self, remove_duplicate: bool = True) -> dict[str, Parameter]:
+        """``{name: Parameter}``; names follow PyTorch (``"weight"``, ``"0.bias"``).
+
+        A Parameter shared by several layers (weight tying) is listed once,
+        under its first name, as PyTorch does, so an optimizer steps it once
+        (its gradient is the sum over its uses). ``remove_duplicate=False``
+        lists every name (what ``state_dict`` and ``save`` keep).
+        """
         named: dict[str, Parameter] = {}
-        for attr, value in vars(self).items():
-            if isinstance(value, Parameter):
-                named[attr] = value
-            elif isinstance(value, Layer):
-                for sub, param in value.named_parameters().items():
-                    named[f"{attr}.{sub}"] = param
+        seen: set[int] = set()
+        for name, param in self._all_named_parameters():
+            if remove_duplicate:
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+            named[name] = param
         return named
 
+    def _all_named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Every ``(name, Parameter)``, own ones first, then each sub-layer's (prefixed), duplicates included."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield attr, value
+        for prefix, child in self.named_children():
+            for sub, param in child._all_named_parameters():
+                yield f"{prefix}.{sub}", param
+
+    def tied_parameters(self) -> dict[str, str]:
+        """``{name: first name}`` for every parameter name that refers to a Parameter listed earlier (ties)."""
+        first: dict[int, str] = {}
+        ties = {}
+        for name, param in self._all_named_parameters():
+            if id(param) in first:
+                ties[name] = first[id(param)]
+            else:
+                first[id(param)] = name
+        return ties
+
     def parameters(self) -> list[Parameter]:
-        """The parameters in :meth:`named_parameters` order ([] for parameter-free layers)."""
+        """The parameters in :meth:`named_parameters` order, each once ([] for parameter-free layers)."""
         return list(self.named_parameters().values())
 
     def register_buffer(self, name: str, value: Any) -> None:
@@ -347,33 +487,37 @@ class Layer:
 
     # ------------------------------------------------------------------ backend
     @property
-    def backend_info(self) -> Backend:
-        """The :class:`Backend` (namespace, device, dtype) of this layer's parameters."""
+    def backend(self) -> Backend:
+        """The :class:`Backend` (namespace, device, dtype) of this layer's parameters.
+
+        It compares equal to its name, so ``layer.backend == "torch"`` reads as one expects;
+        :attr:`backend_name` is the name itself.
+        """
         if self._backend is None:
             self._backend = get_backend()
         return self._backend
 
     @property
-    def backend(self) -> str:
-        """Backend name: ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``."""
-        return self.backend_info.name
+    def backend_name(self) -> str:
+        """The backend's name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"``."""
+        return self.backend.name
 
     @property
     def device(self) -> Any:
         """The parameters' device."""
-        return self.backend_info.device
+        return self.backend.device
 
     @property
     def dtype(self) -> Any:
         """The parameters' dtype (a dtype object of the backend's namespace)."""
-        return self.backend_info.dtype
+        return self.backend.dtype
 
     def to(self: L, backend: Any = None, device: Any = None, dtype: Any = None) -> L:
         """Move every parameter (and gradient, and buffer) to ``backend``/``device``/``dtype``, in place.
 
         Arguments left as None keep the current value. Returns ``self``.
         """
-        current = self.backend_info
+        current = self.backend
         if backend is None:
             backend = current.name
             device = current.device if device is None else device
@@ -381,9 +525,11 @@ class Layer:
         self._move(target)
         return self
 
-    def _move(self, target: Backend) -> None:
+    def _move(self, target: Backend, moved: set[int] | None = None) -> None:
+        moved = set() if moved is None else moved  # a tied Parameter moves once
         for value in vars(self).values():
-            if isinstance(value, Parameter):
+            if isinstance(value, Parameter) and id(value) not in moved:
+                moved.add(id(value))
                 value.data = asarray(value.data, like=target, dtype=target.dtype)
                 if value.grad is not None:
                     value.grad = asarray(value.grad, like=target, dtype=target.dtype)
@@ -391,7 +537,7 @@ class Layer:
             floating = to_host(value).dtype.kind == "f"
             self.register_buffer(name, asarray(value, like=target, dtype=target.dtype if floating else None))
         for child in self.children():
-            child._move(target)
+            child._move(target, moved)
         self.clear_cache()
         self._backend = target
 
@@ -413,7 +559,8 @@ class Layer:
         ``torch.nn.Sequential.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``
         takes it directly when the architectures match.
         """
-        state = {name: np.array(to_host(p.data)) for name, p in self.named_parameters().items()}
+        params = self.named_parameters(remove_duplicate=False)
+        state = {name: np.array(to_host(p.data)) for name, p in params.items()}
         state.update({name: np.array(to_host(b)) for name, b in self.named_buffers().items()})
         return state
 
@@ -442,7 +589,7 @@ class Layer:
 
         if not isinstance(state, dict):
             raise TypeError(f"{source}: a state dict must be a dict of arrays, got {type(state).__name__}")
-        params = self.named_parameters()
+        params = self.named_parameters(remove_duplicate=False)
         mine = {k: (p.shape, "f") for k, p in params.items()}
         mine.update({k: self._buffer_spec(b) for k, b in self.named_buffers().items()})
         missing = [k for k in mine if k not in state]
@@ -453,7 +600,7 @@ class Layer:
                 f"unexpected {unexpected} (in {source}, not in the model); "
                 "pass strict=False to load the keys that match"
             )
-        target = self.backend_info
+        target = self.backend
         ready: dict[str, np.ndarray] = {}
         bad_values = []
         for key, (shape, kind) in mine.items():
@@ -490,8 +637,8 @@ class Layer:
 
     def apply_state_dict(self, ready: dict[str, np.ndarray]) -> None:
         """Put checked host arrays (from :meth:`check_state_dict`) into the parameters and buffers."""
-        target = self.backend_info
-        params = self.named_parameters()
+        target = self.backend
+        params = self.named_parameters(remove_duplicate=False)
         for key, host in ready.items():
             if key in params:
                 params[key].data = asarray(host, like=target)
@@ -512,7 +659,9 @@ class Layer:
         naming the key and both shapes or dtypes. ``strict=False`` loads the
         matching subset and returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
         """
-        return self.load_state_dict(weight_arrays(read_archive(path)), strict=strict, source=str(path))
+        if not _WEIGHTS_READER:
+            raise RuntimeError("no weights-file reader is installed; import nu_xp (nu_xp.model_file installs it)")
+        return self.load_state_dict(_WEIGHTS_READER[0](path), strict=strict, source=str(path))
 
     # ------------------------------------------------------------------ config
     _NOT_CONFIG: ClassVar[frozenset[str]] = frozenset({"self", "backend", "device", "dtype", "seed"})

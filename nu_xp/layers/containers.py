@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..backends import Backend
-from .base import Layer, Parameter, register_layer
+from ..grad_mode import STATE
+from .base import Layer, register_layer
 
 __all__ = ["Residual", "Sequential"]
 
@@ -20,7 +21,10 @@ class Sequential(Layer):
     own ``J_iᵀ`` to the gradient the next one returned.
 
     Parameters are named ``"<index>.<name>"`` (``"0.weight"``, ``"2.bias"``),
-    so ``state_dict()`` keys match ``torch.nn.Sequential``'s.
+    so ``state_dict()`` keys match ``torch.nn.Sequential``'s. One layer
+    instance may appear several times (``act = ReLU(); Sequential(l1, act, l2, act)``):
+    each use keeps its own saved arrays and gets its own backward, so the
+    gradients are PyTorch's for the same module graph (see :mod:`nu_xp.grad_mode`).
 
     Examples
     --------
@@ -47,25 +51,33 @@ class Sequential(Layer):
             raise TypeError(f"Sequential takes layers, got {what} ({layer!r}); losses go to fit or are called apart")
         if layer.parameters():
             mine = self._parametric_backend()
-            if mine is not None and layer.backend_info != mine:
+            if mine is not None and layer.backend != mine:
                 raise ValueError(
-                    f"cannot add {type(layer).__name__} on {layer.backend_info} to a Sequential on {mine}; "
+                    f"cannot add {type(layer).__name__} on {layer.backend} to a Sequential on {mine}; "
                     f"move it first with layer.to({mine.name!r}, dtype={mine.dtype_name!r})"
                 )
-            self._backend = layer.backend_info
+            self._backend = layer.backend
         self.layers.append(layer)
         return self
 
     def _parametric_backend(self) -> Backend | None:
         for layer in self.layers:
             if layer.parameters():
-                return layer.backend_info
+                return layer.backend
         return None
 
     def forward(self, x: Any) -> Any:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        """Run the layers in order, as one pass: a layer that appears twice keeps one entry per use."""
+        state = STATE
+        if state.depth == 0:
+            state.pass_id += 1
+        state.depth += 1
+        try:
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
+        finally:
+            state.depth -= 1
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Run every layer's backward in reverse order; return ``dL/d(input)``.
@@ -84,13 +96,6 @@ class Sequential(Layer):
         if not input_grad and first.accepts_input_grad:  # Layer.backward_into, inlined on this hot path
             return first.backward(grad, input_grad=False)
         return first.backward(grad)
-
-    def named_parameters(self) -> dict[str, Parameter]:
-        named: dict[str, Parameter] = {}
-        for i, layer in enumerate(self.layers):
-            for name, param in layer.named_parameters().items():
-                named[f"{i}.{name}"] = param
-        return named
 
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         return ((str(i), layer) for i, layer in enumerate(self.layers))
@@ -122,7 +127,7 @@ class Sequential(Layer):
         width = max((len(r[0].splitlines()[-1]) for r in rows), default=0)
         for left, note in rows:
             lines.append(f"{left:<{width}}  {note}".rstrip() if note and "\n" not in left else left)
-        be = self.backend_info
+        be = self.backend
         lines.append(f")  total {self.num_parameters():,} parameters, {be.dtype_name} on {be.name} ({be.device_name})")
         return "\n".join(lines)
 

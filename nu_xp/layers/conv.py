@@ -32,8 +32,8 @@ import numpy as np
 from ..backends import Backend
 from ..initializers import check_init, host_rng, initial_weights
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, register_layer
-from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad
+from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .windows import as_tuple, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["Conv1d", "Conv2d"]
 
@@ -89,14 +89,13 @@ class _ConvNd(Layer):
             fan_in,
             self.out_channels * taps,
             host_rng(seed),
-            self.backend_info.dtype_name,
+            self.backend.dtype_name,
             shape=shapes["weight"],
             bias_size=self.out_channels,
         )
-        be = self.backend_info
+        be = self.backend
         self.weight = Parameter(be.from_host(w))
         self.bias = Parameter(be.from_host(b)) if bias else None
-        self.clear_cache()
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -129,10 +128,6 @@ class _ConvNd(Layer):
             "init": self.init,
         }
 
-    def clear_cache(self) -> None:
-        self._cols: Any = None
-        self._geometry: tuple | None = None
-
     def forward(self, x: Any) -> Any:
         be = self._backend
         x = be.check(x)
@@ -146,7 +141,7 @@ class _ConvNd(Layer):
         ops, xp = be.ops, be.xp
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
         n, g, positions = x.shape[0], self.groups, math.prod(out)
-        x_pad = pad(ops, xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
+        x_pad = ops.pad(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
         taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
         cols = ops.stack_taps(x_pad, taps)  # (C, K, N, *out): the GEMM's right operand
         cols = xp.reshape(cols, (g, self.in_channels // g * len(taps), n * positions))
@@ -154,23 +149,15 @@ class _ConvNd(Layer):
         y = xp.reshape(w @ cols, (self.out_channels, n, *out))  # one GEMM (per group)
         if self.bias is not None:
             y = y + xp.reshape(self.bias.data, (self.out_channels, *([1] * (self.nd + 1))))
-        self._cols, self._geometry = cols, (tuple(x_pad.shape), taps, out, n)
+        self.save_for_backward(cols, tuple(x_pad.shape), taps, out, n)
         return xp.permute_dims(y, (1, 0, *range(2, y.ndim)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Accumulate ``dL/dW`` and ``dL/db``; return ``dL/dx`` (None with ``input_grad=False``)."""
-        cols, geometry = self._cols, self._geometry
-        if cols is None or geometry is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        padded, taps, out, n = geometry
+        cols, padded, taps, out, n = self.saved_tensors()
         be = self._backend
         ops, xp = be.ops, be.xp
-        grad = be.check(grad, role=f"{type(self).__name__}.backward: grad")
-        if tuple(grad.shape) != (n, self.out_channels, *out):
-            raise ValueError(
-                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
-                f"{(n, self.out_channels, *out)}"
-            )
+        grad = check_grad(self, grad, (n, self.out_channels, *out), be)
         g = self.groups
         g_t = xp.permute_dims(grad, (1, 0, *range(2, grad.ndim)))  # (C_out, N, *out), as Y
         g3 = xp.reshape(g_t, (g, self.out_channels // g, n * math.prod(out)))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..initializers import host_rng
 from .activations import Activation
-from .base import register_layer
+from .base import check_grad, register_layer
 
 __all__ = ["Dropout"]
 
@@ -41,18 +41,23 @@ class Dropout(Activation):
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
         if not self.training or self.p == 0.0:
-            self._cache = None
+            self.save_for_backward(None)
             return x
         keep = self._rng.random(tuple(x.shape)) >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         mask = ops.asarray(keep * scale, dtype=x.dtype, device=ops.device_of(x))
-        self._cache = mask
+        self.save_for_backward(mask)
         return x * mask
 
     def backward(self, grad: Any) -> Any:
-        if self._cache is None:  # eval mode (or p = 0): the identity
+        (mask,) = self.saved_tensors()
+        if mask is None:  # eval mode (or p = 0): the identity
             return grad
-        return grad * self._saved(grad)
+        return grad * self._check(grad, mask)
+
+    def _check(self, grad: Any, mask: Any) -> Any:
+        check_grad(self, grad, mask.shape, type(mask))
+        return mask
 
     def get_extra_state(self) -> dict[str, Any]:
         """``{"rng": <the mask generator's bit_generator.state>}`` (JSON values)."""

@@ -10,7 +10,7 @@ import numpy as np
 from ..backends import Backend, dtype_kind
 from ..initializers import host_rng
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, register_layer
+from .base import Layer, Parameter, accumulate, check_grad, register_layer
 
 __all__ = ["Embedding"]
 
@@ -50,7 +50,7 @@ class Embedding(Layer):
         w = host_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
         if self.padding_idx is not None:
             w[self.padding_idx] = 0.0
-        be = self.backend_info
+        be = self.backend
         self.weight = Parameter(be.from_host(w.astype(be.dtype_name)))
         self.clear_cache()
 
@@ -63,10 +63,6 @@ class Embedding(Layer):
         if pad is not None and (isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or not -v <= pad < v):
             raise ValueError(f"Embedding padding_idx must be None or an integer in [-{v}, {v}), got {pad!r}")
         return {"weight": (v, d)}
-
-    def clear_cache(self) -> None:
-        self._indices: Any = None
-        self._out_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> Any:
         be = self._backend
@@ -82,25 +78,19 @@ class Embedding(Layer):
                 f"Embedding({self.num_embeddings}, {self.embedding_dim}): indices must be in "
                 f"[0, {self.num_embeddings}), got values from {low} to {high}"
             )
-        self._indices, self._out_shape = flat, (*x.shape, self.embedding_dim)
-        return ops.xp.reshape(ops.xp.take(self.weight.data, flat, axis=0), self._out_shape)
+        out_shape = (*x.shape, self.embedding_dim)
+        self.save_for_backward(flat, out_shape)
+        return ops.xp.reshape(ops.xp.take(self.weight.data, flat, axis=0), out_shape)
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> None:
         """Accumulate ``dL/dW`` (repeated indices add up, ``padding_idx`` excluded); return None."""
-        if self._indices is None or self._out_shape is None:
-            raise RuntimeError("Embedding.backward called before forward")
+        indices, out_shape = self.saved_tensors()
         be = self._backend
-        grad = be.check(grad, role="Embedding.backward: grad")
-        if tuple(grad.shape) != self._out_shape:
-            raise ValueError(
-                f"Embedding.backward: grad has shape {tuple(grad.shape)}, but the output had shape {self._out_shape}"
-            )
+        grad = check_grad(self, grad, out_shape, be)
         xp = be.xp
-        rows = xp.reshape(grad, (math.prod(self._out_shape[:-1]), self.embedding_dim))
-        indices = self._indices
-        if self.padding_idx is not None:
-            keep = be.ops.astype(indices != self.padding_idx, rows.dtype)
-            rows = rows * keep[:, None]
+        rows = xp.reshape(grad, (math.prod(out_shape[:-1]), self.embedding_dim))
+        if self.padding_idx is not None:  # a where, not a product with 0: an inf gradient must not become NaN
+            rows = xp.where((indices != self.padding_idx)[:, None], rows, xp.zeros_like(rows))
         table = xp.zeros(self.weight.data.shape, dtype=rows.dtype, device=be.device)
         accumulate(self.weight, be.ops.index_add(table, indices, rows))
         return None

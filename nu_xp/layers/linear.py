@@ -9,7 +9,7 @@ import numpy as np
 from ..backends import Backend
 from ..initializers import check_init, host_rng, initial_weights
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, register_layer
+from .base import Layer, Parameter, accumulate, check_grad, register_layer
 
 __all__ = ["Linear"]
 
@@ -68,14 +68,13 @@ class Linear(Layer):
         self.parameter_shapes({"in_features": in_features, "out_features": out_features, "bias": bias})
         check_init(init)
         super().__init__(backend=backend, device=device, dtype=dtype)
-        be = self.backend_info
+        be = self.backend
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.init = init
         w, b = initial_weights(init, self.in_features, self.out_features, host_rng(seed), be.dtype_name)
         self.weight = Parameter(be.from_host(w))
         self.bias = Parameter(be.from_host(b)) if bias else None
-        self.clear_cache()
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -98,51 +97,27 @@ class Linear(Layer):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
-    def clear_cache(self) -> None:
-        self._x: Any = None
-        self._lead: tuple[int, ...] | None = None
-        self._y_shape: Any = None
-
-    def _prepare(self, x: Any) -> Any:
-        """``x`` checked against the parameters' backend, as a 2-D ``(N, in)`` array (leading dims kept aside)."""
+    def forward(self, x: Any) -> Any:
         be = self._backend
         if type(x) is not be.array_type or x.dtype != be.dtype or not (be.single_device or x.device == be.device):
-            x = be.check(x)  # another backend, device or dtype: cast or refuse (Backend.check's own fast test, inlined)
-        if x.ndim == 2 and x.shape[1] == self.in_features:
-            self._x = x
-            self._lead = None
-            return x
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear({self.in_features}, {self.out_features}) expects input of shape "
-                f"(N, {self.in_features}), got {tuple(x.shape)}"
-            )
-        self._lead = tuple(x.shape[:-1])
-        self._x = x = be.xp.reshape(x, (-1, self.in_features))
-        return x
-
-    def forward(self, x: Any) -> Any:
-        x = self._prepare(x)
+            x = be.check(x)  # another backend, device or dtype: cast or refuse (Backend.check's fast test, inlined)
+        lead = None
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            if x.ndim == 0 or x.shape[-1] != self.in_features:
+                raise ValueError(
+                    f"Linear({self.in_features}, {self.out_features}) expects input of shape "
+                    f"(N, {self.in_features}), got {tuple(x.shape)}"
+                )
+            lead = tuple(x.shape[:-1])
+            x = be.xp.reshape(x, (-1, self.in_features))
         y = x @ self.weight.data.T
         if self.bias is not None:
-            if self._backend.writeable:
+            if be.writeable:
                 y += self.bias.data  # in place: one temporary fewer
             else:
                 y = y + self.bias.data
-        if self._lead is not None:
-            y = self._backend.xp.reshape(y, (*self._lead, self.out_features))
-        self._y_shape = y.shape
-        return y
-
-    def _check_grad(self, grad: Any) -> Any:
-        """``grad`` on the parameters' backend and dtype, of the output's shape, or a clear error."""
-        grad = self._backend.check(grad, role="Linear.backward: grad")
-        if tuple(grad.shape) != tuple(self._y_shape):
-            raise ValueError(
-                f"Linear.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
-                f"{tuple(self._y_shape)}; grad must be dL/d(output), of the output's shape"
-            )
-        return grad
+        self.save_for_backward(x, lead, y.shape)
+        return y if lead is None else be.xp.reshape(y, (*lead, self.out_features))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Accumulate ``dL/dW = g.T @ x`` and ``dL/db = Σ g``; return ``dL/dx = g @ W``.
@@ -150,11 +125,10 @@ class Linear(Layer):
         ``input_grad=False`` skips ``g @ W`` (returns None): the first layer of a
         model never needs it, and it costs as much as the weight gradient.
         """
-        x, lead, be = self._x, self._lead, self._backend
-        if x is None:
-            raise RuntimeError("Linear.backward called before forward")
-        if type(grad) is not be.array_type or grad.shape != self._y_shape or grad.dtype != be.dtype:
-            grad = self._check_grad(grad)  # the common case costs three compares
+        x, lead, shape2d = self.saved_tensors()
+        be = self._backend
+        out_shape = shape2d if lead is None else (*lead, self.out_features)
+        grad = check_grad(self, grad, out_shape, be)
         ops = be.ops
         if lead is not None:
             grad = ops.xp.reshape(grad, (-1, self.out_features))

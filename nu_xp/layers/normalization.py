@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backends import Backend
 from ..validation import check_number, check_positive_int
-from .base import Layer, Parameter, accumulate, register_layer
+from .base import Layer, Parameter, accumulate, check_grad, register_layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
@@ -69,7 +69,7 @@ class _BatchNorm(Layer):
         if not isinstance(track_running_stats, (bool, np.bool_)):
             raise TypeError(f"track_running_stats must be True or False, got {track_running_stats!r}")
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
-        be = self.backend_info
+        be = self.backend
         c = self.num_features
         self.weight = Parameter(be.from_host(np.ones(c, be.dtype_name))) if affine else None
         self.bias = Parameter(be.from_host(np.zeros(c, be.dtype_name))) if affine else None
@@ -77,7 +77,6 @@ class _BatchNorm(Layer):
             self.register_buffer("running_mean", be.from_host(np.zeros(c, be.dtype_name)))
             self.register_buffer("running_var", be.from_host(np.ones(c, be.dtype_name)))
             self.register_buffer("num_batches_tracked", be.ops.asarray(np.array(0, np.int64), device=be.device))
-        self.clear_cache()
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -96,9 +95,6 @@ class _BatchNorm(Layer):
             "affine": self.affine,
             "track_running_stats": self.track_running_stats,
         }
-
-    def clear_cache(self) -> None:
-        self._saved: Any = None
 
     def _channel_shape(self, x: Any) -> tuple[int, ...]:
         return (1, self.num_features, *([1] * (x.ndim - 2)))
@@ -134,7 +130,7 @@ class _BatchNorm(Layer):
             centered = x - mean
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         x_hat = centered * inv_std
-        self._saved = (x_hat, inv_std, axes, use_batch)
+        self.save_for_backward(x_hat, inv_std, axes, use_batch)
         if not self.affine:
             return x_hat
         return x_hat * xp.reshape(self.weight.data, shape) + xp.reshape(self.bias.data, shape)  # type: ignore[union-attr]
@@ -148,16 +144,9 @@ class _BatchNorm(Layer):
         self.register_buffer("running_var", (1.0 - f) * self.running_var + f * var * (m / (m - 1)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
-        if self._saved is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        x_hat, inv_std, axes, use_batch = self._saved
+        x_hat, inv_std, axes, use_batch = self.saved_tensors()
         be = self._backend
-        grad = be.check(grad, role=f"{type(self).__name__}.backward: grad")
-        if tuple(grad.shape) != tuple(x_hat.shape):
-            raise ValueError(
-                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
-                f"{tuple(x_hat.shape)}"
-            )
+        grad = check_grad(self, grad, x_hat.shape, be)
         ops, xp = be.ops, be.xp
         g_hat = grad
         if self.affine:
@@ -224,14 +213,13 @@ class LayerNorm(Layer):
         self.eps = check_number("eps", eps, 0.0, open_low=True)
         self.elementwise_affine = bool(elementwise_affine)
         self._bias_argument = bool(bias)
-        be = self.backend_info
+        be = self.backend
         self.weight = (
             Parameter(be.from_host(np.ones(self.normalized_shape, be.dtype_name))) if "weight" in shapes else None
         )
         self.bias = (
             Parameter(be.from_host(np.zeros(self.normalized_shape, be.dtype_name))) if "bias" in shapes else None
         )
-        self.clear_cache()
 
     @staticmethod
     def _shape(value: Any) -> tuple[int, ...]:
@@ -260,9 +248,6 @@ class LayerNorm(Layer):
             "bias": self._bias_argument,
         }
 
-    def clear_cache(self) -> None:
-        self._saved: Any = None
-
     def forward(self, x: Any) -> Any:
         be = self._backend
         x = be.check(x)
@@ -278,20 +263,14 @@ class LayerNorm(Layer):
         centered = x - mean
         inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes, keepdims=True) + self.eps)
         x_hat = centered * inv_std
-        self._saved = (x_hat, inv_std, axes)
+        self.save_for_backward(x_hat, inv_std, axes)
         y = x_hat if self.weight is None else x_hat * self.weight.data
         return y if self.bias is None else y + self.bias.data
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
-        if self._saved is None:
-            raise RuntimeError("LayerNorm.backward called before forward")
-        x_hat, inv_std, axes = self._saved
+        x_hat, inv_std, axes = self.saved_tensors()
         be = self._backend
-        grad = be.check(grad, role="LayerNorm.backward: grad")
-        if tuple(grad.shape) != tuple(x_hat.shape):
-            raise ValueError(
-                f"LayerNorm.backward: grad has shape {tuple(grad.shape)}, but the output had shape {tuple(x_hat.shape)}"
-            )
+        grad = check_grad(self, grad, x_hat.shape, be)
         ops = be.ops
         lead = tuple(range(grad.ndim - len(axes)))  # the axes γ and β are shared along
         g_hat = grad

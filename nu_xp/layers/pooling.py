@@ -6,8 +6,9 @@ With the ``K`` taps of :mod:`nu_xp.layers.windows`
     max:  y = max_k tap_k           dL/dx: g goes to the first tap holding the maximum of its window
     avg:  y = (1/K) Σ_k tap_k        dL/dx: g / K goes to every tap of the window
 
-and col2im adds the taps' gradients back into the input (overlapping windows
-add up). Max pooling pads with ``-inf`` (padding never wins); average pooling
+and col2im (:meth:`nu_xp.backends.Ops.add_taps`) adds the taps' gradients
+back into the input (overlapping windows add up). A NaN in a window is its
+maximum (it propagates, as in PyTorch). Max pooling pads with ``-inf`` (padding never wins); average pooling
 pads with zeros and, as PyTorch's default ``count_include_pad=True``, divides
 by ``K`` everywhere, padding included.
 """
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..backends import dtype_kind, ops_of
 from .base import Layer, check_grad, register_layer
-from .windows import as_tuple, output_shape, pad, resolve_padding, tap_slices, unpad_add
+from .windows import as_tuple, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
 
@@ -41,7 +42,6 @@ class _PoolNd(Layer):
                 f"{name}: padding {self.padding} must be at most half of kernel_size {self.kernel_size} (as PyTorch)"
             )
         self._pads = resolve_padding(self.padding, self.nd, self.kernel_size, (1,) * self.nd, self.stride, name)
-        self.clear_cache()
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -50,80 +50,74 @@ class _PoolNd(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def clear_cache(self) -> None:
-        self._saved: Any = None
-        self._geometry: tuple | None = None
-
-    def _windows(self, x: Any) -> tuple[Any, list, tuple[int, ...], tuple[int, ...]]:
-        """``(ops, taps as arrays, padded shape, tap index list)`` for input ``x``; shape checked."""
+    def _windows(self, x: Any) -> tuple[Any, list, tuple, list]:
+        """``(ops, the taps as arrays, geometry for backward, the taps' slices)`` for input ``x``; shape checked."""
         name = type(self).__name__
         ops = ops_of(x)
         kind = dtype_kind(ops.xp, x.dtype)
         if kind == "i":
-            x = ops.astype(x, getattr(ops.xp, self.backend_info.dtype_name))
+            x = ops.astype(x, getattr(ops.xp, self.backend.dtype_name))
         elif kind != "f":
             raise TypeError(f"{name} takes real numbers, got an array of dtype {x.dtype}")
         if x.ndim != self.nd + 2:
             want = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
             raise ValueError(f"{name} expects input of shape {want}, got {tuple(x.shape)}")
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, (1,) * self.nd, name)
-        x_pad = pad(ops, x, self._pads, self.pad_value)
+        x_pad = ops.pad(x, self._pads, self.pad_value)
         taps = tap_slices(self.kernel_size, self.stride, (1,) * self.nd, out)
-        self._geometry = (tuple(x_pad.shape), taps, (x.shape[0], x.shape[1], *out))
-        return ops, [x_pad[t] for t in taps], tuple(x_pad.shape), out
+        geometry = (tuple(x_pad.shape), (x.shape[0], x.shape[1], *out), type(x))
+        return ops, [x_pad[t] for t in taps], geometry, taps
 
-    def _check(self, grad: Any) -> tuple:
-        if self._geometry is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        padded, taps, out_shape = self._geometry
-        if tuple(grad.shape) != out_shape:
-            raise ValueError(
-                f"{type(self).__name__}.backward: grad has shape {tuple(grad.shape)}, but the output had shape "
-                f"{out_shape}"
-            )
-        return padded, taps
+    def _col2im(self, ops: Any, parts: Any, taps: list, padded: tuple) -> Any:
+        """``dL/dx`` from the taps' gradients ``parts`` (``(N, K, C, *out)``): col2im, then the padding cut off."""
+        return unpad(ops.add_taps(parts, taps, padded), self._pads)
 
 
 class _MaxPoolNd(_PoolNd):
     pad_value = -math.inf
 
     def forward(self, x: Any) -> Any:
-        ops, parts, _, _ = self._windows(x)
+        ops, parts, geometry, taps = self._windows(x)
         xp = ops.xp
         y = parts[0]
         winner = xp.zeros(y.shape, dtype=xp.int8 if len(parts) < 128 else xp.int32, device=ops.device_of(y))
         for k, part in enumerate(parts[1:], start=1):  # a running maximum: two passes per tap, no stacked copy
-            better = part > y  # strictly: a tie keeps the first maximum, as PyTorch
+            # strictly greater: a tie keeps the first maximum, as PyTorch; a NaN wins and then stays (y != y)
+            better = (part > y) | ((part != part) & (y == y))
             winner = xp.where(better, xp.full_like(winner, k), winner)
             y = xp.where(better, part, y)
-        self._saved = (winner, y)
+        self.save_for_backward(winner, geometry, taps)
         return y
 
     def backward(self, grad: Any) -> Any:
-        padded, taps = self._check(grad)
-        winner, y = self._saved
-        check_grad(self, grad, y)
+        winner, (padded, out_shape, array_type), taps = self.saved_tensors()
+        grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
-        zero = ops.xp.zeros_like(grad)
-        parts = [ops.xp.where(winner == k, grad, zero) for k in range(len(taps))]
-        return unpad_add(ops, parts, taps, padded, self._pads)
+        xp = ops.xp
+        k = xp.reshape(xp.arange(len(taps), dtype=winner.dtype, device=ops.device_of(winner)), (1, -1, 1))
+        chosen = xp.reshape(winner, (winner.shape[0], 1, -1)) == k  # (N, K, C·out): the window's winner
+        g = xp.reshape(grad, (grad.shape[0], 1, -1))
+        parts = xp.where(chosen, g, xp.zeros_like(g))
+        return self._col2im(ops, xp.reshape(parts, (grad.shape[0], len(taps), *grad.shape[1:])), taps, padded)
 
 
 class _AvgPoolNd(_PoolNd):
     def forward(self, x: Any) -> Any:
-        _, parts, _, _ = self._windows(x)
+        _, parts, geometry, taps = self._windows(x)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
-        y = total / len(parts)
-        self._saved = y
-        return y
+        self.save_for_backward(geometry, taps)
+        return total / len(parts)
 
     def backward(self, grad: Any) -> Any:
-        padded, taps = self._check(grad)
-        check_grad(self, grad, self._saved)
-        share = grad / len(taps)
-        return unpad_add(ops_of(grad), [share] * len(taps), taps, padded, self._pads)
+        (padded, out_shape, array_type), taps = self.saved_tensors()
+        grad = check_grad(self, grad, out_shape, array_type)
+        ops = ops_of(grad)
+        xp = ops.xp
+        share = xp.reshape(grad / len(taps), (grad.shape[0], 1, *grad.shape[1:]))
+        parts = xp.broadcast_to(share, (grad.shape[0], len(taps), *grad.shape[1:]))
+        return self._col2im(ops, parts, taps, padded)
 
 
 @register_layer

@@ -27,15 +27,10 @@ class Flatten(Layer):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"Flatten {name} must be an integer, got {value!r}")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
-        self.clear_cache()
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         return {}
-
-    def clear_cache(self) -> None:
-        self._in_shape: tuple[int, ...] | None = None
-        self._out: Any = None
 
     def forward(self, x: Any) -> Any:
         ops = ops_of(x)
@@ -47,13 +42,10 @@ class Flatten(Layer):
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit an input of shape {shape}"
             )
         out_shape = (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
-        self._in_shape = shape
-        y = ops.xp.reshape(x, out_shape)
-        self._out = y
-        return y
+        self.save_for_backward(shape, out_shape, type(x))
+        return ops.xp.reshape(x, out_shape)
 
     def backward(self, grad: Any) -> Any:
-        if self._in_shape is None:
-            raise RuntimeError("Flatten.backward called before forward")
-        check_grad(self, grad, self._out)
-        return ops_of(grad).xp.reshape(grad, self._in_shape)
+        in_shape, out_shape, array_type = self.saved_tensors()
+        grad = check_grad(self, grad, out_shape, array_type)
+        return ops_of(grad).xp.reshape(grad, in_shape)

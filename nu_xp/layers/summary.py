@@ -23,7 +23,7 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
     probe = copy.deepcopy(model).eval()
     rows: list[tuple[str, str, str, int]] = []
     _record(probe, "", rows, top=True)
-    be = probe.backend_info
+    be = probe.backend
     integer = type(_first_leaf(probe)).__name__ == "Embedding"
     x = be.ops.asarray(np.zeros((batch_size, *shape), dtype=np.int64 if integer else be.dtype_name), device=be.device)
     out = probe.forward(x)

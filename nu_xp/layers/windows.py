@@ -11,6 +11,11 @@ so that ``tap_ij[n, c, h, w] = x_pad[n, c, h·s + i·d, w·s + j·d]``: the
 "im2col" matrix; the gradient goes back by adding each tap's gradient into
 the same slice of a zero array ("col2im"). Cost: ``K`` slice copies of the
 output's size in each direction, on top of the GEMM.
+
+This module holds the geometry only (sizes, padding, the taps' slices). The
+array work is done by the window kernels of :class:`nu_xp.backends.Ops`
+(``pad``, ``stack_taps`` = im2col, ``add_taps`` = col2im), which a backend
+may override with a faster or write-free version.
 """
 
 from __future__ import annotations
@@ -22,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Ops
 
-__all__ = ["as_tuple", "output_shape", "pad", "resolve_padding", "tap_slices", "unpad", "unpad_add"]
+__all__ = ["as_tuple", "output_shape", "resolve_padding", "tap_slices", "unpad"]
 
 
 def as_tuple(value: Any, nd: int, name: str, layer: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -92,26 +96,6 @@ def tap_slices(
         (*everything, *(slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offsets, dilation, stride, out)))
         for offsets in itertools.product(*(range(k) for k in kernel))
     ]
-
-
-def pad(ops: Ops, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
-    """``x`` with ``value`` around its spatial axes (a copy; ``x`` itself when there is no padding)."""
-    if all(lo == 0 and hi == 0 for lo, hi in padding):
-        return x
-    shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)))
-    out = ops.xp.full(shape, value, dtype=x.dtype, device=ops.device_of(x))
-    out[_interior(x.shape[2:], padding)] = x
-    return out
-
-
-def unpad_add(
-    ops: Ops, parts: Sequence[Any], taps: list[tuple[slice, ...]], padded: tuple[int, ...], padding: Any
-) -> Any:
-    """``col2im``: a zero array of the ``padded`` shape, each ``parts[t]`` added into ``taps[t]``, padding cut off."""
-    out = ops.xp.zeros(padded, dtype=parts[0].dtype, device=ops.device_of(parts[0]))
-    for index, part in zip(taps, parts):
-        out[index] += part
-    return unpad(out, padding)
 
 
 def unpad(x: Any, padding: tuple[tuple[int, int], ...]) -> Any:

@@ -12,7 +12,11 @@
   ``dL'/dℓ`` of that shape (``grad`` is required).
 
 Each subclass computes its elementwise loss ``ℓ`` and ``_grad(scale)``, the
-derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``). Losses have
+derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``). A
+subclass's ``forward`` puts what ``_grad`` needs in ``self._cache`` and ends
+with ``_reduce``/``_reduce_total``, which hand it, with the scale, to
+:meth:`Layer.save_for_backward` (nothing is kept under ``no_grad()``);
+``backward`` pops it back. Losses have
 no parameters and are never registered as layers, so a model file can never
 name one as part of a model.
 """
@@ -49,17 +53,19 @@ class Loss(Layer):
 
     def backward(self, grad: Any = None) -> Any:
         """``dL/dpred`` for the last ``forward``; ``grad`` is dL'/dL (required with ``reduction="none"``)."""
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if self.reduction == "none":
-            if grad is None or tuple(getattr(grad, "shape", ())) != self._value_shape:
-                raise ValueError(
-                    f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
-                    f"shape {self._value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
-                )
-            return self._grad(self._expand(grad))
-        dpred = self._grad(self._scale)
-        return dpred if grad is None else dpred * grad
+        self._cache, self._scale, self._value_shape = self.saved_tensors()
+        try:
+            if self.reduction == "none":
+                if grad is None or tuple(getattr(grad, "shape", ())) != self._value_shape:
+                    raise ValueError(
+                        f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
+                        f"shape {self._value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
+                    )
+                return self._grad(self._expand(grad))
+            dpred = self._grad(self._scale)
+            return dpred if grad is None else dpred * grad
+        finally:
+            self._cache = self._scale = None  # what backward needs lives on the stack only
 
     def _expand(self, grad: Any) -> Any:
         """``grad`` of the value's shape, broadcastable against ``pred`` (losses that reduce an axis override)."""
@@ -69,28 +75,31 @@ class Loss(Layer):
         """The value for the reduction, remembering the scale ``backward`` applies (``1/count`` for mean)."""
         if self.reduction == "none":
             self._value_shape = tuple(elementwise.shape)
-            return elementwise
+            return self._kept(elementwise)
         return self._reduce_total(ops, ops.sum(elementwise), count)
+
+    def _kept(self, value: Any) -> Any:
+        """The end of every forward: ``_cache`` and the scale go to :meth:`save_for_backward`; returns ``value``."""
+        self.save_for_backward(self._cache, self._scale, self._value_shape)
+        self._cache = None
+        return value
 
     def _reduce_total(self, ops: Ops, total: Any, count: Any) -> Any:
         """The value from the sum of the elementwise losses (for "mean" and "sum" only)."""
         reduction = self.reduction
         if reduction == "mean" and type(count) is int and count:  # the common case first: no other test
             self._scale = 1.0 / count
-            return ops.asarray(total * self._scale)
+            return self._kept(ops.asarray(total * self._scale))
         if reduction == "sum":
             self._scale = 1.0
-            return ops.asarray(total)
+            return self._kept(ops.asarray(total))
         if isinstance(count, (int, float)):
             self._scale = 1.0 / max(count, 1)
-            return ops.asarray(total * self._scale) if count else ops.asarray(total * float("nan"))
+            return self._kept(ops.asarray(total * self._scale) if count else ops.asarray(total * float("nan")))
         # an array normalizer (summed weights): nan where it is 0, as PyTorch, and no divide warning
         safe = ops.xp.where(count > 0, count, ops.xp.ones_like(count))
         self._scale = ops.xp.where(count > 0, 1.0 / safe, ops.xp.full_like(count, float("nan")))
-        return total * self._scale
-
-    def clear_cache(self) -> None:
-        self._cache = None
+        return self._kept(total * self._scale)
 
     def _grad(self, scale: Any) -> Any:
         raise NotImplementedError

@@ -40,10 +40,6 @@ class _ClassLoss(Loss):
         self.weight, self.ignore_index = weight, ignore_index
         self._classes: Any = None
 
-    def clear_cache(self) -> None:
-        self._cache = None
-        self._classes = None
-
     def _check_pred(self, pred: Any) -> tuple[int, int]:
         name = type(self).__name__
         if getattr(pred, "ndim", 0) < 2:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import NonFiniteLossError
 from ..backends import asarray, dtype_kind, ops_of
 from ..functional import sigmoid
 from ..initializers import host_rng
@@ -36,10 +37,6 @@ from .history import History
 from .progress import Progress, make_progress
 
 __all__ = ["NonFiniteLossError", "evaluate", "fit_local", "minibatches", "prepare_data", "run_epoch", "train_step"]
-
-
-class NonFiniteLossError(ValueError, FloatingPointError):
-    """The training loss became NaN or infinite (``fit(..., stop_on_nan=True)``, the default)."""
 
 
 # ---------------------------------------------------------------------------- step 1: data, once
@@ -55,7 +52,7 @@ def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False, check_fi
         host = np.asarray(x)
         if host.dtype.kind not in "fiu":
             raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype} (convert it first)")
-    be = model.backend_info
+    be = model.backend
     arr = asarray(x, like=be)
     kind = dtype_kind(be.xp, arr.dtype)
     if kind not in ("f", "i"):
@@ -86,14 +83,14 @@ def prepare_data(
         raise ValueError(f"{what} x has {xs.shape[0]} samples but y has {ys.shape[0]}")
     if xs.shape[0] == 0:
         raise ValueError(f"{what} data is empty (x has shape {tuple(xs.shape)}); pass at least one sample")
-    label_kind = dtype_kind(model.backend_info.xp, ys.dtype)
+    label_kind = dtype_kind(model.backend.xp, ys.dtype)
     if labels and ys.ndim == 1 and label_kind != "i":
         raise TypeError(
             f"CrossEntropyLoss needs integer class labels for a 1-D {what} y, got floats of shape {tuple(ys.shape)}; "
             "cast them (y.astype(int)) or pass one-hot targets of shape (N, C)"
         )
     if ys.ndim == 1 and not labels:
-        ys = model.backend_info.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
+        ys = model.backend.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
     return xs, ys
 
 

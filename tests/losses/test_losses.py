@@ -67,8 +67,11 @@ def test_loss_classes_match_torch_module_names(torch):
 
 def test_backward_scales_by_upstream_grad(rng):
     loss = nu_xp.MSELoss()
-    loss(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
-    np.testing.assert_allclose(loss.backward(2.0), 2.0 * loss.backward())
+    pred, target = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    loss(pred, target)
+    scaled = loss.backward(2.0)
+    loss(pred, target)
+    np.testing.assert_allclose(scaled, 2.0 * loss.backward())
 
 
 def test_loss_keeps_float32(backend, rng):
