@@ -11,8 +11,8 @@ layers get their array namespace through ``array-api-compat``.
 
 from . import backends, distributed, functional, layers, losses, optim
 from ._version import __version__
-from .errors import ModelFileError, ModelFileWarning, NonFiniteLossError
 from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
+from .errors import ModelFileError, ModelFileWarning, NonFiniteLossError
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
 from .initializers import manual_seed

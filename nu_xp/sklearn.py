@@ -46,6 +46,7 @@ from . import losses, optim
 from .backends import asarray, backend_of, dtype_name, get_backend, ops_of, to_host
 from .functional import sigmoid
 from .layers import Identity, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
+from .training.loop import StepHooks, minibatches, run_epoch
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -131,8 +132,8 @@ class _BaseMLP(BaseEstimator):
         """The training targets as floats ``(n, n_outputs)`` (labels encoded for a classifier)."""
         raise NotImplementedError
 
-    def _loss(self) -> tuple[Any, float]:
-        """``(nu_xp loss with reduction="sum", factor)``: the batch loss is ``factor · value / n``."""
+    def _loss(self) -> Any:
+        """The nu_xp loss with ``reduction="sum"`` (the batch loss is its value over the batch's ``n`` samples)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ building
@@ -208,19 +209,7 @@ class _BaseMLP(BaseEstimator):
             y = y[:, 0]
         targets = self._targets(to_host(y) if not isinstance(y, np.ndarray) else y, first=first, classes=classes)
         if first:
-            self._rng = check_random_state(self.random_state)
-            self._place_ = self._place(X)
-            self.n_outputs_ = targets.shape[1]
-            self.model_ = self._build(X.shape[1], self.n_outputs_, self._rng, self._place_)
-            self._opt = self._optimizer(self.model_)
-            self.n_iter_, self.t_ = 0, 0
-            self.loss_curve_: list[float] = []
-            self.best_loss_ = np.inf
-            self._no_improvement_count = 0
-            self.validation_scores_: list[float] | None = [] if self.early_stopping and not incremental else None
-            self.best_validation_score_: float | None = -np.inf if self.validation_scores_ is not None else None
-            self.n_layers_ = len(self._hidden()) + 2
-            self.out_activation_ = self._out_activation()
+            self._initialize(X, targets, incremental)
         place = self._place_
         x_all = asarray(X, like=place, dtype=place.dtype)
         t_all = asarray(targets, like=place, dtype=place.dtype)
@@ -234,28 +223,39 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
             )
-        loss, factor = self._loss()
-        weights = [layer.weight for layer in self.model_ if isinstance(layer, Linear)]
-        xp = place.xp
+        self._fit_stochastic(x_all, t_all, x_val, y_val, batch, incremental)
+        return self
+
+    def _initialize(self, X: Any, targets: np.ndarray, incremental: bool) -> None:
+        """Every fitted attribute, set in one place (scikit-learn's ``_initialize``), and the model built."""
+        self._rng = check_random_state(self.random_state)
+        self._place_ = self._place(X)
+        self.n_outputs_ = targets.shape[1]
+        self.model_ = self._build(X.shape[1], self.n_outputs_, self._rng, self._place_)
+        self._opt = self._optimizer(self.model_)
+        self.n_iter_, self.t_ = 0, 0
+        self.loss_curve_: list[float] = []
+        self.best_loss_ = np.inf
+        self._no_improvement_count = 0
+        self.validation_scores_: list[float] | None = [] if self.early_stopping and not incremental else None
+        self.best_validation_score_: float | None = -np.inf if self.validation_scores_ is not None else None
+        self.n_layers_ = len(self._hidden()) + 2
+        self.out_activation_ = self._out_activation()
+
+    def _fit_stochastic(self, x_all: Any, t_all: Any, x_val: Any, y_val: Any, batch: int, incremental: bool) -> None:
+        """scikit-learn's epochs and stopping rule around nu_xp's one epoch loop (:func:`run_epoch`).
+
+        Each epoch shuffles with ``random_state``'s generator; each step adds
+        the L2 penalty's gradient before the optimizer steps (:class:`_L2Penalty`).
+        """
+        n = x_all.shape[0]
+        loss = _PerSample(self._loss())
+        hooks = _L2Penalty([layer.weight for layer in self.model_ if isinstance(layer, Linear)], self.alpha)
         for _ in range(1 if incremental else self.max_iter):
-            order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-            total = 0.0
-            for start in range(0, n, batch):
-                index = place.ops.asarray(order[start : start + batch], device=place.device)
-                xb, tb = xp.take(x_all, index, axis=0), xp.take(t_all, index, axis=0)
-                m = xb.shape[0]
-                self._opt.zero_grad()
-                value = float(loss.forward(self.model_.forward(xb), tb)) * factor / m
-                self.model_.backward(loss.backward(factor / m), input_grad=False)
-                if self.alpha:
-                    value += 0.5 * self.alpha * sum(float(xp.sum(w.data * w.data)) for w in weights) / m
-                    for w in weights:
-                        w.grad = w.grad + (self.alpha / m) * w.data
-                self._opt.step()
-                total += value * m
+            batches = minibatches(x_all, t_all, batch, shuffle=self.shuffle, rng=self._rng)
+            self.loss_ = run_epoch(self.model_, loss, self._opt, batches, stop_on_nan=False, hooks=hooks)["loss"]
             self.n_iter_ += 1
             self.t_ += n
-            self.loss_ = total / n
             self.loss_curve_.append(self.loss_)
             self._update_no_improvement_count(x_val, y_val)
             if self._no_improvement_count > self.n_iter_no_change:
@@ -265,11 +265,10 @@ class _BaseMLP(BaseEstimator):
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
                     "hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
         if x_val is not None and self._best_state is not None:
             self.model_.load_state_dict(self._best_state)
-        return self
 
     def _split(self, X: Any, targets: np.ndarray, y: Any) -> tuple:
         stratify = y if isinstance(self, ClassifierMixin) and self.n_outputs_ == 1 else None
@@ -412,10 +411,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.eye(len(self.classes_))[codes]
         return (codes == 1).astype(np.float64)[:, None] if len(self.classes_) == 2 else np.zeros((len(y), 1))
 
-    def _loss(self) -> tuple[Any, float]:
+    def _loss(self) -> Any:
         if self._multiclass:
-            return losses.CrossEntropyLoss(reduction="sum"), 1.0
-        return losses.BCEWithLogitsLoss(reduction="sum"), 1.0
+            return losses.CrossEntropyLoss(reduction="sum")
+        return losses.BCEWithLogitsLoss(reduction="sum")
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> Any:
         """One pass over ``(X, y)``; the first call needs ``classes`` (every label, as scikit-learn's)."""
@@ -493,9 +492,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self._y_1d = y.ndim == 1
         return y[:, None] if y.ndim == 1 else y
 
-    def _loss(self) -> tuple[Any, float]:
+    def _loss(self) -> Any:
         # scikit-learn: L = Σ (z - y)² / (2 n · n_outputs) and dL/dz = (z - y) / n (its delta ignores n_outputs)
-        return _HalfSquaredError(self.n_outputs_), 1.0
+        return _HalfSquaredError(self.n_outputs_)
 
     def partial_fit(self, X: Any, y: Any) -> Any:
         """One pass over ``(X, y)``."""
@@ -514,6 +513,41 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+class _PerSample(losses.Loss):
+    """scikit-learn's batch loss: ``inner`` (``reduction="sum"``) divided by the batch's number of samples ``n``.
+
+    ``L = Σ ℓ / n`` and ``dL/dz = (dΣℓ/dz) / n``, whatever the number of outputs per sample.
+    """
+
+    def __init__(self, inner: losses.Loss) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        self.save_for_backward(pred.shape[0])
+        return self.inner.forward(pred, target) / pred.shape[0]
+
+    def backward(self, grad: Any = None) -> Any:
+        (n,) = self.saved_tensors()
+        return self.inner.backward(1.0 / n)
+
+
+class _L2Penalty(StepHooks):
+    """scikit-learn's ``alpha``: ``L += α/2 · Σ ||W||² / n`` and ``dL/dW += α W / n`` (weights only, not biases)."""
+
+    def __init__(self, weights: list[Any], alpha: float) -> None:
+        self.weights, self.alpha = weights, alpha
+
+    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
+        if not self.alpha:
+            return batch_loss
+        penalty = 0.0
+        for w in self.weights:
+            penalty += float(ops_of(w.data).sum(w.data * w.data))
+            w.grad = w.grad + (self.alpha / rows) * w.data
+        return batch_loss + 0.5 * self.alpha * penalty
 
 
 class _HalfSquaredError(losses.MSELoss):

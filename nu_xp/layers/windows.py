@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-
 __all__ = ["as_tuple", "output_shape", "resolve_padding", "tap_slices", "unpad"]
 
 

@@ -4,17 +4,30 @@
 from .callbacks import Callback, EarlyStopping
 from .fit import fit
 from .history import History
-from .loop import NonFiniteLossError, evaluate, minibatches, prepare_data, run_epoch, train_step
+from .loop import (
+    FitOptions,
+    NonFiniteLossError,
+    StepHooks,
+    evaluate,
+    minibatches,
+    prepare_data,
+    run_epoch,
+    train,
+    train_step,
+)
 
 __all__ = [
     "Callback",
     "EarlyStopping",
+    "FitOptions",
     "History",
     "NonFiniteLossError",
+    "StepHooks",
     "evaluate",
     "fit",
     "minibatches",
     "prepare_data",
     "run_epoch",
+    "train",
     "train_step",
 ]

@@ -1,4 +1,4 @@
-"""``nu_xp.fit``: one entry point for the loop of :mod:`.loop` and the data-parallel one of :mod:`.distributed`."""
+"""``nu_xp.fit``: its keywords become one :class:`~.loop.FitOptions`, run by :mod:`.loop` (or :mod:`.distributed`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..optim import Optimizer
 from ..validation import check_number
 from .distributed import fit_distributed
 from .history import History
-from .loop import fit_local
+from .loop import FitOptions, fit_local
 
 __all__ = ["fit"]
 
@@ -114,24 +114,12 @@ def fit(
     >>> h["accuracy"][-1]
     1.0
     """
+    options = FitOptions.from_keywords(locals())
     if validation_split:
-        x, y, validation_data = _split_off(x, y, validation_split, validation_data)
-    options: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "shuffle": shuffle,
-        "seed": seed,
-        "validation_data": validation_data,
-        "metrics": metrics,
-        "progress": progress,
-        "callbacks": callbacks,
-        "check_inputs": check_inputs,
-        "stop_on_nan": stop_on_nan,
-        "verbose": verbose,
-    }
+        x, y, options.validation_data = _split_off(x, y, validation_split, validation_data)
     if distributed:
-        return fit_distributed(model, loss, optimizer, x, y, **options)
-    return fit_local(model, loss, optimizer, x, y, **options)
+        return fit_distributed(model, loss, optimizer, x, y, options)
+    return fit_local(model, loss, optimizer, x, y, options)
 
 
 def _split_off(x: Any, y: Any, fraction: float, validation_data: Any) -> tuple[Any, Any, tuple[Any, Any]]:

@@ -1,15 +1,22 @@
-"""``fit`` and ``evaluate``: the training loop, in named steps.
+"""The training loop of nu_xp, in named steps, and ``evaluate``.
 
 One epoch, for each minibatch ``(x_b, y_b)`` of a permutation drawn from
 ``numpy.random.default_rng(seed)``::
 
-    pred = model.forward(x_b)
+    optimizer.zero_grad()
+    pred = model(x_b)
     value = loss.forward(pred, y_b)
-    optimizer.zero_grad(); model.backward(loss.backward(), input_grad=False); optimizer.step()
+    model.backward(loss.backward(), input_grad=False)
+    hooks.after_backward(...)          # nothing, unless a loop needs it
+    optimizer.step()
 
 The steps are separate functions (:func:`prepare_data`, :func:`minibatches`,
-:func:`train_step`, :func:`run_epoch`) so that other loops, such as a
-data-parallel one, reuse them. Training loss and metrics are streamed over
+:func:`train_step`, :func:`run_epoch`, :func:`train`). There is ONE loop:
+``fit`` runs :func:`train` with the plain :class:`StepHooks`; the
+data-parallel ``fit`` (:mod:`.distributed`) runs it with hooks that shard
+each minibatch over the MPI ranks and average the gradients; the
+scikit-learn estimators (:mod:`nu_xp.sklearn`) run :func:`run_epoch` with a
+hook that adds the L2 penalty. :class:`FitOptions` holds ``fit``'s options. Training loss and metrics are streamed over
 the epoch's batches (in training mode, as Keras does); validation loss and
 metrics are computed at the end of the epoch in eval mode. Everything is
 recorded in a :class:`~nu_xp.training.history.History`.
@@ -20,13 +27,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from ..errors import NonFiniteLossError
 from ..backends import asarray, dtype_kind, ops_of
+from ..errors import NonFiniteLossError
 from ..functional import sigmoid
+from ..grad_mode import no_grad
 from ..initializers import host_rng
 from ..layers import Layer
 from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
@@ -36,7 +45,20 @@ from ..validation import check_positive_int
 from .history import History
 from .progress import Progress, make_progress
 
-__all__ = ["NonFiniteLossError", "evaluate", "fit_local", "minibatches", "prepare_data", "run_epoch", "train_step"]
+__all__ = [
+    "PLAIN",
+    "FitOptions",
+    "NonFiniteLossError",
+    "StepHooks",
+    "check_fit_arguments",
+    "evaluate",
+    "fit_local",
+    "minibatches",
+    "prepare_data",
+    "run_epoch",
+    "train",
+    "train_step",
+]
 
 
 # ---------------------------------------------------------------------------- step 1: data, once
@@ -126,18 +148,63 @@ def minibatches(
 # ---------------------------------------------------------------------------- step 3: one update
 
 
-def train_step(model: Layer, loss: Loss, optimizer: Optimizer, xb: Any, yb: Any) -> tuple[Any, Any]:
-    """One update: forward, loss, backward, step. Returns ``(loss value, pred)``.
+class StepHooks:
+    """Where a training loop may differ from the plain one, inside the one update of :func:`train_step`.
 
+    Each method's default does the plain thing; a loop overrides what it
+    needs, as scikit-learn's ``_fit_stochastic`` and tinygrad's optimizers
+    keep one place per concern:
+
+    * :meth:`shard` — the rows of the minibatch this process computes
+      (data-parallel training: its share);
+    * :meth:`after_backward` — between the backward and the optimizer step,
+      with the gradients in place: average them over processes, add a
+      penalty's gradient; returns the batch's summed loss as the loop records it;
+    * :meth:`end_epoch` — after the epoch's last step (merge metrics, re-sync parameters).
+    """
+
+    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+        """The rows of ``(xb, yb)`` that this process runs forward and backward (default: all)."""
+        return xb, yb
+
+    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
+        """Called with the gradients of this process's ``rows`` in place, before the step.
+
+        ``batch_loss`` is the loss summed over those rows (an array, or 0.0
+        when there were none); ``batch_rows`` the rows of the whole
+        minibatch. Returns the loss summed over the whole minibatch.
+        """
+        return batch_loss
+
+    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
+        """After the last step of an epoch, before its logs are read."""
+
+
+#: the plain loop's hooks (every default)
+PLAIN = StepHooks()
+
+
+def train_step(
+    model: Layer, loss: Loss, optimizer: Optimizer, xb: Any, yb: Any, hooks: StepHooks = PLAIN
+) -> tuple[Any, Any, Any]:
+    """One update: forward, loss, backward, ``hooks.after_backward``, step.
+
+    Returns ``(the minibatch's summed loss, pred, targets)`` with ``pred`` and
+    ``targets`` those of the rows this process computed (``hooks.shard``).
     The model's first layer is told that nobody needs the gradient with
     respect to the data (``input_grad=False``), which saves a GEMM.
     """
-    pred = model.forward(xb)
-    value = loss.forward(pred, yb)
+    rows = xb.shape[0]
+    xs, ys = hooks.shard(xb, yb)
     optimizer.zero_grad()
-    model.backward_into(loss.backward(), input_grad=False)
+    pred, batch_loss = None, 0.0
+    if xs.shape[0]:
+        pred = model(xs)
+        batch_loss = loss.forward(pred, ys) * xs.shape[0]
+        model.backward_into(loss.backward(), input_grad=False)
+    batch_loss = hooks.after_backward(batch_loss, xs.shape[0], rows)
     optimizer.step()
-    return value, pred
+    return batch_loss, pred, ys
 
 
 # ---------------------------------------------------------------------------- step 4: one epoch
@@ -158,10 +225,13 @@ def run_epoch(
     *,
     epoch: int = 0,
     stop_on_nan: bool = True,
+    hooks: StepHooks = PLAIN,
 ) -> dict[str, float]:
     """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``.
 
-    With ``stop_on_nan``, a NaN or infinite epoch loss raises
+    The one epoch loop of nu_xp: ``fit``, ``fit(distributed=True)`` and the
+    scikit-learn estimators all run it, each with its own ``hooks``. With
+    ``stop_on_nan``, a NaN or infinite epoch loss raises
     :class:`NonFiniteLossError` naming ``epoch`` and the first bad step (the
     values are checked once per epoch, so a GPU is not synchronized per step).
     """
@@ -169,39 +239,72 @@ def run_epoch(
         m.reset()
     total: Any = 0.0
     seen = 0
-    values: list[Any] = []
+    sums: list[Any] = []
     for xb, yb in batches:
-        value, pred = train_step(model, loss, optimizer, xb, yb)
-        total = total + value * xb.shape[0]
+        batch_loss, pred, ys = train_step(model, loss, optimizer, xb, yb, hooks)
+        total = total + batch_loss
         seen += xb.shape[0]
         if stop_on_nan:
-            values.append(value)
-        if metrics:
+            sums.append(batch_loss)
+        if metrics and pred is not None:
             shown = _shown(loss, pred)
             for m in metrics:
-                m.update(shown, yb)
+                m.update(shown, ys)
         if progress is not None:
             progress.step(total, seen)
+    hooks.end_epoch(model, metrics)
     logs = {"loss": float(total) / max(seen, 1)}
     if stop_on_nan and not math.isfinite(logs["loss"]):
-        step = next((i for i, v in enumerate(values) if not math.isfinite(float(v))), len(values) - 1)
+        step = next((i for i, v in enumerate(sums) if not math.isfinite(float(v))), len(sums) - 1)
         raise NonFiniteLossError(
-            f"the training loss became {float(values[step])} at epoch {epoch}, step {step} (both counted from 0); "
+            f"the training loss became {logs['loss']} at epoch {epoch}, step {step} (both counted from 0); "
             "lower the learning rate or check the data (fit(..., stop_on_nan=False) trains on regardless)"
         )
     logs.update({m.name: m.result() for m in metrics})
     return logs
 
 
-def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, batch_size: Any) -> None:
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class FitOptions:
+    """Every option of :func:`nu_xp.fit` but the data, in one object (see ``fit`` for what each means).
+
+    ``fit`` builds it from its keywords; the loops read it. A new option is
+    one field here and one keyword of ``fit``.
+    """
+
+    epochs: int
+    batch_size: int | None = None
+    shuffle: bool = True
+    seed: Any = None
+    validation_data: tuple[Any, Any] | None = None
+    metrics: Sequence[str | Callable | Metric] = ()
+    progress: bool = True
+    callbacks: Iterable[Any] = ()
+    check_inputs: bool = True
+    stop_on_nan: bool = True
+    distributed: bool = False
+    validation_split: float = 0.0
+    verbose: int | str = "auto"
+
+    @classmethod
+    def from_keywords(cls, values: dict[str, Any]) -> FitOptions:
+        """The options among ``values`` (a function's ``locals()``), every other name ignored."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> None:
+    """``TypeError``/``ValueError`` for a model, loss, optimizer or size that ``fit`` cannot use."""
     if not isinstance(model, Layer) or model.is_loss:
         raise TypeError(f"model must be a nu_xp Layer, got {type(model).__name__}")
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size, allow_none=True)
+    check_positive_int("epochs", options.epochs)
+    check_positive_int("batch_size", options.batch_size, allow_none=True)
     mine = {id(p) for p in model.parameters()}
     if mine and not any(id(p) in mine for p in optimizer.params):
         raise ValueError(
@@ -210,50 +313,54 @@ def _check_fit_arguments(model: Any, loss: Any, optimizer: Any, epochs: Any, bat
         )
 
 
-# ---------------------------------------------------------------------------- the loop
-
-
-def fit_local(
+def train(
     model: Layer,
     loss: Loss,
     optimizer: Optimizer,
-    x: Any,
-    y: Any,
+    xs: Any,
+    ys: Any,
+    options: FitOptions,
     *,
-    epochs: int,
-    batch_size: int | None = None,
-    shuffle: bool = True,
-    seed: int | None = None,
-    validation_data: tuple[Any, Any] | None = None,
-    metrics: Sequence[str | Callable | Metric] = (),
-    progress: bool = True,
-    callbacks: Iterable[Any] = (),
-    check_inputs: bool = True,
-    stop_on_nan: bool = True,
-    verbose: int | str = "auto",
+    validation: tuple[Any, Any] | None = None,
+    hooks: StepHooks = PLAIN,
+    show_progress: bool = True,
 ) -> History:
-    """The single-process training loop behind :func:`nu_xp.fit` (same arguments)."""
-    _check_fit_arguments(model, loss, optimizer, epochs, batch_size)
-    callbacks = list(callbacks)
-    xs, ys = prepare_data(model, loss, x, y, "training", check_finite=check_inputs)
-    val = prepare_validation(model, loss, validation_data, check_finite=check_inputs)
-    train_metrics = [make_metric(m) for m in metrics]
+    """The epochs of training on prepared data (:func:`prepare_data`): the loop every ``fit`` runs.
+
+    For each epoch: :func:`run_epoch` over fresh :func:`minibatches`, the
+    validation data evaluated, then the callbacks, the History and the
+    progress report (:func:`finish_epoch`). Ctrl-C returns the epochs done.
+    ``options.seed`` may be a seed or a generator with ``permutation``.
+    """
+    callbacks = list(options.callbacks)
+    metrics = [make_metric(m) for m in options.metrics]
     n = xs.shape[0]
-    bs = n if batch_size is None else min(int(batch_size), n)
-    rng = host_rng(seed)
+    bs = n if options.batch_size is None else min(int(options.batch_size), n)
+    rng = options.seed if hasattr(options.seed, "permutation") else host_rng(options.seed)
     history = History()
-    report = make_progress(progress, verbose, epochs, -(-n // bs))
+    report = make_progress(options.progress and show_progress, options.verbose, options.epochs, -(-n // bs))
     notify(callbacks, "on_train_begin", model, optimizer)
     model.train()
     try:
-        for epoch in range(epochs):
+        for epoch in range(options.epochs):
             report.start_epoch(epoch)
-            batches = minibatches(xs, ys, bs, shuffle=shuffle, rng=rng)
+            batches = minibatches(xs, ys, bs, shuffle=options.shuffle, rng=rng)
             logs = run_epoch(
-                model, loss, optimizer, batches, train_metrics, report, epoch=epoch, stop_on_nan=stop_on_nan
+                model,
+                loss,
+                optimizer,
+                batches,
+                metrics,
+                report,
+                epoch=epoch,
+                stop_on_nan=options.stop_on_nan,
+                hooks=hooks,
             )
-            if val is not None:
-                logs.update(evaluate(model, loss, val[0], val[1], metrics, batch_size=batch_size, prefix="val_"))
+            if validation is not None:
+                x_val, y_val = validation
+                logs.update(
+                    evaluate(model, loss, x_val, y_val, options.metrics, batch_size=options.batch_size, prefix="val_")
+                )
             if finish_epoch(epoch, logs, history, callbacks, report):
                 break
     except KeyboardInterrupt:
@@ -262,6 +369,14 @@ def fit_local(
         report.close()
     notify(callbacks, "on_train_end", history)
     return history
+
+
+def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, options: FitOptions) -> History:
+    """The single-process ``fit``: arguments checked, data prepared once, then :func:`train`."""
+    check_fit_arguments(model, loss, optimizer, options)
+    xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
+    val = prepare_validation(model, loss, options.validation_data, check_finite=options.check_inputs)
+    return train(model, loss, optimizer, xs, ys, options, validation=val)
 
 
 def notify(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
@@ -306,10 +421,15 @@ def evaluate(
     batch_size: int | None = None,
     prefix: str = "",
 ) -> dict[str, float]:
-    """Loss and metrics of ``model`` on ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``."""
+    """Loss and metrics of ``model`` on ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``.
+
+    Runs under :func:`nu_xp.no_grad`: neither the model nor the loss keeps anything, so a
+    forward whose backward is pending is not disturbed.
+    """
     xs, ys = prepare_data(model, loss, x, y, "evaluation")
     pred = model.predict(xs, batch_size=batch_size)
-    logs = {f"{prefix}loss": float(loss.forward(pred, ys))}
+    with no_grad():
+        logs = {f"{prefix}loss": float(loss.forward(pred, ys))}
     if metrics:
         shown = _shown(loss, pred)
         for spec in metrics:
