@@ -11,7 +11,7 @@
 * :mod:`.dtypes` — dtype names and kinds.
 """
 
-from .arrays import asarray, backend_of, describe, namespace_of, ops_of, to_host
+from .arrays import asarray, backend_of, describe, is_writeable, namespace_of, ops_of, to_host
 from .backend import Backend, get_backend, same_device, set_backend, use_backend
 from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
 from .ops import Ops
@@ -29,6 +29,7 @@ __all__ = [
     "dtype_kind",
     "dtype_name",
     "get_backend",
+    "is_writeable",
     "namespace_of",
     "normalize_name",
     "ops_for",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .backend import Backend, describe, get_backend
@@ -17,7 +18,17 @@ from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
 from .ops import Ops
 from .registry import ops_class_of, ops_for
 
-__all__ = ["asarray", "backend_of", "describe", "dtype_kind", "dtype_name", "namespace_of", "ops_of", "to_host"]
+__all__ = [
+    "asarray",
+    "backend_of",
+    "describe",
+    "dtype_kind",
+    "dtype_name",
+    "is_writeable",
+    "namespace_of",
+    "ops_of",
+    "to_host",
+]
 
 
 _OPS_BY_TYPE: dict[type, Ops] = {}
@@ -40,6 +51,22 @@ def ops_of(x: Any) -> Ops:
         )
     ops = _OPS_BY_TYPE[type(x)] = ops_for(cls.name)
     return ops
+
+
+_WRITEABLE: dict[type, bool] = {}
+
+
+def is_writeable(x: Any) -> bool:
+    """True when arrays of ``x``'s type can be updated in place (``x -= d``); cached per type.
+
+    The one place nu_xp asks: NumPy, CuPy, torch and array_api_strict arrays
+    are writeable, JAX's are not (optimizers then rebind ``p.data``).
+    """
+    try:
+        return _WRITEABLE[type(x)]
+    except KeyError:
+        _WRITEABLE[type(x)] = ok = bool(array_api_compat.is_writeable_array(x))
+        return ok
 
 
 def namespace_of(x: Any) -> Any:

@@ -204,7 +204,7 @@ def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
         device,
         getattr(ops.xp, dtype),
         array_type=type(probe),
-        writeable=array_api_compat.is_writeable_array(probe),
+        writeable=bool(array_api_compat.is_writeable_array(probe)),  # what arrays.is_writeable says of its type
     )
 
 

@@ -99,8 +99,7 @@ class Linear(Layer):
 
     def forward(self, x: Any) -> Any:
         be = self._backend
-        if type(x) is not be.array_type or x.dtype != be.dtype or not (be.single_device or x.device == be.device):
-            x = be.check(x)  # another backend, device or dtype: cast or refuse (Backend.check's fast test, inlined)
+        x = be.check(x)  # the parameters' backend, device and dtype: passes, cast, or a clear TypeError
         lead = None
         if x.ndim != 2 or x.shape[1] != self.in_features:
             if x.ndim == 0 or x.shape[-1] != self.in_features:

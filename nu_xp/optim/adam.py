@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import namespace_of, to_host
+from ..backends import is_writeable, namespace_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
-from .optimizer import Optimizer, writeable
+from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -80,7 +80,7 @@ class Adam(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
-        inplace = writeable(theta)
+        inplace = is_writeable(theta)
         b1, b2 = group["betas"]
         lr, decay = group["lr"], group["weight_decay"]
         if not state:
@@ -108,10 +108,7 @@ class Adam(Optimizer):
             v = state["exp_avg_sq"] = b2 * v + (1.0 - b2) * (grad * grad)
         step_size = lr / (1.0 - b1**t)
         denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
-        if inplace:
-            theta -= step_size * (m / denom)
-        else:
-            p.data = theta - step_size * (m / denom)
+        self._apply_update(p, step_size * (m / denom))
 
 
 class AdamW(Adam):

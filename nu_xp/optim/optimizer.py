@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
-from ..backends import asarray, to_host
+from ..backends import asarray, is_writeable, to_host
 from ..layers import Layer, Parameter
 from ..validation import check_number
 
 __all__ = ["Optimizer", "writeable"]
 
-_WRITEABLE: dict[type, bool] = {}
-
-
-def writeable(a: Any) -> bool:
-    """True when arrays of ``a``'s type can be updated in place (cached per type)."""
-    try:
-        return _WRITEABLE[type(a)]
-    except KeyError:
-        _WRITEABLE[type(a)] = ok = bool(array_api_compat.is_writeable_array(a))
-        return ok
+#: kept for code written against earlier versions: :func:`nu_xp.backends.is_writeable`
+writeable = is_writeable
 
 
 class Optimizer:
@@ -51,6 +43,15 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"{type(self).__name__}: a parameter group has unknown keys {unknown}")
             members = self._parameters(raw["params"])
+            unique = list({id(p): p for p in members}.values())
+            if len(unique) != len(members):
+                warnings.warn(
+                    f"{type(self).__name__}: a parameter group lists the same parameter more than once; it is "
+                    "kept once (stepped once), as PyTorch does",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                members = unique
             if any(id(p) in seen for p in members):
                 raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
             seen.update(id(p) for p in members)
@@ -110,17 +111,46 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient, with its group's hyper-parameters."""
+        """Update every parameter that has a gradient, with its group's hyper-parameters.
+
+        When no parameter has a gradient, nothing can change: a
+        ``RuntimeWarning`` (once per optimizer) says the model's ``backward``
+        was not run with the loss's gradient.
+        """
         index = 0
         state = self.state
+        stepped = False
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     self._update(p, p.grad, state.setdefault(index, {}), group)
+                    stepped = True
                 index += 1
+        if not stepped and not self.__dict__.get("_warned_no_grad"):
+            object.__setattr__(self, "_warned_no_grad", True)
+            warnings.warn(
+                f"{type(self).__name__}.step(): no parameter has a gradient, so nothing changed. In nu_xp the "
+                "model's backward takes the loss's gradient: model.backward(loss.backward()) before step() "
+                "(loss.backward() alone only returns dL/dpred)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Compute this parameter's step from ``grad`` and its ``state``, and apply it with :meth:`_apply_update`."""
         raise NotImplementedError
+
+    @staticmethod
+    def _apply_update(p: Parameter, delta: Any) -> None:
+        """``θ ← θ - delta``: the one place where an optimizer changes a parameter.
+
+        In place where the backend's arrays are writeable (no new array);
+        otherwise (JAX) ``p.data`` is rebound to a new array.
+        """
+        if is_writeable(p.data):
+            p.data -= delta
+        else:
+            p.data = p.data - delta
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {index: {name: array or number}}, "param_groups": [{hyper…, "params": [indices]}]}`` (host)."""

@@ -15,7 +15,7 @@ from typing import Any
 from ..backends import namespace_of
 from ..layers import Parameter
 from ..validation import check_number
-from .optimizer import Optimizer, writeable
+from .optimizer import Optimizer
 
 __all__ = ["RMSprop"]
 
@@ -76,7 +76,6 @@ class RMSprop(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
-        inplace = writeable(theta)
         xp = namespace_of(theta)
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
         if group["weight_decay"]:
@@ -100,7 +99,4 @@ class RMSprop(Optimizer):
             step = state["momentum_buffer"] = (
                 momentum * state.setdefault("momentum_buffer", xp.zeros_like(theta)) + step
             )
-        if inplace:
-            theta -= group["lr"] * step
-        else:
-            p.data = theta - group["lr"] * step
+        self._apply_update(p, group["lr"] * step)

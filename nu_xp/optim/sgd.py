@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import namespace_of
+from ..backends import is_writeable, namespace_of
 from ..layers import Parameter
 from ..validation import check_number
-from .optimizer import Optimizer, writeable
+from .optimizer import Optimizer
 
 __all__ = ["SGD"]
 
@@ -81,7 +81,7 @@ class SGD(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
-        inplace = writeable(theta)
+        inplace = is_writeable(theta)
         lr, momentum, dampening, decay = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         if decay:
             grad = grad + decay * theta
@@ -96,7 +96,4 @@ class SGD(Optimizer):
                 buf = momentum * buf + (1.0 - dampening) * grad
             state["momentum_buffer"] = buf
             grad = grad + momentum * buf if group["nesterov"] else buf
-        if inplace:
-            theta -= lr * grad
-        else:
-            p.data = theta - lr * grad
+        self._apply_update(p, lr * grad)

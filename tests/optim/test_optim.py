@@ -119,8 +119,8 @@ def test_parameters_without_grad_are_skipped(backend):
 
 def in_place(monkeypatch, allowed):
     """Make every optimizer believe the arrays can (or cannot) be written in place."""
-    for module in (optim.sgd, optim.adam, optim.rmsprop):
-        monkeypatch.setattr(module, "writeable", lambda arr: allowed)
+    for module in (optim.optimizer, optim.sgd, optim.adam):
+        monkeypatch.setattr(module, "is_writeable", lambda arr: allowed)
 
 
 def test_functional_path_for_read_only_arrays(monkeypatch):
