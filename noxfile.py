@@ -1,24 +1,49 @@
-"""The backend matrix: ``nox -s tests-numpy tests-array_api_strict tests-torch tests-cupy tests-mpi lint``.
+"""The backend matrix: ``nox -s tests-numpy tests-array_api_strict tests-torch tests-jax tests-cupy tests-mpi lint``.
 
-Each ``tests-<backend>`` session installs only what that backend needs and
-runs the whole suite with ``NU_XP_TEST_BACKENDS=<backend>``, so every
-backend-parametrized test runs on exactly that backend. ``tests-cupy`` skips
-with a message where no CUDA device is present. ``tests-mpi`` installs mpi4py
+Each ``tests-<backend>`` session (one per backend of nu_xp's registry,
+``nu_xp/backends/registry.py``) installs only what that backend needs (its
+pip extra) and runs the whole suite with ``NU_XP_TEST_BACKENDS=<backend>``,
+so every backend-parametrized test runs on exactly that backend.
+``tests-cupy`` skips with a message where no CUDA device is present; where
+one is, ``tests-torch`` and ``tests-jax`` also run their GPU variants. ``tests-mpi`` installs mpi4py
 and the MPICH wheel (``mpiexec`` in the session's venv) and runs the
 data-parallel tests, which launch ``mpiexec -n 2`` and ``-n 3``.
 """
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests-numpy", "tests-array_api_strict", "tests-torch", "tests-mpi", "docs", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-EXTRAS = {"numpy": "test", "array_api_strict": "test", "torch": "test,torch", "cupy": "test,cupy"}
+
+def _registry_extras() -> dict[str, str]:
+    """``{backend: pip extras}`` read from the backend modules' ``name``/``extra`` class attributes (no import).
+
+    nox may run where nu_xp's dependencies are not installed, so the
+    backend modules are parsed, not imported.
+    """
+    here = Path(__file__).parent / "nu_xp" / "backends"
+    found: dict[str, str] = {}
+    for module in sorted(here.glob("*_ops.py")):
+        attrs = {}
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                if node.target.id in ("name", "extra") and isinstance(node.value, ast.Constant):
+                    attrs[node.target.id] = node.value.value
+        if "name" in attrs:
+            found[attrs["name"]] = ",".join(dict.fromkeys(["test", *filter(None, [attrs.get("extra", "")])]))
+    return found
+
+
+EXTRAS = _registry_extras()
+#: what a plain ``nox`` runs (cupy needs a GPU: run it by name, as .ci/run does)
+nox.options.sessions = [*(f"tests-{b}" for b in EXTRAS if b != "cupy"), "tests-mpi", "docs", "lint"]
 
 
 def _cuda_device() -> str | None:
@@ -39,7 +64,10 @@ def _run_tests(session: nox.Session, backend: str) -> None:
             session.skip("tests-cupy skipped: no CUDA device on this machine (nvidia-smi finds no GPU)")
         session.log(f"CUDA device: {gpu}")
     session.install("-e", f".[{EXTRAS[backend]}]")
-    session.run("python", "-m", "pytest", "-q", *session.posargs, env={"NU_XP_TEST_BACKENDS": backend})
+    backends = [backend]
+    if backend in ("torch", "jax") and _cuda_device() is not None:
+        backends.append({"torch": "torch-cuda", "jax": "jax-gpu"}[backend])
+    session.run("python", "-m", "pytest", "-q", *session.posargs, env={"NU_XP_TEST_BACKENDS": ",".join(backends)})
 
 
 def _register(backend: str) -> None:

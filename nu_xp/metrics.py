@@ -76,7 +76,7 @@ class BinaryAccuracy(Metric):
     def update(self, pred: Any, target: Any) -> None:
         xp = namespace_of(pred)
         hit = (pred >= 0.5) == (target >= 0.5)
-        self._add(xp.sum(xp.astype(hit, xp.int64)), count=int(np.prod(pred.shape)))
+        self._add(xp.sum(xp.astype(hit, xp.int32)), count=int(np.prod(pred.shape)))  # int32: every backend has it
 
     def result(self) -> float:
         return float(self._sums[0]) / max(self._count, 1) if self._sums else float("nan")
@@ -92,8 +92,9 @@ class Accuracy(BinaryAccuracy):
             super().update(pred, target if target.ndim == pred.ndim else target[:, None])
             return
         xp = namespace_of(pred)
-        hit = xp.argmax(pred, axis=1) == xp.astype(_labels(xp, target), xp.int64)
-        self._add(xp.sum(xp.astype(hit, xp.int64)), count=pred.shape[0])
+        guess = xp.argmax(pred, axis=1)
+        hit = guess == xp.astype(_labels(xp, target), guess.dtype)
+        self._add(xp.sum(xp.astype(hit, xp.int32)), count=pred.shape[0])
 
 
 class MeanSquaredError(Metric):

@@ -2,9 +2,11 @@
 
 ``NU_XP_TEST_BACKENDS=numpy,torch`` restricts the matrix (the nox sessions
 use it); a requested backend that cannot run here is reported as skipped with
-the reason, never silently dropped. ``torch-cuda`` is the torch backend with
-CUDA tensors: the fixture makes ``torch`` on ``cuda`` the default for the
-test, so every ``backend="torch"`` in it lands on the GPU.
+the reason, never silently dropped. The names come from the backend registry
+(``nu_xp.backends.BACKENDS``), plus two GPU variants: ``torch-cuda`` is the
+torch backend with CUDA tensors (the fixture makes ``torch`` on ``cuda`` the
+default for the test, so every ``backend="torch"`` in it lands on the GPU),
+and ``jax-gpu`` likewise for JAX. JAX runs in its 64-bit mode here.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import os
 
 # scikit-learn's array API checks (and dispatch) need SciPy's array API mode, set before SciPy is imported
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# the float64 checks (gradcheck, equality with PyTorch) need JAX's 64-bit mode; users get float32 by default
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+import nu_xp
 
 settings.register_profile(
     "default",
@@ -28,28 +34,31 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy", "torch-cuda")
-GPU_BACKENDS = ("cupy", "torch-cuda")
+from nu_xp.backends import BACKENDS, OPS_CLASSES  # noqa: E402 - after SCIPY_ARRAY_API
+
+#: the registry's backends, plus the GPU variants of backends that also run on a CPU
+GPU_VARIANTS = {"torch-cuda": "torch", "jax-gpu": "jax"}
+ALL_BACKENDS = (*BACKENDS, *GPU_VARIANTS)
+GPU_BACKENDS = ("cupy", *GPU_VARIANTS)
 
 
 def _why_unavailable(name: str) -> str | None:
-    if name == "numpy":
-        return None
-    module = {"array_api_strict": "array_api_strict", "torch": "torch", "cupy": "cupy", "torch-cuda": "torch"}[name]
+    """None when backend ``name`` can run here, else the reason to report as a skip."""
+    base = GPU_VARIANTS.get(name, name)
+    cls = OPS_CLASSES[base]
     try:
-        mod = importlib.import_module(module)
+        importlib.import_module(cls.modules[0])
     except ImportError:
-        if name == "cupy":
-            return 'cupy backend skipped: cupy is not installed (needs an NVIDIA GPU; pip install "nu_xp[cupy]")'
-        return f"{name} backend skipped: {module} is not installed"
-    if name == "torch-cuda" and not mod.cuda.is_available():
-        return "torch-cuda backend skipped: this torch build sees no CUDA device"
-    if name == "cupy":
-        try:
-            if mod.cuda.runtime.getDeviceCount() < 1:
-                return "cupy backend skipped: no CUDA device on this machine"
-        except Exception as exc:
-            return f"cupy backend skipped: no usable CUDA device ({exc})"
+        return f'{name} backend skipped: {cls.package} is not installed (pip install "nu_xp[{cls.extra}]")'
+    try:
+        if name == "torch-cuda":
+            nu_xp.get_backend("torch", device="cuda")
+        elif name == "jax-gpu":
+            nu_xp.get_backend("jax", device="gpu")
+        else:
+            nu_xp.get_backend(base)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        return f"{name} backend skipped: it cannot run here ({exc})"
     return None
 
 
@@ -79,6 +88,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "torch-cuda":
         nu_xp.set_backend("torch", device="cuda")
         return "torch"
+    if request.param == "jax-gpu":
+        nu_xp.set_backend("jax", device="gpu")
+        return "jax"
     return request.param
 
 

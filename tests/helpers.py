@@ -88,3 +88,12 @@ def meta_member(layers: list[dict] | None = None, **changes: Any) -> bytes:
     }
     meta.update(changes)
     return npy_bytes(np.array(json.dumps(meta)))
+
+
+def rewrite_meta(src: Any, dst: Any, change: Any) -> None:
+    """Copy the model file ``src`` to ``dst`` with its ``__nu_xp__`` JSON replaced by ``change(meta)``."""
+    with np.load(src, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["__nu_xp__"] = np.array(json.dumps(change(json.loads(str(arrays["__nu_xp__"])))))
+    with open(dst, "wb") as f:
+        np.savez(f, **arrays)

@@ -16,7 +16,7 @@ import numpy as np
 from .backend import Backend, describe, get_backend
 from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
 from .ops import Ops
-from .registry import ops_class_of, ops_for
+from .registry import BACKENDS, ops_class_of, ops_for
 
 __all__ = [
     "asarray",
@@ -46,7 +46,7 @@ def ops_of(x: Any) -> Ops:
     cls = ops_class_of(x)
     if cls is None:
         raise TypeError(
-            f"expected an array (numpy, cupy, torch or array_api_strict), got {type(x).__name__}; "
+            f"expected an array of a nu_xp backend ({', '.join(BACKENDS)}), got {type(x).__name__}; "
             "convert it first, e.g. nu_xp.asarray(x, like=model)"
         )
     ops = _OPS_BY_TYPE[type(x)] = ops_for(cls.name)

@@ -197,6 +197,7 @@ def _resolve_device(ops: Ops, device: Any) -> Any:
 @functools.lru_cache(maxsize=64)
 def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
     ops = ops_for(name)
+    ops.check_dtype(dtype)
     device = _resolve_device(ops, device_key)
     probe = ops.xp.zeros((1,), dtype=getattr(ops.xp, dtype), device=device)
     return Backend(

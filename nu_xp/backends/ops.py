@@ -79,6 +79,9 @@ class Ops:
     def check_available(self) -> None:
         """Raise ``RuntimeError`` when the library is installed but cannot run here."""
 
+    def check_dtype(self, dtype: str) -> None:
+        """Raise ``ValueError`` when parameters of ``dtype`` (``"float32"``/``"float64"``) cannot be made here."""
+
     # ------------------------------------------------------------------ devices
     def default_device(self) -> Any:
         """The device used when none is given."""

@@ -1,7 +1,8 @@
 """The registry of backends: names → :class:`~nu_xp.backends.ops.Ops` classes, arrays → their backend.
 
-Adding a backend (JAX, say) is one new module with an ``Ops`` subclass and
-one line in :data:`OPS_CLASSES`; nothing else in nu_xp names a backend.
+Adding a backend is one new module with an ``Ops`` subclass and its name in
+:data:`OPS_CLASSES` (JAX came this way: ``jax_ops.py`` and this line);
+nothing else in nu_xp names a backend.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .cupy_ops import CupyOps
+from .jax_ops import JaxOps
 from .numpy_ops import NumpyOps
 from .ops import Ops
 from .strict_ops import StrictOps
@@ -20,7 +22,7 @@ from .torch_ops import TorchOps
 __all__ = ["BACKENDS", "OPS_CLASSES", "normalize_name", "ops_class_of", "ops_for"]
 
 #: every backend nu_xp knows, by name; the first is the default
-OPS_CLASSES: dict[str, type[Ops]] = {cls.name: cls for cls in (NumpyOps, CupyOps, TorchOps, StrictOps)}
+OPS_CLASSES: dict[str, type[Ops]] = {cls.name: cls for cls in (NumpyOps, CupyOps, TorchOps, StrictOps, JaxOps)}
 #: the valid backend names
 BACKENDS: tuple[str, ...] = tuple(OPS_CLASSES)
 

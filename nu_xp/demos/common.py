@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..backends import BACKENDS
+
 __all__ = ["DEFAULT_OUT", "demo_parser", "output_folder"]
 
 #: where the demos write their plots and models unless ``--out`` says otherwise (git-ignored)
@@ -20,7 +22,7 @@ def demo_parser(
         prog=f"nu-xp demo {name}", description=doc.splitlines()[0], epilog="\n".join(doc.splitlines()[1:])
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "array_api_strict", "cupy"])
+    parser.add_argument("--backend", default="numpy", choices=BACKENDS, help="where to compute (default numpy)")
     if epochs is not None:
         parser.add_argument("--epochs", type=int, default=epochs, help=f"{epochs_help} (default {epochs})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch order (default 0)")

@@ -69,7 +69,7 @@ def test_no_code_outside_a_backend_module_names_a_backend():
     homes.pop(nu_xp.backends.BACKENDS[0])  # the default's name is the default argument of set_backend
     found = []
     for path in root.rglob("*.py"):
-        if path.parent.name == "demos":  # demos take --backend choices on the command line
+        if path.parent.name == "demos":  # demos build PyTorch twins to compare with
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
@@ -94,7 +94,22 @@ def test_im2col_by_slicing_equals_by_gather_and_scatter(backend, spatial, kernel
     sliced = nu_xp.backends.Ops.stack_taps(ops, x, taps)
     gathered = ops.stack_taps_by_gather(x, taps)
     np.testing.assert_array_equal(host(sliced), host(gathered))
-    parts = on(backend, np.random.default_rng(1).normal(size=tuple(sliced.shape)))
-    added = nu_xp.backends.Ops.add_taps(ops, parts, taps, tuple(x.shape))
+    parts_host = np.random.default_rng(1).normal(size=tuple(sliced.shape))
+    parts = on(backend, parts_host)
+    reference = nu_xp.backends.Ops.add_taps(nu_xp.backends.ops_for("numpy"), parts_host, taps, tuple(x.shape))
     scattered = ops.add_taps_by_scatter(parts, taps, tuple(x.shape))
-    np.testing.assert_allclose(host(added), host(scattered), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(scattered), reference, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(ops.add_taps(parts, taps, tuple(x.shape))), reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((1, 1), (0, 2)), ((2, 0), (3, 1))])
+def test_pad_without_writing_equals_pad_by_writing(backend, padding):
+    """``Ops.pad`` (concat, no write: what JAX runs) equals the one-copy version the writeable backends run."""
+    ops = nu_xp.backends.ops_for(backend)
+    x_host = np.random.default_rng(2).normal(size=(2, 3, 4, 5))
+    x = on(backend, x_host)
+    expected = np.pad(x_host, ((0, 0), (0, 0), *padding), constant_values=-7.0)
+    np.testing.assert_array_equal(host(nu_xp.backends.Ops.pad(ops, x, padding, -7.0)), expected)
+    np.testing.assert_array_equal(host(ops.pad(x, padding, -7.0)), expected)
+    if nu_xp.backends.is_writeable(x):
+        np.testing.assert_array_equal(host(ops.pad_by_writing(x, padding, -7.0)), expected)

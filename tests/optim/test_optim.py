@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -216,3 +218,31 @@ def test_schedules_match_torch(torch, ours, theirs):
         ref.step()
         sched.step()
         np.testing.assert_allclose(sched.get_last_lr(), ref.get_last_lr(), rtol=1e-12)
+
+
+def test_step_without_any_gradient_warns_once_naming_the_fix():
+    """The PyTorch habit ``loss.backward(); opt.step()`` changes nothing here: say so, once."""
+    model = nu_xp.Sequential(nu_xp.Linear(2, 1, seed=0))
+    opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
+    loss = nu_xp.MSELoss()
+    loss(model(np.ones((3, 2), dtype=np.float32)), np.zeros((3, 1), dtype=np.float32))
+    loss.backward()
+    with pytest.warns(RuntimeWarning, match=r"model.backward\(loss.backward\(\)\)"):
+        opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step()  # once per optimizer
+
+
+def test_a_parameter_listed_twice_warns_and_is_stepped_once(torch):
+    """PyTorch 2.x warns (and says it will become an error) but steps such a parameter twice; nu_xp steps it once."""
+    w = nu_xp.Parameter(np.array([1.0, 2.0]))
+    with pytest.warns(UserWarning, match="more than once"):
+        opt = nu_xp.optim.SGD([w, w], lr=0.1)
+    assert len(opt.params) == 1
+    w.grad = np.array([1.0, 1.0])
+    opt.step()
+    np.testing.assert_allclose(w.data, [0.9, 1.9])
+    tw = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    with pytest.warns(UserWarning, match="duplicate"):
+        torch.optim.SGD([tw, tw], lr=0.1)

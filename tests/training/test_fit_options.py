@@ -59,3 +59,41 @@ def test_probabilities_from_logits_is_one_line():
     model = nu_xp.Linear(2, 3, seed=0)
     p = nu_xp.Softmax()(model.predict(X))
     np.testing.assert_allclose(np.sum(nu_xp.to_host(p), axis=1), 1.0, rtol=1e-6)
+
+
+def test_every_keyword_of_fit_is_one_field_of_fit_options():
+    """One options object behind the public keywords: a new option is a field and a keyword, nothing else."""
+    import dataclasses
+    import inspect
+
+    keywords = [p.name for p in inspect.signature(nu_xp.fit).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    fields = {f.name: f.default for f in dataclasses.fields(nu_xp.training.FitOptions)}
+    assert sorted(keywords) == sorted(fields)
+    for p in inspect.signature(nu_xp.fit).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty:
+            assert fields[p.name] == p.default, p.name
+
+
+def test_the_one_loop_with_hooks_equals_fit(backend):
+    """``train`` with a hook that changes nothing gives fit's History; one that adds to the loss shows it."""
+
+    class Counting(nu_xp.training.StepHooks):
+        steps = 0
+
+        def after_backward(self, batch_loss, rows, batch_rows):
+            Counting.steps += 1
+            return batch_loss + 1.0 * batch_rows  # the recorded mean loss grows by exactly 1
+
+    histories = []
+    for hooks in (None, Counting()):
+        model = nu_xp.Sequential(
+            nu_xp.Linear(2, 4, seed=0, backend=backend), nu_xp.Tanh(), nu_xp.Linear(4, 1, seed=1, backend=backend)
+        )
+        opt = nu_xp.optim.SGD(model.parameters(), lr=0.05)
+        options = nu_xp.training.FitOptions(epochs=2, batch_size=16, seed=3, progress=False)
+        xs = nu_xp.asarray(X, like=model, dtype=model.dtype)
+        ys = nu_xp.asarray(Y, like=model, dtype=model.dtype)
+        kwargs = {} if hooks is None else {"hooks": hooks}
+        histories.append(nu_xp.training.train(model, nu_xp.MSELoss(), opt, xs, ys, options, **kwargs))
+    assert Counting.steps == 2 * 3
+    np.testing.assert_allclose(np.array(histories[1]["loss"]) - 1.0, histories[0]["loss"], rtol=1e-5)

@@ -1,0 +1,105 @@
+"""The ``"jax"`` backend: ``jax.numpy`` arrays on a CPU, GPU or TPU — immutable.
+
+``jax.numpy`` is an array-API namespace of its own (no compat wrapper). Its
+arrays cannot be written in place, so nu_xp never does: optimizers rebind
+``p.data`` (:func:`nu_xp.backends.is_writeable` says False), padding is the
+write-free ``concat`` of :meth:`Ops.pad`, and col2im is a scatter-add
+(:meth:`Ops.add_taps_by_scatter` through :meth:`index_add`, here
+``table.at[indices].add(values)``). ``erf`` is ``jax.scipy.special.erf``.
+
+JAX computes in float32 unless its 64-bit mode is on, and then silently
+hands back float32 for a float64 request: :meth:`check_dtype` refuses
+``dtype="float64"`` without it, saying how to enable it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import array_api_compat
+import numpy as np
+
+from .ops import Ops
+
+__all__ = ["JaxOps"]
+
+
+class JaxOps(Ops):
+    """JAX: immutable arrays, scatter-add through ``.at[].add``, devices from ``jax.devices()``."""
+
+    name: ClassVar[str] = "jax"
+    modules: ClassVar[tuple[str, ...]] = ("jax", "jax.numpy")
+    namespace_module: ClassVar[str] = "jax.numpy"
+    package: ClassVar[str] = "jax"
+    extra: ClassVar[str] = "jax"
+    array_noun: ClassVar[str] = "a jax array"
+
+    @classmethod
+    def is_array(cls, x: Any) -> bool:
+        return array_api_compat.is_jax_array(x)
+
+    def check_dtype(self, dtype: str) -> None:
+        """``ValueError`` for float64 while JAX's 64-bit mode is off (JAX would silently use float32)."""
+        if dtype == "float64" and not self.library.config.read("jax_enable_x64"):
+            raise ValueError(
+                "dtype='float64' on the 'jax' backend needs JAX's 64-bit mode, which is off (JAX would silently "
+                "compute in float32); enable it before creating arrays with "
+                "jax.config.update('jax_enable_x64', True) or the environment variable JAX_ENABLE_X64=1, "
+                "or use dtype='float32'"
+            )
+
+    # ------------------------------------------------------------------ devices
+    def default_device(self) -> Any:
+        return self.library.devices()[0]
+
+    def resolve_device(self, device: Any) -> Any:
+        """``None`` (the default device), a ``jax.Device``, or text: ``"cpu"``, ``"gpu"``/``"cuda"``, ``"gpu:1"``."""
+        jax = self.library
+        if device is None:
+            return self.default_device()
+        if not isinstance(device, str):
+            return device
+        platform, _, index = device.lower().partition(":")
+        platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+        try:
+            devices = jax.devices(platform)
+        except RuntimeError as exc:
+            raise RuntimeError(f"device={device!r}: JAX has no {platform!r} device here ({exc})") from None
+        return devices[int(index) if index else 0]
+
+    def device_key(self, device: Any) -> Any:
+        if device is None or isinstance(device, (str, int)):
+            return device
+        return f"{device.platform}:{device.id}"
+
+    def device_name(self, device: Any) -> str:
+        return f"{device.platform}:{device.id}" if hasattr(device, "platform") else str(device)
+
+    def is_host(self, device: Any) -> bool:
+        return getattr(device, "platform", "cpu") == "cpu"
+
+    def synchronize(self, device: Any) -> None:
+        self.library.effects_barrier()
+
+    # ------------------------------------------------------------------ host transfers
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def asarray(self, a: Any, dtype: Any = None, device: Any = None) -> Any:
+        """``jax.device_put(jnp.asarray(a, dtype), device)``."""
+        arr = self.xp.asarray(a, dtype=dtype)
+        return arr if device is None else self.library.device_put(arr, device)
+
+    # ------------------------------------------------------------------ kernels
+    def erf(self, x: Any) -> Any:
+        """``jax.scipy.special.erf`` (native)."""
+        from jax.scipy.special import erf
+
+        return erf(x)
+
+    def index_add(self, table: Any, indices: Any, values: Any) -> Any:
+        """``table.at[indices].add(values)``: JAX's scatter-add (a new array; repeats add up)."""
+        return table.at[indices].add(values)
+
+    # col2im without writing into an array: one scatter-add
+    add_taps = Ops.add_taps_by_scatter
