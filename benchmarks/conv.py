@@ -44,7 +44,9 @@ NETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_nu_xp(name: str, backend: str, device: Any) -> nu_xp.Sequential:
+def build_nu_xp(name: str, backend: str, device: Any, lib: Any = nu_xp) -> Any:
+    """The network ``name``, built with ``lib`` (nu_xp, or another version of it: ``versions.py``)."""
+    nu_xp = lib
     kw = {"backend": backend, "device": device}
     if name == "mnist1d_cnn":
         return nu_xp.Sequential(

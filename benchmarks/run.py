@@ -101,18 +101,19 @@ def batches(w: Workload, n: int):
 # ============================================================================ contenders
 
 
-def build_nu_xp(w: Workload, backend: str, device: Any) -> tuple[nu_xp.Sequential, Any]:
-    layers: list[nu_xp.Layer] = []
+def build_nu_xp(w: Workload, backend: str, device: Any, lib: Any = nu_xp) -> tuple[Any, Any]:
+    """The workload's network and loss, built with ``lib`` (nu_xp, or another version of it: ``versions.py``)."""
+    layers: list[Any] = []
     for i, (a, b) in enumerate(zip(w.sizes, w.sizes[1:])):
-        layers.append(nu_xp.Linear(a, b, seed=i, backend=backend, device=device))
+        layers.append(lib.Linear(a, b, seed=i, backend=backend, device=device))
         if i < len(w.sizes) - 2:
-            layers.append(nu_xp.ReLU() if w.activation == "relu" else nu_xp.Tanh())
-    loss = {"bce": nu_xp.BCEWithLogitsLoss, "mse": nu_xp.MSELoss, "ce": nu_xp.CrossEntropyLoss}[w.loss]()
-    return nu_xp.Sequential(*layers), loss
+            layers.append(lib.ReLU() if w.activation == "relu" else lib.Tanh())
+    loss = {"bce": lib.BCEWithLogitsLoss, "mse": lib.MSELoss, "ce": lib.CrossEntropyLoss}[w.loss]()
+    return lib.Sequential(*layers), loss
 
 
-def run_nu_xp(w: Workload, model: nu_xp.Sequential, loss: Any, x: Any, y: Any) -> float:
-    opt = nu_xp.optim.SGD(model.parameters(), lr=w.lr)
+def run_nu_xp(w: Workload, model: Any, loss: Any, x: Any, y: Any, lib: Any = nu_xp) -> float:
+    opt = lib.optim.SGD(model.parameters(), lr=w.lr)
     n = x.shape[0]
     value = None
     for start, stop in batches(w, n):
@@ -121,7 +122,7 @@ def run_nu_xp(w: Workload, model: nu_xp.Sequential, loss: Any, x: Any, y: Any) -
         opt.zero_grad()
         model.backward(loss.backward(), input_grad=False)
         opt.step()
-    return float(nu_xp.to_host(value))
+    return float(lib.to_host(value))
 
 
 def run_hand(w: Workload, params: list[list[Any]], x: Any, y: Any, xp: Any) -> float:

@@ -1,8 +1,8 @@
 """``model.summary(input_shape)``: one row per layer (name, type, output shape, parameters) and the totals.
 
-The shapes come from one forward pass of zeros through a deep copy of the
-model in eval mode, so the model itself is left exactly as it was (no running
-statistics updated, no caches overwritten).
+The shapes come from one forward pass of zeros, under ``no_grad()``, through
+a deep copy of the model in eval mode, so the model itself is left exactly as
+it was (no running statistics updated, no saved arrays touched).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import copy
 from typing import Any
 
 import numpy as np
+
+from ..grad_mode import no_grad
 
 __all__ = ["summary"]
 
@@ -21,12 +23,14 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
         input_shape = (input_shape,)
     shape = tuple(int(n) for n in input_shape)
     probe = copy.deepcopy(model).eval()
+    probe.clear_cache()  # the copy of what pending forwards kept is not needed
     rows: list[tuple[str, str, str, int]] = []
     _record(probe, "", rows, top=True)
     be = probe.backend
     integer = type(_first_leaf(probe)).__name__ == "Embedding"
     x = be.ops.asarray(np.zeros((batch_size, *shape), dtype=np.int64 if integer else be.dtype_name), device=be.device)
-    out = probe.forward(x)
+    with no_grad():
+        out = probe(x)
     shapes = {name: text for name, text in getattr(probe, "_summary_shapes", {}).items()}
     total = model.num_parameters()
     buffers = sum(int(np.prod(b.shape)) for b in model.named_buffers().values())

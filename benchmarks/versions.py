@@ -1,0 +1,118 @@
+"""Before and after: this checkout's nu_xp against another checkout of it, paired in ONE process.
+
+The other checkout (a ``git worktree`` of an older commit, say) is imported
+under the name ``nu_xp_before``, so both versions train the same networks
+(the MLP workloads of ``run.py`` and the convolutional ones of ``conv.py``,
+same seeds, same data) in the same process, with the two interleaved (the
+order alternates each round, each timed run after a short idle pause). The
+result per workload is the median over rounds of ``time(now) / time(before)``
+(paired: a slow phase of a shared machine hits both):
+
+    git worktree add /tmp/nu_xp_before <commit>
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/versions.py /tmp/nu_xp_before [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import conv  # the convolutional networks
+import run  # the MLP workloads and the timing helpers
+
+import nu_xp
+
+
+def load_other(root: Path) -> Any:
+    """The nu_xp package of checkout ``root``, imported as ``nu_xp_before`` (beside this one)."""
+    package = root / "nu_xp"
+    spec = importlib.util.spec_from_file_location(
+        "nu_xp_before", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{root} holds no nu_xp package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nu_xp_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def mlp_runner(lib: Any, name: str) -> Any:
+    w = run.WORKLOADS[name]
+    x_host, y_host = run.make_data(w)
+    model, loss = run.build_nu_xp(w, "numpy", None, lib)
+    x, y = lib.asarray(x_host, like=model, dtype=model.dtype), lib.asarray(y_host, like=model)
+    if w.loss != "ce":
+        y = lib.asarray(y_host, like=model, dtype=model.dtype)
+    return lambda: run.run_nu_xp(w, model, loss, x, y, lib)
+
+
+def conv_runner(lib: Any, name: str) -> Any:
+    spec = conv.NETS[name]
+    rng = np.random.default_rng(0)
+    x_host = rng.normal(size=(spec["batch"], *spec["input"])).astype(np.float32)
+    model = conv.build_nu_xp(name, "numpy", None, lib)
+    loss = lib.CrossEntropyLoss()
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    x, y = lib.asarray(x_host, like=model), lib.asarray(rng.integers(0, 10, spec["batch"]), like=model)
+
+    def step() -> float:
+        value: Any = 0.0
+        for _ in range(spec["steps"]):
+            value = loss.forward(model.forward(x), y)
+            opt.zero_grad()
+            model.backward(loss.backward(), input_grad=False)
+            opt.step()
+        return float(value)
+
+    return step
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path, help="the other checkout (its root folder)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,mnist1d_cnn,lenet5")
+    args = parser.parse_args(argv)
+    before = load_other(args.other.resolve())
+    print(f"CPU {cpu_model()}; BLAS {run.blas_info()}")
+    print(f"{'workload':12s} {'now ms':>9s} {'before ms':>10s} {'now/before':>11s}  ({args.rounds} paired rounds)")
+    for name in args.workloads.split(","):
+        make = mlp_runner if name in run.WORKLOADS else conv_runner
+        runners = {"now": make(nu_xp, name), "before": make(before, name)}
+        for fn in runners.values():
+            fn()  # warm-up
+        times: dict[str, list[float]] = {"now": [], "before": []}
+        ratios = []
+        for r in range(args.rounds):
+            order = ["now", "before"] if r % 2 == 0 else ["before", "now"]
+            for who in order:
+                times[who].append(run.timed(runners[who])[0])
+            ratios.append(times["now"][-1] / times["before"][-1])
+        now, old = statistics.median(times["now"]), statistics.median(times["before"])
+        print(f"{name:12s} {now * 1e3:9.1f} {old * 1e3:10.1f} {statistics.median(ratios):11.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
