@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import array_api_compat
-
 from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
 from .ops import Ops
 from .registry import BACKENDS, normalize_name, ops_class_of, ops_for
@@ -50,7 +48,6 @@ class Backend:
     device: Any
     dtype: Any
     array_type: Any = object  # the library's array class (Any: so a type test does not narrow for mypy)
-    writeable: bool = True
 
     # plain attributes copied from ``ops`` (read on every forward: an attribute is cheaper than a property)
     def __post_init__(self) -> None:
@@ -205,7 +202,6 @@ def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
         device,
         getattr(ops.xp, dtype),
         array_type=type(probe),
-        writeable=bool(array_api_compat.is_writeable_array(probe)),  # what arrays.is_writeable says of its type
     )
 
 

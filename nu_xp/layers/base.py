@@ -240,6 +240,9 @@ class Layer:
 
     training: bool = True
     _backend: Backend | None = None
+    #: what pending forwards kept for backward (one tuple per forward), all of pass ``_saved_pass``
+    _saved_stack: list[tuple[Any, ...]] = []  # noqa: RUF012 - never appended to: replaced per instance on first save
+    _saved_pass: int = -1
     #: True for losses: they are Layers, but never part of a saved model
     is_loss: ClassVar[bool] = False
     #: True for containers, whose constructor takes the sub-layers (``Sequential(*layers)``)
@@ -256,7 +259,6 @@ class Layer:
     def __init__(self, *, backend: Any = None, device: Any = None, dtype: Any = None) -> None:
         self._backend = get_backend(backend, device, dtype)
         self._buffers: dict[str, Any] = {}
-        self._saved_stack: list[tuple[int, tuple[Any, ...]]] = []
         self.training = True
 
     # ------------------------------------------------------------------ computing
@@ -289,17 +291,13 @@ class Layer:
         got its backward is dropped here (see :mod:`nu_xp.grad_mode`).
         """
         state = STATE
-        if not state.enabled:
-            return
-        if state.depth == 0:
-            state.pass_id += 1
-        try:
-            stack = self._saved_stack
-        except AttributeError:  # a subclass that did not call Layer.__init__
-            stack = self._saved_stack = []
-        if stack and stack[-1][0] != state.pass_id:
-            stack.clear()
-        stack.append((state.pass_id, values))
+        if state.enabled:
+            if not state.depth:
+                state.pass_id += 1
+            if self._saved_pass != state.pass_id:  # the first entry of a new pass: drop the old pass's
+                self._saved_pass = state.pass_id
+                self._saved_stack = []
+            self._saved_stack.append(values)
 
     def saved_tensors(self) -> tuple[Any, ...]:
         """Pop what the latest pending forward kept (:meth:`save_for_backward`): the values, as a tuple.
@@ -308,17 +306,17 @@ class Layer:
         before ``forward``, after a forward under ``no_grad()``, or once more
         than there were forwards.
         """
-        stack = getattr(self, "_saved_stack", None)
-        if not stack:
+        try:
+            return self._saved_stack.pop()
+        except IndexError:
             raise RuntimeError(
                 f"{type(self).__name__}.backward called before forward (no forward is pending): call forward "
                 "first, outside nu_xp.no_grad() (which keeps nothing), once per backward"
-            )
-        return stack.pop()[1]
+            ) from None
 
     def pending_backwards(self) -> int:
         """How many forwards of this layer (in the current pass) still wait for their backward."""
-        return len(getattr(self, "_saved_stack", ()))
+        return len(self._saved_stack)
 
     def backward_into(self, grad: Any, input_grad: bool) -> Any:
         """``backward(grad, input_grad=input_grad)`` where supported, else ``backward(grad)``.
@@ -332,7 +330,8 @@ class Layer:
 
     def clear_cache(self) -> None:
         """Forget what every pending ``forward`` kept for ``backward``, here and in every sub-layer (``.to()`` does)."""
-        getattr(self, "_saved_stack", []).clear()
+        self._saved_stack = []
+        self._saved_pass = -1
         for child in self.children():
             child.clear_cache()
 

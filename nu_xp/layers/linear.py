@@ -111,10 +111,7 @@ class Linear(Layer):
             x = be.xp.reshape(x, (-1, self.in_features))
         y = x @ self.weight.data.T
         if self.bias is not None:
-            if be.writeable:
-                y += self.bias.data  # in place: one temporary fewer
-            else:
-                y = y + self.bias.data
+            y += self.bias.data  # in place (one temporary fewer); a new array where arrays are immutable (JAX)
         self.save_for_backward(x, lead, y.shape)
         return y if lead is None else be.xp.reshape(y, (*lead, self.out_features))
 

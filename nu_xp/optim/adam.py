@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import is_writeable, namespace_of, to_host
+from ..backends import namespace_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -80,7 +80,6 @@ class Adam(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
-        inplace = is_writeable(theta)
         b1, b2 = group["betas"]
         lr, decay = group["lr"], group["weight_decay"]
         if not state:
@@ -92,20 +91,16 @@ class Adam(Optimizer):
         t = state["step"]
         if decay:
             if self._decoupled:
-                if inplace:
-                    theta *= 1.0 - lr * decay
-                else:
-                    theta = p.data = theta * (1.0 - lr * decay)
+                p.data *= 1.0 - lr * decay
             else:
                 grad = grad + decay * theta
+        # augmented assignments: in place where the backend's arrays are writeable, a new array where
+        # they are immutable (JAX), hence the store back into the state
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if inplace:
-            m += (1.0 - b1) * (grad - m)
-            v *= b2
-            v += (1.0 - b2) * (grad * grad)
-        else:
-            m = state["exp_avg"] = m + (1.0 - b1) * (grad - m)
-            v = state["exp_avg_sq"] = b2 * v + (1.0 - b2) * (grad * grad)
+        m += (1.0 - b1) * (grad - m)
+        v *= b2
+        v += (1.0 - b2) * (grad * grad)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
         step_size = lr / (1.0 - b1**t)
         denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
         self._apply_update(p, step_size * (m / denom))

@@ -7,14 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import asarray, is_writeable, to_host
+from ..backends import asarray, to_host
 from ..layers import Layer, Parameter
 from ..validation import check_number
 
-__all__ = ["Optimizer", "writeable"]
-
-#: kept for code written against earlier versions: :func:`nu_xp.backends.is_writeable`
-writeable = is_writeable
+__all__ = ["Optimizer"]
 
 
 class Optimizer:
@@ -144,13 +141,12 @@ class Optimizer:
     def _apply_update(p: Parameter, delta: Any) -> None:
         """``θ ← θ - delta``: the one place where an optimizer changes a parameter.
 
-        In place where the backend's arrays are writeable (no new array);
-        otherwise (JAX) ``p.data`` is rebound to a new array.
+        An augmented assignment: in place where the backend's arrays are
+        writeable (``ndarray.__isub__``: no new array); where they are
+        immutable (JAX arrays have no ``__isub__``) Python computes
+        ``p.data - delta`` and rebinds ``p.data`` to it.
         """
-        if is_writeable(p.data):
-            p.data -= delta
-        else:
-            p.data = p.data - delta
+        p.data -= delta
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {index: {name: array or number}}, "param_groups": [{hyper…, "params": [indices]}]}`` (host)."""

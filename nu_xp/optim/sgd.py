@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import is_writeable, namespace_of
+from ..backends import namespace_of
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -81,7 +81,6 @@ class SGD(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         theta = p.data
-        inplace = is_writeable(theta)
         lr, momentum, dampening, decay = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         if decay:
             grad = grad + decay * theta
@@ -89,11 +88,9 @@ class SGD(Optimizer):
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = namespace_of(grad).asarray(grad, copy=True)
-            elif inplace:
+            else:  # in place where arrays are writeable, a new array where they are immutable (JAX)
                 buf *= momentum
                 buf += (1.0 - dampening) * grad if dampening else grad
-            else:
-                buf = momentum * buf + (1.0 - dampening) * grad
             state["momentum_buffer"] = buf
             grad = grad + momentum * buf if group["nesterov"] else buf
         self._apply_update(p, lr * grad)
