@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backends import Backend, asarray, describe, get_backend, to_host
 from ..errors import ModelFileError, ModelFileWarning
-from ..grad_mode import STATE, no_grad
+from ..grad_mode import THREAD, no_grad
 from ..validation import check_positive_int
 
 __all__ = [
@@ -207,7 +207,7 @@ def _tracked_forward(forward: Any) -> Any:
     """
 
     def forward_in_pass(self: Layer, *args: Any, **kwargs: Any) -> Any:
-        state = STATE
+        state = THREAD.grad
         if state.depth == 0:
             state.pass_id += 1
         state.depth += 1
@@ -272,7 +272,7 @@ class Layer:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``forward(...)``, as one pass: layers it runs inside keep their saved arrays in the same pass."""
-        state = STATE
+        state = THREAD.grad
         if state.depth == 0:
             state.pass_id += 1
         state.depth += 1
@@ -290,14 +290,17 @@ class Layer:
         model gets one entry per use. An entry of an earlier pass that never
         got its backward is dropped here (see :mod:`nu_xp.grad_mode`).
         """
-        state = STATE
+        state = THREAD.grad
         if state.enabled:
-            if not state.depth:
-                state.pass_id += 1
-            if self._saved_pass != state.pass_id:  # the first entry of a new pass: drop the old pass's
-                self._saved_pass = state.pass_id
-                self._saved_stack = []
-            self._saved_stack.append(values)
+            if state.depth:
+                pass_id = state.pass_id
+            else:  # a layer called on its own: a pass of its own
+                pass_id = state.pass_id = state.pass_id + 1
+            if self._saved_pass != pass_id:  # the first entry of a new pass: drop the old pass's
+                self._saved_pass = pass_id
+                self._saved_stack = [values]
+            else:
+                self._saved_stack.append(values)
 
     def saved_tensors(self) -> tuple[Any, ...]:
         """Pop what the latest pending forward kept (:meth:`save_for_backward`): the values, as a tuple.

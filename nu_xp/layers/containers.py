@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..backends import Backend
-from ..grad_mode import STATE
+from ..grad_mode import THREAD
 from .base import Layer, register_layer
 
 __all__ = ["Residual", "Sequential"]
@@ -68,7 +68,7 @@ class Sequential(Layer):
 
     def forward(self, x: Any) -> Any:
         """Run the layers in order, as one pass: a layer that appears twice keeps one entry per use."""
-        state = STATE
+        state = THREAD.grad
         if state.depth == 0:
             state.pass_id += 1
         state.depth += 1

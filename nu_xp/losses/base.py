@@ -53,19 +53,23 @@ class Loss(Layer):
 
     def backward(self, grad: Any = None) -> Any:
         """``dL/dpred`` for the last ``forward``; ``grad`` is dL'/dL (required with ``reduction="none"``)."""
-        self._cache, self._scale, self._value_shape = self.saved_tensors()
-        try:
-            if self.reduction == "none":
-                if grad is None or tuple(getattr(grad, "shape", ())) != self._value_shape:
-                    raise ValueError(
-                        f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
-                        f"shape {self._value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
-                    )
-                return self._grad(self._expand(grad))
-            dpred = self._grad(self._scale)
-            return dpred if grad is None else dpred * grad
-        finally:
-            self._cache = self._scale = None  # what backward needs lives on the stack only
+        self._cache, scale, value_shape = self.saved_tensors()  # _cache: what _grad reads
+        if self.reduction == "none":
+            if grad is None or tuple(getattr(grad, "shape", ())) != value_shape:
+                raise ValueError(
+                    f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
+                    f"shape {value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
+                )
+            return self._grad(self._expand(grad))
+        if grad is None:
+            return self._grad(scale)
+        if tuple(getattr(grad, "shape", ())) != ():
+            raise ValueError(
+                f"{type(self).__name__}(reduction={self.reduction!r}) has a scalar value, so backward(grad) takes "
+                f"dL'/dL as a scalar; got grad of shape {tuple(grad.shape)} (for per-element gradients use "
+                "reduction='none')"
+            )
+        return self._grad(scale) * grad
 
     def _expand(self, grad: Any) -> Any:
         """``grad`` of the value's shape, broadcastable against ``pred`` (losses that reduce an axis override)."""
@@ -88,8 +92,10 @@ class Loss(Layer):
         """The value from the sum of the elementwise losses (for "mean" and "sum" only)."""
         reduction = self.reduction
         if reduction == "mean" and type(count) is int and count:  # the common case first: no other test
-            self._scale = 1.0 / count
-            return self._kept(ops.asarray(total * self._scale))
+            self._scale = scale = 1.0 / count
+            self.save_for_backward(self._cache, scale, ())
+            self._cache = None
+            return ops.asarray(total * scale)
         if reduction == "sum":
             self._scale = 1.0
             return self._kept(ops.asarray(total))
@@ -130,7 +136,7 @@ class Loss(Layer):
             not ops.single_device and not same_device(ops.device_of(target), ops.device_of(pred))
         ):
             self._check_same_place(pred, target)
-        if same_shape and tuple(pred.shape) != tuple(target.shape):
+        if same_shape and pred.shape != target.shape and tuple(pred.shape) != tuple(target.shape):
             raise ValueError(
                 f"{name}: pred and target must have the same shape, got pred "
                 f"{tuple(pred.shape)} and target {tuple(target.shape)} (no broadcasting)"

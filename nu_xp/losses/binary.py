@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..backends import ops_of
-from ..functional import clamped_log, sigmoid
+from ..functional import clamped_log
 from .base import Loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
@@ -58,8 +58,9 @@ class BCEWithLogitsLoss(Loss):
     def forward(self, pred: Any, target: Any) -> Any:
         ops, x, t = self._prepare(pred, target)
         xp = ops.xp
-        sig = sigmoid(ops, x)
-        softplus = ops.clamp_min(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))  # softplus(x); softplus(-x) = that - x
+        e = xp.exp(-xp.abs(x))  # shared by σ and softplus: never overflows
+        sig = xp.exp(ops.clamp_max(x, 0.0)) / (1.0 + e)  # functional.sigmoid, with its e⁻ˣ reused
+        softplus = ops.clamp_min(x, 0.0) + xp.log1p(e)  # softplus(x); softplus(-x) = that - x
         w = None if self.pos_weight is None else self._weights(self.pos_weight, x, "pos_weight")
         if w is None:
             elementwise = softplus - x * t

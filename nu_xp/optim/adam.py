@@ -78,7 +78,7 @@ class Adam(Optimizer):
                 f"Adam state of parameter {index} must hold step, exp_avg, exp_avg_sq; got {sorted(entries)}"
             )
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data
         b1, b2 = group["betas"]
         lr, decay = group["lr"], group["weight_decay"]
@@ -103,7 +103,7 @@ class Adam(Optimizer):
         state["exp_avg"], state["exp_avg_sq"] = m, v
         step_size = lr / (1.0 - b1**t)
         denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
-        self._apply_update(p, step_size * (m / denom))
+        return step_size * (m / denom)
 
 
 class AdamW(Adam):

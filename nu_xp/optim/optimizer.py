@@ -120,7 +120,10 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad, state.setdefault(index, {}), group)
+                    # θ ← θ - Δθ, the one place a parameter changes: an augmented assignment, in place where
+                    # the backend's arrays are writeable (no new array), rebound where they are immutable (JAX)
+                    delta = self._update(p, p.grad, state.setdefault(index, {}), group)  # may rebind p.data (AdamW)
+                    p.data -= delta
                     stepped = True
                 index += 1
         if not stepped and not self.__dict__.get("_warned_no_grad"):
@@ -133,20 +136,16 @@ class Optimizer:
                 stacklevel=2,
             )
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """Compute this parameter's step from ``grad`` and its ``state``, and apply it with :meth:`_apply_update`."""
-        raise NotImplementedError
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        """The step ``Δθ`` of this parameter from ``grad`` and its ``state`` (updated here); :meth:`step` applies it.
 
-    @staticmethod
-    def _apply_update(p: Parameter, delta: Any) -> None:
-        """``θ ← θ - delta``: the one place where an optimizer changes a parameter.
-
-        An augmented assignment: in place where the backend's arrays are
+        :meth:`step` is the one place a parameter changes: ``p.data -= Δθ``,
+        an augmented assignment: in place where the backend's arrays are
         writeable (``ndarray.__isub__``: no new array); where they are
         immutable (JAX arrays have no ``__isub__``) Python computes
-        ``p.data - delta`` and rebinds ``p.data`` to it.
+        ``p.data - Δθ`` and rebinds ``p.data`` to it.
         """
-        p.data -= delta
+        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {index: {name: array or number}}, "param_groups": [{hyper…, "params": [indices]}]}`` (host)."""

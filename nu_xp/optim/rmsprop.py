@@ -74,7 +74,7 @@ class RMSprop(Optimizer):
                 f"RMSprop state of parameter {index} holds unknown entries {sorted(set(entries) - allowed)}"
             )
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data
         xp = namespace_of(theta)
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
@@ -99,4 +99,4 @@ class RMSprop(Optimizer):
             step = state["momentum_buffer"] = (
                 momentum * state.setdefault("momentum_buffer", xp.zeros_like(theta)) + step
             )
-        self._apply_update(p, group["lr"] * step)
+        return group["lr"] * step

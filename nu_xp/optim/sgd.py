@@ -79,7 +79,7 @@ class SGD(Optimizer):
         if set(entries) - {"momentum_buffer"}:
             raise ValueError(f"SGD state of parameter {index} may hold only momentum_buffer, got {sorted(entries)}")
 
-    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data
         lr, momentum, dampening, decay = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         if decay:
@@ -93,4 +93,4 @@ class SGD(Optimizer):
                 buf += (1.0 - dampening) * grad if dampening else grad
             state["momentum_buffer"] = buf
             grad = grad + momentum * buf if group["nesterov"] else buf
-        self._apply_update(p, lr * grad)
+        return lr * grad
