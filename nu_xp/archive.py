@@ -24,7 +24,9 @@ Reading (:func:`read_archive`) refuses, before reading any data:
 So reading a file never allocates much more than the file's own size, and
 every member's CRC is checked (zipfile does it at the end of each member).
 
-Writing (:func:`atomic_savez`) goes to a temporary file named
+Writing (:func:`atomic_savez`) writes through a symlink to its target, refuses
+to replace anything that is not a regular file (a FIFO, a device node, a
+socket, a directory), and goes to a temporary file named
 ``.nu_xp-save-<random>.tmp`` in the target's directory, which is flushed,
 fsynced and renamed over the target: a crash never leaves a half-written file
 in place of a good one. The temporary file is created with mode ``0o666``
@@ -212,8 +214,7 @@ def atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
     the temporary file never outlives a failure.
     """
     try:
-        if path.is_dir():
-            raise ModelFileError(f"{path} is a directory; give a file name such as {path / 'model.npz'}")
+        path = _save_target(path)
         directory = path.parent if str(path.parent) else Path(".")
         if not directory.is_dir():
             raise ModelFileError(f"{path}: directory {directory} does not exist")
@@ -238,6 +239,32 @@ def atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
             raise ModelFileError(f"cannot save {path}: {exc.strerror or exc}") from exc
         raise
     _fsync_directory(directory)
+
+
+def _save_target(path: Path) -> Path:
+    """The file a save replaces: ``path`` itself, or the file a symlink points to (written through, as
+    ``open(path, "w")`` would); anything that exists and is not a regular file is refused.
+
+    A rename over a symlink would replace the link and leave its target old; over a FIFO, a device
+    node (``/dev/null`` as root) or a socket it would replace that special file.
+    """
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target  # a new file (or a dangling symlink's target, created)
+    if stat.S_ISDIR(mode):
+        raise ModelFileError(f"{path} is a directory; give a file name such as {path / 'model.npz'}")
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise ModelFileError(f"cannot save {path}: it is {kind}; nu_xp only replaces regular files")
+    return target
 
 
 def _create_temporary(directory: Path) -> tuple[int, Path]:

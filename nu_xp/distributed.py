@@ -147,7 +147,16 @@ def _params(model_or_params: Layer | Iterable[Parameter]) -> list[Parameter]:
 
 
 def broadcast_parameters(model: Layer, root: int = 0) -> None:
-    """Copy rank ``root``'s parameters and buffers into the model on every rank (gradients are reset)."""
+    """Copy rank ``root``'s parameters and buffers into the model on every rank (gradients are reset).
+
+    The arguments are checked the same way in a world of one as under
+    ``mpiexec``, so a script that is wrong fails alone too.
+    """
+    if not isinstance(model, Layer) or model.is_loss:
+        raise TypeError(f"broadcast_parameters takes a nu_xp model (a Layer), got {type(model).__name__}")
+    size = world_size()
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < size:
+        raise ValueError(f"broadcast_parameters: root must be a rank in [0, {size}), got {root!r}")
     if not is_active():
         return
     state = model.state_dict()
@@ -280,7 +289,11 @@ class DistributedOptimizer:
     """
 
     def __init__(self, optimizer: Any) -> None:
-        self.optimizer = optimizer
+        from .optim import Optimizer
+
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"DistributedOptimizer wraps a nu_xp.optim optimizer, got {type(optimizer).__name__}")
+        object.__setattr__(self, "optimizer", optimizer)
 
     def step(self) -> None:
         """``allreduce_gradients`` over the optimizer's parameters, then the wrapped ``step()``."""
@@ -288,7 +301,17 @@ class DistributedOptimizer:
         self.optimizer.step()
 
     def __getattr__(self, name: str) -> Any:
+        """Everything else is the wrapped optimizer's (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…)."""
+        if name == "optimizer":  # not set yet (a copy or an unpickling in progress): no recursion
+            raise AttributeError(name)
         return getattr(self.optimizer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignments reach the wrapped optimizer: ``dopt.lr = 0.5`` sets its learning rate."""
+        setattr(self.optimizer, name, value)
+
+    def __repr__(self) -> str:
+        return f"DistributedOptimizer({self.optimizer!r})"
 
 
 def report_failure_and_abort(exc: BaseException) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .backends import namespace_of, to_host
 
-__all__ = ["METRICS", "Metric", "make_metric"]
+__all__ = ["METRICS", "Metric", "make_metric", "make_metrics"]
 
 
 class Metric:
@@ -64,10 +64,6 @@ class Metric:
         self._count = sum(count for _, count in states)
 
 
-def _labels(xp: Any, target: Any) -> Any:
-    return target if target.ndim == 1 else xp.argmax(target, axis=1)
-
-
 class BinaryAccuracy(Metric):
     """Fraction of elements where ``[p ≥ 0.5] == [t ≥ 0.5]``."""
 
@@ -83,7 +79,12 @@ class BinaryAccuracy(Metric):
 
 
 class Accuracy(BinaryAccuracy):
-    """Fraction of samples whose arg-max class equals the label (binary_accuracy for one column)."""
+    """Fraction of samples (or positions, for ``(N, C, d1, …)``) whose arg-max class equals the label.
+
+    One output column: the same as binary_accuracy. With a binary loss
+    (independent sigmoid outputs, multilabel), ``fit`` uses binary accuracy
+    under this name, as Keras does.
+    """
 
     name = "accuracy"
 
@@ -92,9 +93,15 @@ class Accuracy(BinaryAccuracy):
             super().update(pred, target if target.ndim == pred.ndim else target[:, None])
             return
         xp = namespace_of(pred)
-        guess = xp.argmax(pred, axis=1)
-        hit = guess == xp.astype(_labels(xp, target), guess.dtype)
-        self._add(xp.sum(xp.astype(hit, xp.int32)), count=pred.shape[0])
+        guess = xp.argmax(pred, axis=1)  # (N,) or, for (N, C, d1, …) logits, one class per position (N, d1, …)
+        labels = target if target.ndim == guess.ndim else xp.argmax(target, axis=1)
+        if tuple(labels.shape) != tuple(guess.shape):
+            raise ValueError(
+                f"accuracy: predictions of shape {tuple(pred.shape)} (classes on axis 1) need labels of shape "
+                f"{tuple(guess.shape)} or one-hot targets of the predictions' shape; got {tuple(target.shape)}"
+            )
+        hit = guess == xp.astype(labels, guess.dtype)
+        self._add(xp.sum(xp.astype(hit, xp.int32)), count=int(np.prod(guess.shape)))
 
 
 class MeanSquaredError(Metric):
@@ -182,6 +189,38 @@ METRICS: dict[str, type[Metric]] = {
     "mean_absolute_error": MeanAbsoluteError,
     "r2": R2Score,
 }
+
+
+def make_metrics(specs: Any, *, binary: bool = False) -> list[Metric]:
+    """Fresh metrics from ``fit``'s ``metrics=``: a name, a callable, a Metric, a sequence of those, or None.
+
+    Names are made unique (a second ``<lambda>`` becomes ``<lambda>_1``), so
+    no metric hides another in the History. With ``binary`` (the loss is
+    ``BCELoss``/``BCEWithLogitsLoss``: one independent probability per
+    output), ``"accuracy"`` is binary accuracy, as Keras does.
+    """
+    if specs is None:
+        return []
+    if isinstance(specs, (str, Metric)) or callable(specs):
+        specs = [specs]
+    try:
+        items = list(specs)
+    except TypeError:
+        raise TypeError(f"metrics must be a name, a callable or a list of them, got {specs!r}") from None
+    made: list[Metric] = []
+    names: set[str] = set()
+    for spec in items:
+        metric = make_metric(spec)
+        if binary and type(metric) is Accuracy:
+            metric = BinaryAccuracy()
+            metric.name = "accuracy" if str(spec).lower() == "accuracy" else "acc"
+        base, k = metric.name, 0
+        while metric.name in names:
+            k += 1
+            metric.name = f"{base}_{k}"
+        names.add(metric.name)
+        made.append(metric)
+    return made
 
 
 def make_metric(spec: str | Callable | Metric) -> Metric:

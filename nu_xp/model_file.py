@@ -52,6 +52,7 @@ from .archive import RESERVED_PREFIX, atomic_savez, read_archive, weight_arrays
 from .backends import dtype_name, get_backend, use_backend
 from .errors import ModelFileError, ModelFileWarning
 from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, set_weights_reader
+from .optim import unwrap
 
 __all__ = [
     "FORMAT_VERSION",
@@ -207,6 +208,7 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     if ties:
         meta["ties"] = ties
     if optimizer is not None:
+        optimizer = unwrap(optimizer)  # a DistributedOptimizer's checkpoint is its optimizer's
         state = optimizer.state_dict()
         scalars: dict[str, dict[str, Any]] = {}
         for index, entries in state["state"].items():
@@ -227,6 +229,13 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
         text = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"save: extra= and layer configs must be JSON values: {exc}") from exc
+    try:  # never write what load would refuse: the reader's own limits, checked before the target is touched
+        _parse_json(text, path)
+    except ModelFileError as exc:
+        raise ModelFileError(
+            f"save would write metadata that nu_xp.load refuses, so {path} was left as it was: {exc} "
+            "(smaller numbers, less text in extra=, or a flatter model)"
+        ) from None
     arrays[META_KEY] = np.array(text)
     atomic_savez(path, arrays)
     return path
@@ -420,6 +429,7 @@ def _extra_states(meta: dict[str, Any] | None) -> dict[str, Any]:
 
 def _optimizer_state(path: Any, meta: dict[str, Any] | None, arrays: dict[str, np.ndarray], optimizer: Any) -> dict:
     """The optimizer's state dict as saved (arrays and scalars joined), before any check of its values."""
+    optimizer = unwrap(optimizer)
     saved = (meta or {}).get("optimizer")
     if not isinstance(saved, dict):
         raise ModelFileError(f"{path} holds no optimizer state; it was saved without optimizer=")

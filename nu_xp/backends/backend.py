@@ -9,8 +9,9 @@ Selection, from most to least specific:
 4. the environment variable ``NU_XP_BACKEND`` (read when nu_xp is imported);
 5. the default, ``"numpy"`` in ``float32``.
 
-The default lives in a ``ContextVar``, so threads and async tasks each see
-their own ``use_backend`` block.
+``set_backend`` sets the process-wide default, which every thread sees (as
+``torch.set_default_dtype``); a ``use_backend`` block lives in a
+``ContextVar``, so it applies to its own thread or async task only.
 """
 
 from __future__ import annotations
@@ -169,10 +170,14 @@ def _default_from_env() -> _Default:
         raise ValueError(f"environment variable NU_XP_BACKEND: {exc}") from None
 
 
-_DEFAULT: contextvars.ContextVar[_Default] = contextvars.ContextVar(
-    "nu_xp_default",
-    default=_default_from_env(),  # noqa: B039 - _Default is a frozen dataclass
-)
+#: the process-wide default (``set_backend``): every thread sees it, as ``torch.set_default_dtype``
+_PROCESS_DEFAULT: list[_Default] = [_default_from_env()]
+#: a ``use_backend`` block's default, for this thread or async task only (None outside any block)
+_SCOPED: contextvars.ContextVar[_Default | None] = contextvars.ContextVar("nu_xp_scoped_default", default=None)
+
+
+def _current_default() -> _Default:
+    return _SCOPED.get() or _PROCESS_DEFAULT[0]
 
 
 def _check_dtype(dtype: Any) -> str:
@@ -229,7 +234,7 @@ def get_backend(backend: Any = None, device: Any = None, dtype: Any = None) -> B
     RuntimeError
         ``"cupy"`` without a usable CUDA device.
     """
-    default = _DEFAULT.get()
+    default = _current_default()
     if isinstance(backend, Backend):
         if device is None and dtype is None:
             return backend
@@ -250,7 +255,7 @@ def _normalize(backend: Any) -> str:
 
 
 def set_backend(backend: Any = "numpy", device: Any = None, dtype: Any = None) -> Backend:
-    """Set the process-wide default backend (and optionally device and dtype).
+    """Set the process-wide default backend (and optionally device and dtype), for every thread.
 
     Objects created afterwards without ``backend=`` use it; existing objects
     stay where they are (move them with ``.to()``). Returns the new default.
@@ -264,7 +269,7 @@ def set_backend(backend: Any = "numpy", device: Any = None, dtype: Any = None) -
     """
     name = _normalize(backend)
     resolved = get_backend(name, device, dtype or "float32")
-    _DEFAULT.set(_Default(name, device, resolved.dtype_name))
+    _PROCESS_DEFAULT[0] = _Default(name, device, resolved.dtype_name)
     return resolved
 
 
@@ -281,8 +286,8 @@ def use_backend(backend: Any, device: Any = None, dtype: Any = None) -> Iterator
     """
     name = _normalize(backend)
     resolved = get_backend(name, device, dtype or "float32")
-    token = _DEFAULT.set(_Default(name, device, resolved.dtype_name))
+    token = _SCOPED.set(_Default(name, device, resolved.dtype_name))
     try:
         yield resolved
     finally:
-        _DEFAULT.reset(token)
+        _SCOPED.reset(token)

@@ -6,29 +6,98 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, get_backend
 
-__all__ = ["DEFAULT_OUT", "demo_parser", "output_folder"]
+__all__ = [
+    "DEFAULT_OUT",
+    "DemoParser",
+    "demo_parser",
+    "folder",
+    "non_negative_int",
+    "output_folder",
+    "positive_float",
+    "positive_int",
+]
 
 #: where the demos write their plots and models unless ``--out`` says otherwise (git-ignored)
 DEFAULT_OUT = Path("nu_xp_demo")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer ≥ 1 (else one line, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer ≥ 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def folder(text: str) -> Path:
+    """An argparse type: a folder to write into (it may not exist yet, but must not be a file)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; name a folder to write the demo's files into")
+    return path
+
+
+class DemoParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that also checks ``--backend`` can run here: every mistake is one line, exit 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        """One line on stderr (the mistake and where to look), then exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "backend", None) is not None:
+            try:
+                get_backend(parsed.backend)
+            except (ImportError, RuntimeError, ValueError) as exc:
+                self.error(f"--backend {parsed.backend}: {exc}")
+        return parsed
 
 
 def demo_parser(
     name: str, doc: str, *, epochs: int | None, lr: float, epochs_help: str = "passes over the training data"
 ) -> Any:
     """An ``ArgumentParser`` for ``nu-xp demo <name>`` with the common options; ``doc`` is the module docstring."""
-    parser = argparse.ArgumentParser(
+    parser = DemoParser(
         prog=f"nu-xp demo {name}", description=doc.splitlines()[0], epilog="\n".join(doc.splitlines()[1:])
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--backend", default="numpy", choices=BACKENDS, help="where to compute (default numpy)")
     if epochs is not None:
-        parser.add_argument("--epochs", type=int, default=epochs, help=f"{epochs_help} (default {epochs})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch order (default 0)")
-    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate (default {lr})")
+        parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"{epochs_help} (default {epochs})")
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for the plots and models (default ./{DEFAULT_OUT}/)"
+        "--seed", type=non_negative_int, default=0, help="seed of the weights and the batch order (default 0)"
+    )
+    parser.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default {lr})")
+    parser.add_argument(
+        "--out", type=folder, default=DEFAULT_OUT, help=f"folder for the plots and models (default ./{DEFAULT_OUT}/)"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or epoch lines")
     return parser

@@ -19,6 +19,7 @@ It prints the paper's test accuracies beside nu_xp's and PyTorch's and writes
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import nu_xp
-from nu_xp.demos.common import demo_parser, output_folder
+from nu_xp.demos.common import demo_parser, output_folder, positive_int
 
 #: test accuracy reported in the paper (Greydanus 2020, table 1)
 PAPER = {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94}
@@ -168,11 +169,30 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, steps: int, path
     fig.savefig(path, dpi=110)
 
 
+MODEL_NAMES = ("logistic", "mlp", "cnn")
+
+
+def model_list(text: str) -> str:
+    """An argparse type: comma-separated names from :data:`MODEL_NAMES`."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or [text]}; choose from {', '.join(MODEL_NAMES)}")
+    return ",".join(names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = demo_parser("mnist1d", __doc__, epochs=None, lr=1e-2)
-    parser.add_argument("--steps", type=int, default=8000, help="training steps (default 8000, the paper's)")
-    parser.add_argument("--every", type=int, default=250, help="evaluate the test accuracy every so many steps")
-    parser.add_argument("--models", default="logistic,mlp,cnn")
+    parser.add_argument("--steps", type=positive_int, default=8000, help="training steps (default 8000, the paper's)")
+    parser.add_argument(
+        "--every", type=positive_int, default=250, help="evaluate the test accuracy every so many steps (default 250)"
+    )
+    parser.add_argument(
+        "--models",
+        type=model_list,
+        default="logistic,mlp,cnn",
+        help=f"comma-separated models to train, from {', '.join(MODEL_NAMES)} (default all three)",
+    )
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch column")
     args = parser.parse_args(argv)
     if args.torch:

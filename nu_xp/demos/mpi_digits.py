@@ -11,22 +11,26 @@ single process gets, up to reduction order. Only rank 0 prints and saves.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import nu_xp
+from nu_xp.demos.common import DEFAULT_OUT, DemoParser, folder, non_negative_int, positive_int
 from nu_xp.demos.digits import build, load_data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for digits_mpi.npz (rank 0 writes it)")
+    parser = DemoParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the data (default 20)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights and batches (default 0)")
+    parser.add_argument(
+        "--out",
+        type=folder,
+        default=DEFAULT_OUT,
+        help=f"folder for digits_mpi.npz, rank 0 writes it (default ./{DEFAULT_OUT}/)",
+    )
     args = parser.parse_args(argv)
     nu_xp.distributed.init()
     rank, size = nu_xp.distributed.rank(), nu_xp.distributed.world_size()

@@ -249,6 +249,8 @@ class Layer:
     holds_layers: ClassVar[bool] = False
     #: whether ``backward`` takes ``input_grad=`` (found from its signature)
     accepts_input_grad: ClassVar[bool] = False
+    #: True for layers whose input is integer indices (``Embedding``): a model starting with one keeps integer data
+    takes_indices: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -338,6 +340,19 @@ class Layer:
         for child in self.children():
             child.clear_cache()
 
+    def first_layer(self) -> Layer:
+        """The layer that sees the model's input first (through containers; this layer if it holds none)."""
+        layer: Layer = self
+        while True:
+            child = next(layer.children(), None)
+            if child is None:
+                return layer
+            layer = child
+
+    def input_is_indices(self) -> bool:
+        """True when the model's first layer takes integer indices (``Embedding``): its data stays integer."""
+        return self.first_layer().takes_indices
+
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """Forward pass in eval mode (Dropout off), optionally in batches.
 
@@ -353,7 +368,9 @@ class Layer:
         try:
             with no_grad():
                 be = self.backend
-                x = be.check(asarray(x, like=be), role="predict input")
+                x = asarray(x, like=be)
+                if not self.input_is_indices():  # integer indices stay integers; anything else is cast or refused
+                    x = be.check(x, role="predict input")
                 n = x.shape[0]
                 if batch_size is None or batch_size >= n:
                     return self(x)
@@ -694,7 +711,7 @@ class Layer:
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
-        """The shapes of the parameters a layer built from ``config`` would have, without building it.
+        """The shapes of the parameters (and buffers) a layer built from ``config`` would have, without building it.
 
         ``nu_xp.load`` compares them with the file's arrays *before* building,
         so a hostile file cannot make a tiny array allocate a gigantic layer.

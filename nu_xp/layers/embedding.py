@@ -28,6 +28,7 @@ class Embedding(Layer):
     where the backend has no native one.
     """
 
+    takes_indices = True
     _backend: Backend
 
     def __init__(

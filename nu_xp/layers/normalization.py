@@ -80,12 +80,19 @@ class _BatchNorm(Layer):
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """``weight`` and ``bias`` of shape ``(num_features,)`` when ``affine``."""
+        """``weight`` and ``bias`` of shape ``(num_features,)`` when ``affine``, and the buffers
+        ``running_mean``, ``running_var`` ``(num_features,)`` and ``num_batches_tracked`` ``()`` when
+        ``track_running_stats``: a file is checked against all of them before anything is allocated."""
         c = check_positive_int("num_features", config.get("num_features"))
         affine = config.get("affine", True)
-        if not isinstance(affine, (bool, np.bool_)):
-            raise TypeError(f"affine must be True or False, got {affine!r}")
-        return {"weight": (c,), "bias": (c,)} if affine else {}
+        track = config.get("track_running_stats", True)
+        for name, flag in (("affine", affine), ("track_running_stats", track)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        shapes: dict[str, tuple[int, ...]] = {"weight": (c,), "bias": (c,)} if affine else {}
+        if track:
+            shapes.update({"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()})
+        return shapes
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..backends import dtype_kind, ops_of
 from .base import Layer, check_grad, register_layer
-from .windows import as_tuple, output_shape, resolve_padding, tap_slices, unpad
+from .windows import as_tuple, offsets_on_data, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
 
@@ -64,7 +64,8 @@ class _PoolNd(Layer):
             raise ValueError(f"{name} expects input of shape {want}, got {tuple(x.shape)}")
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, (1,) * self.nd, name)
         x_pad = ops.pad(x, self._pads, self.pad_value)
-        taps = tap_slices(self.kernel_size, self.stride, (1,) * self.nd, out)
+        on_data = offsets_on_data(self.kernel_size, self.stride, out, tuple(x.shape[2:]), self._pads)
+        taps = tap_slices(self.kernel_size, self.stride, (1,) * self.nd, out, on_data)
         geometry = (tuple(x_pad.shape), (x.shape[0], x.shape[1], *out), type(x))
         return ops, [x_pad[t] for t in taps], geometry, taps
 
@@ -108,14 +109,14 @@ class _AvgPoolNd(_PoolNd):
         for part in parts[1:]:
             total = total + part
         self.save_for_backward(geometry, taps)
-        return total / len(parts)
+        return total / math.prod(self.kernel_size)  # every tap counts, padding included (taps only on padding add 0)
 
     def backward(self, grad: Any) -> Any:
         (padded, out_shape, array_type), taps = self.saved_tensors()
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
         xp = ops.xp
-        share = xp.reshape(grad / len(taps), (grad.shape[0], 1, *grad.shape[1:]))
+        share = xp.reshape(grad / math.prod(self.kernel_size), (grad.shape[0], 1, *grad.shape[1:]))
         parts = xp.broadcast_to(share, (grad.shape[0], len(taps), *grad.shape[1:]))
         return self._col2im(ops, parts, taps, padded)
 

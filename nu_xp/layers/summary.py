@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..grad_mode import no_grad
+from ..validation import check_positive_int
 
 __all__ = ["summary"]
 
@@ -21,13 +22,21 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
     """The table, for inputs of shape ``(batch_size, *input_shape)`` (the batch axis is shown as ``N``)."""
     if isinstance(input_shape, int):
         input_shape = (input_shape,)
-    shape = tuple(int(n) for n in input_shape)
+    try:
+        shape = tuple(int(n) for n in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"summary: input_shape must be ints (one sample's shape), got {input_shape!r}") from None
+    if any(n < 1 for n in shape):
+        raise ValueError(f"summary: input_shape must hold positive sizes (one sample's shape), got {input_shape!r}")
+    check_positive_int("batch_size", batch_size)
+    # two samples at least: a normalization without running statistics needs a batch to normalize over
+    batch_size = max(int(batch_size), 2)
     probe = copy.deepcopy(model).eval()
     probe.clear_cache()  # the copy of what pending forwards kept is not needed
     rows: list[tuple[str, str, str, int]] = []
     _record(probe, "", rows, top=True)
     be = probe.backend
-    integer = type(_first_leaf(probe)).__name__ == "Embedding"
+    integer = probe.input_is_indices()
     x = be.ops.asarray(np.zeros((batch_size, *shape), dtype=np.int64 if integer else be.dtype_name), device=be.device)
     with no_grad():
         out = probe(x)
@@ -55,11 +64,6 @@ def _fmt(row: tuple[str, ...], widths: list[int]) -> str:
 
 def _shape(x: Any) -> str:
     return "(" + ", ".join(["N", *map(str, tuple(x.shape)[1:])]) + ")"
-
-
-def _first_leaf(layer: Any) -> Any:
-    children = list(layer.children())
-    return _first_leaf(children[0]) if children else layer
 
 
 def _record(layer: Any, name: str, rows: list, top: bool = False) -> None:

@@ -102,10 +102,12 @@ class Loss(Layer):
         if isinstance(count, (int, float)):
             self._scale = 1.0 / max(count, 1)
             return self._kept(ops.asarray(total * self._scale) if count else ops.asarray(total * float("nan")))
-        # an array normalizer (summed weights): nan where it is 0, as PyTorch, and no divide warning
-        safe = ops.xp.where(count > 0, count, ops.xp.ones_like(count))
-        self._scale = ops.xp.where(count > 0, 1.0 / safe, ops.xp.full_like(count, float("nan")))
-        return self._kept(total * self._scale)
+        # an array normalizer (summed weights): where it is 0 the value is NaN and the gradient 0, as PyTorch's,
+        # and no divide warning
+        xp = ops.xp
+        safe = xp.where(count > 0, count, xp.ones_like(count))
+        self._scale = xp.where(count > 0, 1.0 / safe, xp.zeros_like(count))
+        return self._kept(total * xp.where(count > 0, 1.0 / safe, xp.full_like(count, float("nan"))))
 
     def _grad(self, scale: Any) -> Any:
         raise NotImplementedError

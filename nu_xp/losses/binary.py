@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..backends import ops_of
 from ..functional import clamped_log
 from .base import Loss
@@ -61,13 +63,27 @@ class BCEWithLogitsLoss(Loss):
         e = xp.exp(-xp.abs(x))  # shared by σ and softplus: never overflows
         sig = xp.exp(ops.clamp_max(x, 0.0)) / (1.0 + e)  # functional.sigmoid, with its e⁻ˣ reused
         softplus = ops.clamp_min(x, 0.0) + xp.log1p(e)  # softplus(x); softplus(-x) = that - x
-        w = None if self.pos_weight is None else self._weights(self.pos_weight, x, "pos_weight")
+        w = None if self.pos_weight is None else self._pos_weight(x)
         if w is None:
             elementwise = softplus - x * t
         else:
             elementwise = w * t * (softplus - x) + (1.0 - t) * softplus
         self._cache = (sig, t, w)
         return self._reduce(ops, elementwise, math.prod(x.shape))
+
+    def _pos_weight(self, x: Any) -> Any:
+        """``pos_weight`` on x's backend; it must broadcast to x's shape without changing it (one per class)."""
+        w = self._weights(self.pos_weight, x, "pos_weight")
+        try:
+            fits = np.broadcast_shapes(tuple(w.shape), tuple(x.shape)) == tuple(x.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"BCEWithLogitsLoss: pos_weight of shape {tuple(w.shape)} does not broadcast to pred's shape "
+                f"{tuple(x.shape)}; give one weight per output column, shape ({x.shape[-1]},)"
+            )
+        return w
 
     def _grad(self, scale: Any) -> Any:
         sig, t, w = self._cache

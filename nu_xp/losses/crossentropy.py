@@ -56,7 +56,7 @@ class _ClassLoss(Loss):
         c = pred.shape[1]
         if getattr(target, "ndim", None) != pred.ndim - 1:  # class probabilities, of pred's shape
             ops, pred, target = self._prepare(pred, target)
-            w = self._weights(self.weight, pred, "weight")
+            w = None if self.weight is None else self._class_weights(pred, c)
             coeff = target if not smoothing else (1.0 - smoothing) * target + smoothing / c
             if w is not None:
                 coeff = coeff * xp.reshape(w, (1, c, *([1] * (pred.ndim - 2))))
@@ -72,6 +72,8 @@ class _ClassLoss(Loss):
                 f"{dtype_name(target.dtype)}; cast them (e.g. y.astype(int)) or pass class probabilities "
                 "of pred's shape"
             )
+        if dtype_name(target.dtype) not in ("int32", "int64"):  # uint8/int8/int16 labels: compare in a wide type
+            target = ops.astype(target, xp.int32)
         onehot = ops.astype(target[:, None, ...] == self._class_axis(ops, c, pred.ndim, target), pred.dtype)
         in_range = (target >= 0) & (target < c)
         valid = None  # None: every label counts (the common case costs one check)
@@ -80,7 +82,7 @@ class _ClassLoss(Loss):
             if not ops.all(in_range | ~valid):
                 raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes (or ignore_index)")
             onehot = onehot * ops.astype(valid, pred.dtype)[:, None, ...]
-        w = None if self.weight is None else self._weights(self.weight, pred, "weight")
+        w = None if self.weight is None else self._class_weights(pred, c)
         if w is not None:
             w = xp.reshape(w, (1, c, *([1] * (pred.ndim - 2))))
             onehot = onehot * w  # w_y at the label, 0 elsewhere and for ignored labels
@@ -98,6 +100,16 @@ class _ClassLoss(Loss):
             spread = spread * ops.astype(valid, pred.dtype)[:, None, ...]
         coeff = (1.0 - smoothing) * onehot + spread
         return coeff, ops.sum(coeff, axis=1, keepdims=True), normalizer
+
+    def _class_weights(self, pred: Any, c: int) -> Any:
+        """``weight`` on pred's backend, checked to hold one weight per class: shape ``(C,)``."""
+        w = self._weights(self.weight, pred, "weight")
+        if tuple(w.shape) != (c,):
+            raise ValueError(
+                f"{type(self).__name__}: weight must hold one weight per class, shape ({c},) for {c} classes; "
+                f"got shape {tuple(w.shape)}"
+            )
+        return w
 
     def _class_axis(self, ops: Ops, c: int, ndim: int, labels: Any) -> Any:
         """``arange(C)`` shaped ``(1, C, 1, …)`` in the labels' dtype and device, kept between calls."""

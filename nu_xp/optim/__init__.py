@@ -14,7 +14,7 @@ implements ``_update(p, grad, state)``.
 """
 
 from .adam import Adam, AdamW
-from .optimizer import Optimizer
+from .optimizer import Optimizer, unwrap
 from .rmsprop import RMSprop
 from .schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
 from .sgd import SGD
@@ -29,4 +29,5 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "StepLR",
+    "unwrap",
 ]

@@ -65,18 +65,12 @@ class Adam(Optimizer):
             "weight_decay": check_number("weight_decay", values["weight_decay"]),
         }
 
-    def check_state(self, index: int, entries: dict[str, Any]) -> None:
+    def check_state(self, index: int, entries: dict[str, Any], group: dict[str, Any]) -> None:
         """A parameter's Adam state: a step count ≥ 1 and moments of its shape, the second one ≥ 0."""
-        super().check_state(index, entries)
-        step = entries.get("step")
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-            raise ValueError(f"Adam state of parameter {index}: step must be a positive integer, got {step!r}")
-        if "exp_avg_sq" in entries and not np.all(to_host(entries["exp_avg_sq"]) >= 0):
+        super().check_state(index, entries, group)
+        self._check_entries(index, entries, {"step", "exp_avg", "exp_avg_sq"})
+        if not np.all(to_host(entries["exp_avg_sq"]) >= 0):
             raise ValueError(f"Adam state of parameter {index}: exp_avg_sq must be non-negative")
-        if sorted(entries) != ["exp_avg", "exp_avg_sq", "step"]:
-            raise ValueError(
-                f"Adam state of parameter {index} must hold step, exp_avg, exp_avg_sq; got {sorted(entries)}"
-            )
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data

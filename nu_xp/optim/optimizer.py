@@ -11,7 +11,17 @@ from ..backends import asarray, to_host
 from ..layers import Layer, Parameter
 from ..validation import check_number
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "unwrap"]
+
+
+def unwrap(optimizer: Any) -> Any:
+    """The optimizer inside a wrapper that holds one as ``.optimizer`` (``DistributedOptimizer``), or itself.
+
+    Schedules, ``fit`` and checkpoints act on the wrapped optimizer, so a wrapper works wherever it does.
+    """
+    while not isinstance(optimizer, Optimizer) and "optimizer" in getattr(optimizer, "__dict__", {}):
+        optimizer = vars(optimizer)["optimizer"]
+    return optimizer
 
 
 class Optimizer:
@@ -116,6 +126,8 @@ class Optimizer:
         """
         index = 0
         state = self.state
+        if state:
+            self._follow_parameters()
         stepped = False
         for group in self.param_groups:
             for p in group["params"]:
@@ -135,6 +147,24 @@ class Optimizer:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def _follow_parameters(self) -> None:
+        """Move the state to where the parameters now are (after ``model.to(...)``), checked once per step.
+
+        One comparison of the first parameter with what was recorded; only
+        when it differs is every state array moved (``asarray`` like its
+        parameter: backend, device and dtype).
+        """
+        first = self.params[0].data
+        where = (type(first), str(getattr(first, "device", "")), str(first.dtype))
+        if where == self.__dict__.get("_where"):
+            return
+        object.__setattr__(self, "_where", where)
+        for index, p in enumerate(self.params):
+            entries = self.state.get(index)
+            for key, value in (entries or {}).items():
+                if hasattr(value, "shape") and hasattr(value, "dtype"):
+                    entries[key] = asarray(value, like=p.data, dtype=p.data.dtype)  # type: ignore[index]
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         """The step ``Δθ`` of this parameter from ``grad`` and its ``state`` (updated here); :meth:`step` applies it.
@@ -165,8 +195,13 @@ class Optimizer:
         """Checked hyper-parameters ``{name: value}``; subclasses check theirs (the constructor uses it too)."""
         return {"lr": check_number("lr", values["lr"])}
 
-    def check_state(self, index: int, entries: dict[str, Any]) -> None:
-        """Raise ``ValueError`` unless ``entries`` fits parameter ``index``: arrays of its shape, finite."""
+    def check_state(self, index: int, entries: dict[str, Any], group: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``entries`` fits parameter ``index``: arrays of its shape, finite.
+
+        ``group`` holds the (checked) hyper-parameters that will apply to it, for
+        optimizers whose state depends on them (RMSprop's ``centered``, ``momentum``).
+        Subclasses check their own entries completely: a state that loads must step.
+        """
         p = self.params[index]
         for name, value in entries.items():
             if hasattr(value, "shape"):
@@ -177,6 +212,27 @@ class Optimizer:
                     )
                 if host.dtype.kind != "f" or not np.all(np.isfinite(host)):
                     raise ValueError(f"state {name!r} of parameter {index} must hold finite floating-point values")
+
+    def _check_entries(
+        self, index: int, entries: dict[str, Any], required: set[str], allowed: set[str] | None = None
+    ) -> None:
+        """The state's keys: every ``required`` one present, nothing outside ``allowed`` (default: required);
+        arrays where arrays belong, and ``step`` a positive integer."""
+        name = type(self).__name__
+        allowed = required if allowed is None else allowed
+        missing, unknown = sorted(required - set(entries)), sorted(set(entries) - allowed)
+        if missing or unknown:
+            raise ValueError(
+                f"{name} state of parameter {index}: missing {missing}, unknown {unknown} (it holds {sorted(entries)})"
+            )
+        for key, value in entries.items():
+            if key == "step":
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                    raise ValueError(
+                        f"{name} state of parameter {index}: step must be a positive integer, got {value!r}"
+                    )
+            elif not hasattr(value, "shape"):
+                raise ValueError(f"{name} state of parameter {index}: {key!r} must be an array, got {value!r}")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output, all or nothing: everything is checked before anything changes.
@@ -218,6 +274,7 @@ class Optimizer:
             raise ValueError(
                 f"optimizer state must be a dict by parameter index, got {type(entries_by_index).__name__}"
             )
+        group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
         new_state: dict[int, dict[str, Any]] = {}
         for key, entries in entries_by_index.items():
             if isinstance(key, bool) or not isinstance(key, (int, str)) or not str(key).isdigit():
@@ -225,7 +282,7 @@ class Optimizer:
             index = int(key)
             if index >= len(self.params) or not isinstance(entries, dict):
                 raise ValueError(f"state for parameter {index}, but the optimizer has {len(self.params)} parameters")
-            self.check_state(index, entries)
+            self.check_state(index, entries, hyper[group_of[index]])
             p = self.params[index]
             new_state[index] = {
                 k: asarray(np.array(to_host(v), copy=True), like=p.data, dtype=p.data.dtype)

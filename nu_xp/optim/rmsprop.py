@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends import namespace_of
+import numpy as np
+
+from ..backends import namespace_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -65,14 +67,18 @@ class RMSprop(Optimizer):
             "centered": values["centered"],
         }
 
-    def check_state(self, index: int, entries: dict[str, Any]) -> None:
-        """A parameter's RMSprop state: ``step``, ``square_avg`` (≥ 0), and the buffers its options need."""
-        super().check_state(index, entries)
-        allowed = {"step", "square_avg", "momentum_buffer", "grad_avg"}
-        if set(entries) - allowed:
-            raise ValueError(
-                f"RMSprop state of parameter {index} holds unknown entries {sorted(set(entries) - allowed)}"
-            )
+    def check_state(self, index: int, entries: dict[str, Any], group: dict[str, Any]) -> None:
+        """A parameter's RMSprop state: ``step``, ``square_avg`` (≥ 0), and exactly the buffers its options use:
+        ``momentum_buffer`` with momentum > 0, ``grad_avg`` with ``centered``."""
+        super().check_state(index, entries, group)
+        required = {"step", "square_avg"}
+        if group["momentum"]:
+            required.add("momentum_buffer")
+        if group["centered"]:
+            required.add("grad_avg")
+        self._check_entries(index, entries, required)
+        if not np.all(to_host(entries["square_avg"]) >= 0):
+            raise ValueError(f"RMSprop state of parameter {index}: square_avg must be non-negative")
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..validation import check_number, check_positive_int
-from .optimizer import Optimizer
+from .optimizer import Optimizer, unwrap
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
 
@@ -24,6 +24,7 @@ class LRScheduler:
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
+        optimizer = unwrap(optimizer)  # a DistributedOptimizer schedules the optimizer it wraps
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} takes a nu_xp optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer

@@ -26,19 +26,21 @@ __all__ = ["SGD"]
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay (``torch.optim.SGD``).
 
+    The arguments come in PyTorch's order, so ``SGD(params, 0.1, 0.9)`` means what it means there.
+
     Parameters
     ----------
     params : model or parameters
-    lr : float
+    lr : float, default 1e-3
         Learning rate η > 0.
     momentum : float, default 0
         μ ≥ 0.
-    nesterov : bool, default False
-        Needs μ > 0 and dampening = 0.
+    dampening : float, default 0
+        τ: the momentum buffer adds ``(1 - τ) g``.
     weight_decay : float, default 0
         λ ≥ 0 (added to the gradient).
-    dampening : float, default 0, keyword-only
-        As in ``torch.optim.SGD`` (keyword-only: ``nesterov`` is the third positional argument here).
+    nesterov : bool, default False
+        Needs μ > 0 and dampening = 0.
     """
 
     _hyper = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
@@ -46,12 +48,11 @@ class SGD(Optimizer):
     def __init__(
         self,
         params: Any,
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        *,
         dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
     ) -> None:
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov}
         super().__init__(params, {**defaults, "weight_decay": weight_decay})
@@ -73,11 +74,10 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
         return hyper
 
-    def check_state(self, index: int, entries: dict[str, Any]) -> None:
+    def check_state(self, index: int, entries: dict[str, Any], group: dict[str, Any]) -> None:
         """A parameter's SGD state: at most a ``momentum_buffer`` of its shape."""
-        super().check_state(index, entries)
-        if set(entries) - {"momentum_buffer"}:
-            raise ValueError(f"SGD state of parameter {index} may hold only momentum_buffer, got {sorted(entries)}")
+        super().check_state(index, entries, group)
+        self._check_entries(index, entries, set(), {"momentum_buffer"})
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data

@@ -115,6 +115,9 @@ def fit(
     1.0
     """
     options = FitOptions.from_keywords(locals())
+    for name, value in (("x", x), ("y", y)):
+        if value is None:
+            raise TypeError(f"fit: {name} is None; fit needs inputs x and targets y")
     if validation_split:
         x, y, options.validation_data = _split_off(x, y, validation_split, validation_data)
     if distributed:

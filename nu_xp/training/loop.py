@@ -38,9 +38,9 @@ from ..functional import sigmoid
 from ..grad_mode import no_grad
 from ..initializers import host_rng
 from ..layers import Layer
-from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss
-from ..metrics import Metric, make_metric
-from ..optim import Optimizer
+from ..losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
+from ..metrics import Metric, make_metrics
+from ..optim import Optimizer, unwrap
 from ..validation import check_positive_int
 from .history import History
 from .progress import Progress, make_progress
@@ -60,6 +60,9 @@ __all__ = [
     "train_step",
 ]
 
+
+#: losses of independent binary outputs: their "accuracy" is binary accuracy (as Keras)
+BCE_LOSSES = (BCELoss, BCEWithLogitsLoss)
 
 # ---------------------------------------------------------------------------- step 1: data, once
 
@@ -96,8 +99,11 @@ def prepare_data(
     loss becomes one column ``(N, 1)``. Empty data, mismatched sample counts,
     non-real values and (with ``check_finite``) NaN or Inf raise.
     """
+    for name, value in (("x", x), ("y", y)):
+        if value is None:
+            raise TypeError(f"{what} {name} is None; fit and evaluate need both inputs x and targets y")
     labels = isinstance(loss, CrossEntropyLoss)
-    xs = _to_model(x, model, f"{what} x", check_finite=check_finite)
+    xs = _to_model(x, model, f"{what} x", labels=model.input_is_indices(), check_finite=check_finite)
     ys = _to_model(y, model, f"{what} y", labels=labels, check_finite=check_finite)
     if xs.ndim == 0 or ys.ndim == 0:
         raise ValueError(f"{what} x and y need a sample axis, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
@@ -295,14 +301,24 @@ class FitOptions:
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
+def check_loss_reduces(loss: Loss, where: str) -> None:
+    """``ValueError`` for a loss with ``reduction="none"``: training and evaluation need one number per batch."""
+    if loss.reduction == "none":
+        raise ValueError(
+            f"{where} needs a loss that reduces to one number; {type(loss).__name__} has reduction='none' "
+            "(use 'mean', the default, or 'sum')"
+        )
+
+
 def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> None:
     """``TypeError``/``ValueError`` for a model, loss, optimizer or size that ``fit`` cannot use."""
     if not isinstance(model, Layer) or model.is_loss:
         raise TypeError(f"model must be a nu_xp Layer, got {type(model).__name__}")
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
-    if not isinstance(optimizer, Optimizer):
+    if not isinstance(unwrap(optimizer), Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
+    check_loss_reduces(loss, "fit")
     check_positive_int("epochs", options.epochs)
     check_positive_int("batch_size", options.batch_size, allow_none=True)
     mine = {id(p) for p in model.parameters()}
@@ -333,7 +349,7 @@ def train(
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
     callbacks = list(options.callbacks)
-    metrics = [make_metric(m) for m in options.metrics]
+    metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
     n = xs.shape[0]
     bs = n if options.batch_size is None else min(int(options.batch_size), n)
     rng = options.seed if hasattr(options.seed, "permutation") else host_rng(options.seed)
@@ -426,14 +442,23 @@ def evaluate(
     Runs under :func:`nu_xp.no_grad`: neither the model nor the loss keeps anything, so a
     forward whose backward is pending is not disturbed.
     """
+    if not isinstance(model, Layer) or model.is_loss:
+        raise TypeError(
+            f"evaluate(model, loss, x, y): model must be a nu_xp Layer, got {type(model).__name__}"
+            + (" (a loss: the model comes first)" if isinstance(model, Loss) else "")
+        )
+    if not isinstance(loss, Loss):
+        raise TypeError(
+            f"evaluate(model, loss, x, y): loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}"
+        )
+    check_loss_reduces(loss, "evaluate")
     xs, ys = prepare_data(model, loss, x, y, "evaluation")
     pred = model.predict(xs, batch_size=batch_size)
     with no_grad():
         logs = {f"{prefix}loss": float(loss.forward(pred, ys))}
     if metrics:
         shown = _shown(loss, pred)
-        for spec in metrics:
-            m = make_metric(spec)
+        for m in make_metrics(metrics, binary=isinstance(loss, BCE_LOSSES)):
             m.reset()
             m.update(shown, ys)
             logs[f"{prefix}{m.name}"] = m.result()
