@@ -155,17 +155,24 @@ class Ops:
         product, ``table + onehot(indices).T @ values``, taken in chunks of rows
         so the one-hot matrix stays under ~4 M elements: exact sums, cost
         ``O(len(indices) · rows · width)`` multiply-adds (fine for small
-        vocabularies). Backends with a native scatter-add override it.
+        vocabularies); with an inf or NaN among the values, a select and a sum
+        instead of the product, so an inf reaches its own row only. Backends
+        with a native scatter-add override it.
         """
         xp = self.xp
         rows = table.shape[0]
         classes = xp.arange(rows, dtype=indices.dtype, device=self.device_of(indices))
-        chunk = max(1, 4_194_304 // max(rows, 1))
+        finite = self.all(xp.isfinite(values))  # else 0 · inf would put NaN into every other row
+        chunk = max(1, 4_194_304 // max(rows * (1 if finite else values.shape[-1]), 1))
         n = indices.shape[0]
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            onehot = self.astype(indices[start:stop, None] == classes, values.dtype)
-            table = table + xp.matrix_transpose(onehot) @ values[start:stop, ...]
+            hit = indices[start:stop, None] == classes
+            if finite:
+                table = table + xp.matrix_transpose(self.astype(hit, values.dtype)) @ values[start:stop, ...]
+            else:  # select instead of multiply: an inf reaches its own row only
+                picked = xp.where(hit[:, :, None], values[start:stop, None, :], xp.zeros_like(values[:1, None, :]))
+                table = table + xp.sum(picked, axis=0)
         return table
 
     # ------------------------------------------------------------------ window kernels (convolution, pooling)
