@@ -110,9 +110,9 @@ def test_partial_fit_needs_classes_and_continues():
     for _ in range(60):
         clf.partial_fit(X, y, classes=[0, 1, 2])
         theirs.partial_fit(X, y, classes=[0, 1, 2])
-    assert clf.n_iter_ == 60 and clf.score(X, y) == pytest.approx(theirs.score(X, y), abs=0.03)
+    assert clf.n_iter_ == theirs.n_iter_ and clf.score(X, y) == pytest.approx(theirs.score(X, y), abs=0.03)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-    with pytest.raises(ValueError, match="not in classes"):
+    with pytest.raises(ValueError, match="classes not in"):
         clf.partial_fit(X, np.full(150, 7))
 
 
@@ -172,3 +172,122 @@ def test_fit_time_is_recorded_beside_sklearn():
     ours = MLPClassifier(random_state=0, max_iter=30).fit(X / 16, y)
     theirs = neural_network.MLPClassifier(random_state=0, max_iter=30).fit(X / 16, y)
     assert ours.n_iter_ == theirs.n_iter_ == 30 and len(ours.loss_curve_) == 30
+
+
+# ---------------------------------------------------------------------------- the drop-in round: lbfgs, schedules…
+
+
+@pytest.mark.parametrize("kind", ["c", "r"])
+def test_lbfgs_matches_scikit_learn_on_every_backend(backend, kind):
+    """The same L-BFGS-B on the same loss and gradient: scores within a point of scikit-learn's."""
+    from sklearn import neural_network
+
+    X, y = small(kind)
+    cls = MLPClassifier if kind == "c" else MLPRegressor
+    ours = cls(hidden_layer_sizes=(20,), solver="lbfgs", max_iter=300, random_state=0, backend=backend, dtype="float64")
+    theirs = getattr(neural_network, cls.__name__)(
+        hidden_layer_sizes=(20,), solver="lbfgs", max_iter=300, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours.fit(X, y)
+        theirs.fit(X, y)
+    assert ours.score(X, y) == pytest.approx(theirs.score(X, y), abs=0.02)
+    assert ours.n_iter_ <= 300 and np.isfinite(ours.loss_)
+
+
+def test_lbfgs_gradient_is_scikit_learns():
+    """``_loss_grad_lbfgs`` agrees with scikit-learn's own (same packing, L2 term included)."""
+    from sklearn import neural_network
+    from sklearn.preprocessing import LabelBinarizer
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(6, 4), np.array([0, 1, 2, 0, 1, 2])
+    Y = LabelBinarizer().fit_transform(y)
+    kw = {"hidden_layer_sizes": 5, "solver": "lbfgs", "alpha": 0.3, "max_iter": 1, "random_state": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+        theirs = neural_network.MLPClassifier(**kw).fit(X, y)
+    theta = np.hstack([a.ravel() for a in theirs.coefs_ + theirs.intercepts_])
+    layers = [X.shape[1], 5, 3]
+    acts = [X] + [np.empty((6, n)) for n in layers[1:]]
+    deltas = [np.empty((6, n)) for n in layers[1:]]
+    cg = [np.empty((a, b)) for a, b in zip(layers, layers[1:])]
+    ig = [np.empty(b) for b in layers[1:]]
+    value, grad = ours._loss_grad_lbfgs(theta, X, Y, None)
+    ref_value, ref_grad = theirs._loss_grad_lbfgs(theta, X, Y, None, acts, deltas, cg, ig)
+    assert value == pytest.approx(ref_value, rel=1e-7)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-9)
+
+
+def test_sample_weight_two_equals_the_sample_twice():
+    X, y = small("r")
+    X, y = X[:60], y[:60]
+    kw = {"hidden_layer_sizes": (8,), "solver": "lbfgs", "max_iter": 50, "random_state": 0, "dtype": "float64"}
+    w = np.ones(60)
+    w[:10] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        weighted = MLPRegressor(**kw).fit(X, y, sample_weight=w)
+        doubled = MLPRegressor(**kw).fit(np.concatenate([X, X[:10]]), np.concatenate([y, y[:10]]))
+    np.testing.assert_allclose(weighted.predict(X), doubled.predict(X), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="sample_weight"):
+        MLPRegressor(**kw).fit(X, y, sample_weight=np.ones(3))
+
+
+def test_schedules_warm_start_verbose_and_estimator_errors(capsys):
+    X, y = small("c")
+    sgd = MLPClassifier(solver="sgd", learning_rate="invscaling", power_t=0.5, max_iter=2, warm_start=True, verbose=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        sgd.fit(X, y)
+        sgd.fit(X, y)
+    assert sgd._optimizer.learning_rate == pytest.approx(sgd.learning_rate_init / (4 * 150 + 1) ** 0.5)
+    assert sgd.t_ == 4 * 150 and sgd.n_iter_ == 2 and "Iteration 2, loss = " in capsys.readouterr().out
+    adaptive = MLPClassifier(solver="sgd", learning_rate="adaptive", tol=0.5, max_iter=3000).fit(X[:2], y[:2])
+    assert adaptive._optimizer.learning_rate < 1e-6 and adaptive.n_iter_ < 3000
+    for bad in ("float16", "int32", "flaot32"):
+        with pytest.raises(ValueError, match="dtype"):
+            MLPClassifier(dtype=bad).fit(X, y)
+    clf = MLPClassifier(solver="sgd").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="not the same as on last call"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).fit(X, y).partial_fit(X, y)
+    with pytest.raises(ValueError, match="non-finite parameter weights"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MLPRegressor(learning_rate_init=10.0, solver="sgd", max_iter=20).fit(1e150 * np.abs(X), np.abs(y) * 1e150)
+    with pytest.raises(AttributeError):
+        MLPClassifier(solver="lbfgs").partial_fit  # noqa: B018 - as scikit-learn: no partial_fit for lbfgs
+
+
+def test_early_stopping_attributes_and_a_nan_score_as_scikit_learn():
+    X, y = small("r")
+    reg = MLPRegressor(early_stopping=True, max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        reg.fit(X, y)
+    assert reg.best_loss_ is None and len(reg.validation_scores_) == reg.n_iter_
+    diverging = MLPRegressor(
+        hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1, max_iter=20,
+        early_stopping=True, random_state=0,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diverging.fit(X * 100, y * 100)
+    assert str(diverging.validation_scores_[-1]) == "nan"
+
+
+def test_coefs_may_be_assigned_by_hand():
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    clf = MLPClassifier(solver="sgd", learning_rate_init=0.1, alpha=0.1, activation="logistic", max_iter=1,
+                        hidden_layer_sizes=2, momentum=0, dtype="float64")  # fmt: skip
+    clf.coefs_ = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+    clf.intercepts_ = [np.array([0.1, 0.1]), np.array([1.0])]
+    clf.partial_fit(X, y, classes=[0, 1])
+    np.testing.assert_allclose(clf.coefs_[1], [[0.04706], [0.154089]], atol=1e-3)  # scikit-learn's worked example
+    fitted = clf.coefs_
+    fitted[0][0, 0] = 5.0
+    clf.coefs_ = fitted
+    assert clf.coefs_[0][0, 0] == 5.0
