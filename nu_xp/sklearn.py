@@ -388,13 +388,14 @@ class _BaseMLP(BaseEstimator):
         model.zero_grad()
         value = loss.forward(model(x_all), t_all)
         model.backward(loss.backward(), input_grad=False)
-        total = float(value)
-        for layer in model:
-            if isinstance(layer, Linear):
-                w = layer.weight
-                total += 0.5 * self.alpha * float(ops_of(w.data).sum(w.data * w.data)) / loss.weight_sum
-                w.grad = w.grad + (self.alpha / loss.weight_sum) * w.data
         linears = [layer for layer in model if isinstance(layer, Linear)]
+        n_coefs = sum(layer.weight.data.shape[0] * layer.weight.data.shape[1] for layer in linears)
+        coefs = packed[:n_coefs]  # the penalty from the host vector itself: no device round trip
+        total = float(value) + 0.5 * self.alpha * float(coefs @ coefs) / loss.weight_sum
+        if self.alpha:
+            for layer in linears:
+                w = layer.weight
+                w.grad = w.grad + (self.alpha / loss.weight_sum) * w.data
         grads = [np.asarray(to_host(layer.weight.grad), dtype=np.float64).T for layer in linears]
         grads += [np.asarray(to_host(layer.bias.grad), dtype=np.float64) for layer in linears]  # type: ignore[union-attr]
         return total, np.concatenate([g.ravel() for g in grads])
@@ -418,12 +419,12 @@ class _BaseMLP(BaseEstimator):
         start = 0
         for layer in linears:
             n_out, n_in = layer.weight.shape
-            w = np.asarray(packed[start : start + n_in * n_out]).reshape(n_in, n_out)
-            layer.weight.data = place.from_host(np.ascontiguousarray(w.T).astype(place.dtype_name))
+            w = np.asarray(packed[start : start + n_in * n_out], dtype=place.dtype_name).reshape(n_in, n_out)
+            layer.weight.data = place.from_host(w.T)  # a view where the backend can (x @ W.T is then x @ w)
             start += n_in * n_out
         for layer in linears:
             n_out = layer.weight.shape[0]
-            layer.bias.data = place.from_host(np.asarray(packed[start : start + n_out]).astype(place.dtype_name))  # type: ignore[union-attr]
+            layer.bias.data = place.from_host(np.asarray(packed[start : start + n_out], dtype=place.dtype_name))  # type: ignore[union-attr]
             start += n_out
 
     def _split(self, X: Any, targets: np.ndarray, weights: np.ndarray, y: Any) -> tuple:
