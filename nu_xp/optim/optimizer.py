@@ -127,7 +127,9 @@ class Optimizer:
         index = 0
         state = self.state
         if state:
-            self._follow_parameters()
+            first = self.params[0].data  # moved by model.to(...)? one comparison of cached metadata per step
+            if (type(first), first.dtype, getattr(first, "device", None)) != self.__dict__.get("_where"):
+                self._follow_parameters()
         stepped = False
         for group in self.param_groups:
             for p in group["params"]:
@@ -151,15 +153,12 @@ class Optimizer:
     def _follow_parameters(self) -> None:
         """Move the state to where the parameters now are (after ``model.to(...)``), checked once per step.
 
-        One comparison of the first parameter with what was recorded; only
-        when it differs is every state array moved (``asarray`` like its
-        parameter: backend, device and dtype).
+        :meth:`step` compares the first parameter's type, dtype and device
+        with what was recorded; only when they differ is every state array
+        moved here (``asarray`` like its parameter: backend, device and dtype).
         """
         first = self.params[0].data
-        where = (type(first), str(getattr(first, "device", "")), str(first.dtype))
-        if where == self.__dict__.get("_where"):
-            return
-        object.__setattr__(self, "_where", where)
+        object.__setattr__(self, "_where", (type(first), first.dtype, getattr(first, "device", None)))
         for index, p in enumerate(self.params):
             entries = self.state.get(index)
             for key, value in (entries or {}).items():
