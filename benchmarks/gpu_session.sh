@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the test suite on cupy and on torch-CUDA, then the GPU benchmarks.
+# One prepared GPU session: the test suite on cupy, torch-CUDA and JAX on the GPU, then the GPU benchmarks.
 #
 # Meant for a machine with an NVIDIA GPU and no network (the project's lent device
 # machine): it uses the python3 there, which already has torch, cupy, numpy,
@@ -33,7 +33,8 @@ timeout_opt=()
 python3 -c "import pytest_timeout" 2>/dev/null && timeout_opt=(--timeout "$PER_TEST")
 python3 -c "import xdist" 2>/dev/null && timeout_opt+=(-n 8)
 
-for b in cupy torch-cuda; do
+export JAX_ENABLE_X64=1  # the suite's float64 checks (the test configuration sets it too)
+for b in cupy torch-cuda jax-gpu; do
     echo "== suite on $b =="
     NU_XP_TEST_BACKENDS=$b timeout 170 python3 -m pytest -q -p no:cacheprovider "${timeout_opt[@]}" \
         -o addopts="-ra --strict-markers" --tb=short tests >"$OUT/suite-$b.txt" 2>&1

@@ -76,7 +76,8 @@ def _open_regular_file(path: Path) -> IO[bytes]:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError as exc:
-        raise ModelFileNotFoundError(f"{path}: no such model file") from exc
+        other = path.name[:-4] if path.name.endswith(".npz") else path.name + ".npz"
+        raise ModelFileNotFoundError(f"{path}: no such model file (nor {other})") from exc
     except IsADirectoryError as exc:
         raise ModelFileError(f"{path} is a directory, not a model file") from exc
     except OSError as exc:
@@ -95,6 +96,21 @@ def _open_regular_file(path: Path) -> IO[bytes]:
         raise
 
 
+def existing_spelling(path: Path) -> Path:
+    """``path``, or the other spelling of it when only that one exists: with or without ``.npz``.
+
+    ``nu_xp.save(model, "model")`` writes exactly ``model`` (as ``torch.save``);
+    ``numpy.savez("model")`` writes ``model.npz``. Either way, ``load("model")``
+    and ``load("model.npz")`` find the file, as users of both expect.
+    """
+    if os.path.lexists(path):
+        return path
+    other = (
+        path.with_name(path.name[: -len(".npz")]) if path.name.endswith(".npz") else path.with_name(path.name + ".npz")
+    )
+    return other if other.name and os.path.lexists(other) else path
+
+
 def read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``{key: array}`` for every ``.npy`` member of the archive at ``path``, read safely.
 
@@ -103,7 +119,7 @@ def read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     member, a damaged member (CRC, sizes, header), a refused dtype (objects are
     never unpickled), a duplicate key, or an empty archive.
     """
-    path = Path(os.fspath(path))
+    path = existing_spelling(Path(os.fspath(path)))
     with _open_regular_file(path) as f:
         try:
             head = f.read(4)

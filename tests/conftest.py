@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import Any
 
 # scikit-learn's array API checks (and dispatch) need SciPy's array API mode, set before SciPy is imported
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
@@ -113,3 +114,17 @@ def _default_backend_is_numpy():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Skips grouped by reason, one line each with a count (``-ra`` would print one line per test location)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.line(f"{count:5d}  {reason}")

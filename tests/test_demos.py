@@ -105,3 +105,14 @@ def test_cli_demo(tmp_path, monkeypatch, capsys):
     shown = capsys.readouterr().out
     for option in ("--backend", "--epochs", "--seed", "--lr", "--out", "--no-progress"):
         assert option in shown
+
+
+def test_demo_help_describes_every_demo(capsys):
+    from nu_xp.cli import main
+    from nu_xp.demos import DEMOS
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in DEMOS) and "MNIST-1D" in out

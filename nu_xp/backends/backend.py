@@ -42,7 +42,8 @@ class Backend:
     device : object
         The library's device object (``"cpu"``, ``torch.device("cuda", 0)``…).
     dtype : object
-        The namespace's floating dtype for parameters (``xp.float32``).
+        The floating dtype of the parameters, the object their arrays carry (``numpy.dtype('float32')``,
+        ``torch.float32``…), as ``tensor.dtype`` gives it.
     """
 
     ops: Ops
@@ -205,7 +206,7 @@ def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
     return Backend(
         ops,
         device,
-        getattr(ops.xp, dtype),
+        probe.dtype,  # the dtype object arrays carry (numpy's dtype('float32'), torch.float32…), as tensor.dtype
         array_type=type(probe),
     )
 

@@ -54,6 +54,11 @@ LAYER_REGISTRY: dict[str, type[Layer]] = {}
 #: names of the layers that ship with nu_xp (a user class may not take one of them).
 BUILTIN_LAYERS: set[str] = set()
 
+#: constructor arguments that ``repr`` shows by value, as PyTorch does (``Conv2d(1, 6, kernel_size=(5, 5))``)
+_SIZE_ARGUMENTS = frozenset(
+    {"in_channels", "out_channels", "num_features", "num_embeddings", "embedding_dim", "normalized_shape"}
+)
+
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = "Keys of the model absent from the source, and keys of the source the model lacks."
 
@@ -636,7 +641,9 @@ class Layer:
                 if host.dtype.name != target.dtype_name and not cast:
                     raise ModelFileError(
                         f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
-                        f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r})"
+                        f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r}), "
+                        f"or rebuild it from a nu_xp file in {target.dtype_name} with "
+                        f"nu_xp.load(path, dtype={target.dtype_name!r})"
                     )
                 with np.errstate(over="ignore"):  # an overflow to inf is reported below, as a NaN is
                     ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
@@ -721,8 +728,25 @@ class Layer:
         return None
 
     def extra_repr(self) -> str:
-        """Text inside the parentheses of ``repr``."""
-        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        """Text inside the parentheses of ``repr``, as PyTorch writes it: the required arguments by value,
+        the others only where they differ from their defaults, sequences as tuples
+        (``Conv2d(1, 6, kernel_size=(5, 5), padding=(2, 2))``)."""
+        params = inspect.signature(type(self).__init__).parameters
+        parts: list[str] = []
+        for name, value in self.get_config().items():
+            shown = tuple(value) if isinstance(value, list) else value
+            param = params.get(name)
+            if param is None or param.default is param.empty:
+                positional = name in _SIZE_ARGUMENTS and (not parts or "=" not in parts[-1])
+                parts.append(repr(shown) if positional else f"{name}={shown!r}")
+                continue
+            default = param.default
+            if isinstance(default, int) and isinstance(shown, tuple) and all(v == default for v in shown):
+                continue  # padding=0 saved as (0, 0)
+            if shown == default or (isinstance(default, (list, tuple)) and shown == tuple(default)):
+                continue
+            parts.append(f"{name}={shown!r}")
+        return ", ".join(parts)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -134,9 +134,16 @@ class _ConvNd(Layer):
         name = type(self).__name__
         if x.ndim != self.nd + 2 or x.shape[1] != self.in_channels:
             want = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
+            hint = ""
+            if x.ndim == self.nd + 2 and x.shape[-1] == self.in_channels:  # channels last, as images often come
+                order = (0, self.nd + 1, *range(1, self.nd + 1))
+                hint = (
+                    f"; the channels look last: move them to axis 1 with x.transpose{order} "
+                    f"(numpy; torch: x.permute{order})"
+                )
             raise ValueError(
                 f"{name}({self.in_channels}, {self.out_channels}) expects input of shape {want} with "
-                f"C = {self.in_channels}, got {tuple(x.shape)}"
+                f"C = {self.in_channels}, got {tuple(x.shape)}{hint}"
             )
         ops, xp = be.ops, be.xp
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)

@@ -8,7 +8,9 @@ With the ``K`` taps of :mod:`nu_xp.layers.windows`
 
 and col2im (:meth:`nu_xp.backends.Ops.add_taps`) adds the taps' gradients
 back into the input (overlapping windows add up). A NaN in a window is its
-maximum (it propagates, as in PyTorch). Max pooling pads with ``-inf`` (padding never wins); average pooling
+maximum (``maximum`` propagates it, as PyTorch's output does; the gradient of
+such a window goes to the last tap that beat its predecessors, not to the
+NaN). Max pooling pads with ``-inf`` (padding never wins); average pooling
 pads with zeros and, as PyTorch's default ``count_include_pad=True``, divides
 by ``K`` everywhere, padding included.
 """
@@ -82,11 +84,10 @@ class _MaxPoolNd(_PoolNd):
         xp = ops.xp
         y = parts[0]
         winner = xp.zeros(y.shape, dtype=xp.int8 if len(parts) < 128 else xp.int32, device=ops.device_of(y))
-        for k, part in enumerate(parts[1:], start=1):  # a running maximum: two passes per tap, no stacked copy
-            # strictly greater: a tie keeps the first maximum, as PyTorch; a NaN wins and then stays (y != y)
-            better = (part > y) | ((part != part) & (y == y))
+        for k, part in enumerate(parts[1:], start=1):  # a running maximum: no stacked copy
+            better = part > y  # strictly: a tie keeps the first maximum, as PyTorch
             winner = xp.where(better, xp.full_like(winner, k), winner)
-            y = xp.where(better, part, y)
+            y = xp.maximum(y, part)  # maximum propagates a NaN wherever it is in the window
         self.save_for_backward(winner, geometry, taps)
         return y
 

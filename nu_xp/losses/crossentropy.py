@@ -54,6 +54,17 @@ class _ClassLoss(Loss):
         name = type(self).__name__
         xp = ops.xp
         c = pred.shape[1]
+        if (
+            getattr(target, "ndim", None) == 2
+            and pred.ndim == 2
+            and target.shape[1] == 1
+            and c > 1
+            and dtype_kind(xp, target.dtype) == "i"
+        ):
+            raise ValueError(
+                f"{name}: labels of shape {tuple(target.shape)} for {c} classes: class labels have shape (N,); "
+                "pass y.ravel() (or y[:, 0]), or class probabilities of pred's shape"
+            )
         if getattr(target, "ndim", None) != pred.ndim - 1:  # class probabilities, of pred's shape
             ops, pred, target = self._prepare(pred, target)
             w = None if self.weight is None else self._class_weights(pred, c)

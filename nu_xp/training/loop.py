@@ -73,6 +73,14 @@ def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False, check_fi
     Anything but real numbers (booleans, complex numbers, dates, strings,
     objects) is a ``TypeError``; NaN or Inf a ``ValueError`` unless ``check_finite`` is off.
     """
+    dtypes = getattr(x, "dtypes", None)  # a pandas DataFrame: name the columns that are not numbers
+    if dtypes is not None and hasattr(x, "columns") and hasattr(dtypes, "items"):
+        bad = {str(col): str(dt) for col, dt in dtypes.items() if getattr(dt, "kind", "O") not in "fiub"}
+        if bad:
+            raise TypeError(
+                f"{name}: columns {list(bad)} do not hold numbers (dtypes {list(bad.values())}); "
+                "encode or drop them first (e.g. pandas.get_dummies or .astype(float))"
+            )
     if not hasattr(x, "shape") or isinstance(x, np.ndarray):
         host = np.asarray(x)
         if host.dtype.kind not in "fiu":
