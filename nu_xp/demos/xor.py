@@ -61,7 +61,11 @@ def plot(model: nu_xp.Sequential, losses: list[float], path: Path) -> None:
     left, right = fig.subplots(1, 2)
     mesh = left.contourf(gx, gy, z, levels=20, cmap="RdBu_r", vmin=0, vmax=1)
     left.contour(gx, gy, z, levels=[0.5], colors="k")
-    left.scatter(X[:, 0], X[:, 1], c=Y[:, 0], cmap="RdBu_r", edgecolors="k", s=120, vmin=0, vmax=1)
+    for label, marker, face in ((0, "s", "white"), (1, "o", "black")):  # the class by shape and fill, not colour
+        mine = Y[:, 0] == label
+        left.scatter(X[mine, 0], X[mine, 1], marker=marker, s=160, facecolors=face, edgecolors="gold", linewidths=2.5,
+                     label=f"training point, y = {label}")  # fmt: skip
+    left.legend(loc="upper center", fontsize=8, framealpha=0.9)
     left.set(title="decision boundary (p = 0.5)", xlabel="x1", ylabel="x2")
     fig.colorbar(mesh, ax=left, label="P(y = 1)")
     right.plot(np.arange(1, len(losses) + 1), losses)
