@@ -155,7 +155,7 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, steps: int, path
     """Test accuracy against steps: one colour per model, solid nu_xp, dashed PyTorch, grey the paper's."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    fig = Figure(figsize=(8.5, 4), layout="constrained")
     ax = fig.subplots()
     for color, (name, by_lib) in zip(("C0", "C1", "C2"), curves.items()):
         for lib, curve in by_lib.items():
@@ -165,7 +165,7 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, steps: int, path
         ax.text(steps, PAPER[name], f" paper {name}", va="center", fontsize=7, color=color)
     ax.set(xlabel="training step", ylabel="test accuracy", title="MNIST-1D: nu_xp (solid) and PyTorch (dashed)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.08, 1.0))  # beside the axes: no curve hidden
     fig.savefig(path, dpi=110)
 
 
