@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["THREAD", "GradState", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+__all__ = ["THREAD", "GradState", "enable_grad", "in_pass", "is_grad_enabled", "no_grad", "set_grad_enabled"]
 
 
 class GradState:
@@ -47,6 +48,23 @@ class _PerThread(threading.local):
 #: ``THREAD.grad`` is the calling thread's :class:`GradState`. Hot code reads it once per call
 #: (one thread-local lookup) and then plain slots, which cost a tenth of a thread-local attribute.
 THREAD = _PerThread()
+
+
+def in_pass(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` as one step of the current pass (it starts a pass when none is running).
+
+    Everything a layer runs inside keeps its saved arrays in the same pass, so a
+    layer used at several places gets one entry per use. ``Layer.__call__``,
+    ``Sequential.forward`` and users' composite layers run their forwards through it.
+    """
+    state = THREAD.grad
+    if state.depth == 0:
+        state.pass_id += 1
+    state.depth += 1
+    try:
+        return call(*args, **kwargs)
+    finally:
+        state.depth -= 1
 
 
 def is_grad_enabled() -> bool:

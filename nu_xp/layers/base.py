@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backends import Backend, asarray, describe, get_backend, to_host
 from ..errors import ModelFileError, ModelFileWarning
-from ..grad_mode import THREAD, no_grad
+from ..grad_mode import THREAD, in_pass, no_grad
 from ..validation import check_positive_int
 
 __all__ = [
@@ -212,14 +212,7 @@ def _tracked_forward(forward: Any) -> Any:
     """
 
     def forward_in_pass(self: Layer, *args: Any, **kwargs: Any) -> Any:
-        state = THREAD.grad
-        if state.depth == 0:
-            state.pass_id += 1
-        state.depth += 1
-        try:
-            return forward(self, *args, **kwargs)
-        finally:
-            state.depth -= 1
+        return in_pass(forward, self, *args, **kwargs)
 
     forward_in_pass.__wrapped__ = forward  # type: ignore[attr-defined]
     forward_in_pass.__doc__ = forward.__doc__
@@ -279,14 +272,7 @@ class Layer:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``forward(...)``, as one pass: layers it runs inside keep their saved arrays in the same pass."""
-        state = THREAD.grad
-        if state.depth == 0:
-            state.pass_id += 1
-        state.depth += 1
-        try:
-            return self.forward(*args, **kwargs)
-        finally:
-            state.depth -= 1
+        return in_pass(self.forward, *args, **kwargs)
 
     # ------------------------------------------------------------------ what forward keeps for backward
     def save_for_backward(self, *values: Any) -> None:

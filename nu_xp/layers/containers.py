@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..backends import Backend
-from ..grad_mode import THREAD
+from ..grad_mode import in_pass
 from .base import Layer, register_layer
 
 __all__ = ["Residual", "Sequential"]
@@ -68,16 +68,12 @@ class Sequential(Layer):
 
     def forward(self, x: Any) -> Any:
         """Run the layers in order, as one pass: a layer that appears twice keeps one entry per use."""
-        state = THREAD.grad
-        if state.depth == 0:
-            state.pass_id += 1
-        state.depth += 1
-        try:
-            for layer in self.layers:
-                x = layer.forward(x)
-            return x
-        finally:
-            state.depth -= 1
+        return in_pass(self._run, x)
+
+    def _run(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Run every layer's backward in reverse order; return ``dL/d(input)``.

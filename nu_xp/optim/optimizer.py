@@ -128,8 +128,9 @@ class Optimizer:
         state = self.state
         if state:
             first = self.params[0].data  # moved by model.to(...)? one comparison of cached metadata per step
-            if (type(first), first.dtype, getattr(first, "device", None)) != self.__dict__.get("_where"):
-                self._follow_parameters()
+            where = (type(first), first.dtype, getattr(first, "device", None))
+            if where != self.__dict__.get("_where"):
+                self._follow_parameters(where)
         stepped = False
         for group in self.param_groups:
             for p in group["params"]:
@@ -150,15 +151,14 @@ class Optimizer:
                 stacklevel=2,
             )
 
-    def _follow_parameters(self) -> None:
+    def _follow_parameters(self, where: tuple[Any, Any, Any]) -> None:
         """Move the state to where the parameters now are (after ``model.to(...)``), checked once per step.
 
         :meth:`step` compares the first parameter's type, dtype and device
         with what was recorded; only when they differ is every state array
         moved here (``asarray`` like its parameter: backend, device and dtype).
         """
-        first = self.params[0].data
-        object.__setattr__(self, "_where", (type(first), first.dtype, getattr(first, "device", None)))
+        object.__setattr__(self, "_where", where)
         for index, p in enumerate(self.params):
             entries = self.state.get(index)
             for key, value in (entries or {}).items():

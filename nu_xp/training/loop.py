@@ -309,24 +309,29 @@ class FitOptions:
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
-def check_loss_reduces(loss: Loss, where: str) -> None:
-    """``ValueError`` for a loss with ``reduction="none"``: training and evaluation need one number per batch."""
+def check_model_and_loss(model: Any, loss: Any, call: str) -> None:
+    """``TypeError`` unless ``model`` is a nu_xp layer and ``loss`` a nu_xp loss (named in ``call``, e.g.
+    ``"fit(model, loss, optimizer, x, y)"``); ``ValueError`` for a loss with ``reduction="none"``: training
+    and evaluation need one number per batch."""
+    if not isinstance(model, Layer) or model.is_loss:
+        raise TypeError(
+            f"{call}: model must be a nu_xp Layer, got {type(model).__name__}"
+            + (" (a loss: the model comes first)" if isinstance(model, Loss) else "")
+        )
+    if not isinstance(loss, Loss):
+        raise TypeError(f"{call}: loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
     if loss.reduction == "none":
         raise ValueError(
-            f"{where} needs a loss that reduces to one number; {type(loss).__name__} has reduction='none' "
-            "(use 'mean', the default, or 'sum')"
+            f"{call.split('(')[0]} needs a loss that reduces to one number; {type(loss).__name__} has "
+            "reduction='none' (use 'mean', the default, or 'sum')"
         )
 
 
 def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> None:
     """``TypeError``/``ValueError`` for a model, loss, optimizer or size that ``fit`` cannot use."""
-    if not isinstance(model, Layer) or model.is_loss:
-        raise TypeError(f"model must be a nu_xp Layer, got {type(model).__name__}")
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
+    check_model_and_loss(model, loss, "fit(model, loss, optimizer, x, y)")
     if not isinstance(unwrap(optimizer), Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
-    check_loss_reduces(loss, "fit")
     check_positive_int("epochs", options.epochs)
     check_positive_int("batch_size", options.batch_size, allow_none=True)
     mine = {id(p) for p in model.parameters()}
@@ -450,16 +455,7 @@ def evaluate(
     Runs under :func:`nu_xp.no_grad`: neither the model nor the loss keeps anything, so a
     forward whose backward is pending is not disturbed.
     """
-    if not isinstance(model, Layer) or model.is_loss:
-        raise TypeError(
-            f"evaluate(model, loss, x, y): model must be a nu_xp Layer, got {type(model).__name__}"
-            + (" (a loss: the model comes first)" if isinstance(model, Loss) else "")
-        )
-    if not isinstance(loss, Loss):
-        raise TypeError(
-            f"evaluate(model, loss, x, y): loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}"
-        )
-    check_loss_reduces(loss, "evaluate")
+    check_model_and_loss(model, loss, "evaluate(model, loss, x, y)")
     xs, ys = prepare_data(model, loss, x, y, "evaluation")
     pred = model.predict(xs, batch_size=batch_size)
     with no_grad():
