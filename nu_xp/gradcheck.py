@@ -7,7 +7,9 @@ exactly what ``backward(g)`` returns, and ``dS/dθ`` what it accumulates in
 
     dS/dx_i ≈ (S(x + h e_i) - S(x - h e_i)) / (2h)
 
-For a loss ``L(pred, target)``, ``S`` is the loss value and only ``pred`` is
+A layer whose output is a tuple (``LSTM``'s ``(output, (h_n, c_n))``) gets
+one random upstream array per array in it, ``S`` sums over all of them, and
+``backward`` receives the same structure. For a loss ``L(pred, target)``, ``S`` is the loss value and only ``pred`` is
 differentiated. Everything runs on a float64 deep copy of the object, on its
 own backend; every evaluation starts from a fresh copy, so stochastic layers
 such as Dropout draw the same mask each time.
@@ -37,6 +39,20 @@ __all__ = ["gradcheck", "numeric_gradients"]
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)), 1.0)
     return float(np.max(np.abs(analytic - numeric))) / scale
+
+
+def _leaves(out: Any) -> list[Any]:
+    """The arrays of a (possibly nested) tuple output, in order; None entries are skipped."""
+    if isinstance(out, (tuple, list)):
+        return [leaf for part in out for leaf in _leaves(part)]
+    return [] if out is None else [out]
+
+
+def _like_output(out: Any, values: list[Any]) -> Any:
+    """``values`` arranged in the structure of ``out`` (consumed from the front)."""
+    if isinstance(out, (tuple, list)):
+        return tuple(_like_output(part, values) for part in out)
+    return None if out is None else values.pop(0)
 
 
 def _float64_copy(obj: Layer, like: Any) -> Layer:
@@ -80,7 +96,7 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
             out = model(on_backend(x_arr), other) if is_loss else model(on_backend(x_arr))
         if upstream is None:  # a reduced loss: its value
             return float(to_host(out))
-        return float(np.sum(to_host(out) * upstream))
+        return float(sum(np.sum(to_host(leaf) * up) for leaf, up in zip(_leaves(out), upstream)))
 
     # analytic: S = value for a reduced loss, else Σ upstream · output
     model: Any = copy.deepcopy(base)
@@ -88,8 +104,9 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
     if is_loss and out.ndim == 0:
         dx = model.backward()
     else:
-        upstream = np.random.default_rng(seed).standard_normal(tuple(out.shape))
-        dx = model.backward(on_backend(upstream))
+        draw = np.random.default_rng(seed)
+        upstream = [draw.standard_normal(tuple(leaf.shape)) for leaf in _leaves(out)]
+        dx = model.backward(_like_output(out, [on_backend(u) for u in upstream]))
     results: dict[str, tuple] = {}
     analytic = {} if integer else {"input": np.array(to_host(dx), dtype=np.float64)}
     for name, p in model.named_parameters().items():

@@ -80,6 +80,33 @@ def test_mnist1d_example_tracks_pytorch(tmp_path, capsys):
     assert (tmp_path / "mnist1d.png").stat().st_size > 5000
 
 
+def test_chargpt_example_tracks_pytorch(tmp_path, capsys):
+    """A short run of the character-level GPT: the same weights and batches give the same losses as PyTorch."""
+    pytest.importorskip("torch")
+    args = ["--steps", "30", "--every", "15", "--width", "32", "--heads", "2", "--context", "16", "--batch", "8"]
+    out = run_example("chargpt", capsys, *args, "--sample", "40", "--out", str(tmp_path))
+    rows = [
+        tuple(map(float, m.groups()))
+        for m in re.finditer(r"^\s+\d+\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    ]
+    assert len(rows) == 2
+    for train, valid, torch_train, torch_valid in rows:
+        assert abs(valid - torch_valid) < 0.05 and abs(train - torch_train) < 0.05
+    assert rows[-1][1] < rows[0][1] < 4.7  # it learns (log 103 ≈ 4.63 at the start)
+    assert "sample (temperature 0.8)" in out
+    model = __import__("nu_xp").load(tmp_path / "chargpt_model.npz")
+    assert model[-1].weight is model[0].tok.weight  # the tie survives the file
+
+
+def test_sequences_example(backend, tmp_path, capsys):
+    out = run_example(
+        "sequences", capsys, "--epochs", "6", "--backend", backend, "--out", str(tmp_path), "--no-progress"
+    )
+    accuracy = float(re.search(r"test accuracy ([\d.]+)", out).group(1))
+    assert accuracy > 0.85
+    assert (tmp_path / "sequences.png").stat().st_size > 5000
+
+
 def test_examples_run_as_scripts(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "xor.py"), "--epochs", "50", "--out", str(tmp_path)],

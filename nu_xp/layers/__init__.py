@@ -9,7 +9,9 @@
 * :mod:`.activations` — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
   ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Softplus``, ``LogSoftmax``;
 * :mod:`.dropout` — ``Dropout``;  :mod:`.shape` — ``Flatten``;
-* :mod:`.containers` — ``Sequential``, ``Residual``.
+* :mod:`.recurrent` — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time);
+* :mod:`.attention` — ``MultiheadAttention``;  :mod:`.transformer` — ``TransformerEncoderLayer``;
+* :mod:`.containers` — ``Sequential``, ``Residual``, ``Select``.
 
 A new family of layers is a new module here.
 """
@@ -28,20 +30,26 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .attention import MultiheadAttention
 from .base import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, accumulate, register_layer, set_weights_reader
-from .containers import Residual, Sequential
+from .containers import Residual, Select, Sequential
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .recurrent import GRU, LSTM, RNN
 from .shape import Flatten
+from .transformer import TransformerEncoderLayer
 
 __all__ = [
     "ELU",
     "GELU",
+    "GRU",
     "LAYER_REGISTRY",
+    "LSTM",
+    "RNN",
     "Activation",
     "AvgPool1d",
     "AvgPool2d",
@@ -61,15 +69,18 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "MultiheadAttention",
     "Parameter",
     "ReLU",
     "Residual",
+    "Select",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerEncoderLayer",
     "accumulate",
     "register_layer",
     "set_weights_reader",

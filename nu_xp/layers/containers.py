@@ -1,4 +1,5 @@
-"""Containers: ``Sequential`` (a chain of layers) and ``Residual`` (``x + f(x)``), layers themselves."""
+"""Containers: ``Sequential`` (a chain of layers), ``Residual`` (``x + f(x)``), and ``Select`` (one element of
+a tuple output, so layers that return tuples compose in a ``Sequential``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ..backends import Backend
 from ..grad_mode import in_pass
 from .base import Layer, register_layer
 
-__all__ = ["Residual", "Sequential"]
+__all__ = ["Residual", "Select", "Sequential"]
 
 
 @register_layer
@@ -149,3 +150,53 @@ class Residual(Sequential):
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         through = super().backward(grad, input_grad=input_grad)
         return grad + through if input_grad else None
+
+
+@register_layer
+class Select(Layer):
+    """Pass on one element of a tuple output: ``y = x[index]`` (``Sequential(Embedding(…), LSTM(…), Select(0), …)``).
+
+    Backward hands the gradient to that element and ``None`` to the others,
+    which is how the recurrent and attention layers read "no gradient here":
+    ``dL/dx = (None, …, g, …, None)``.
+
+    Parameters
+    ----------
+    index : int
+        Which element (negative counts from the end, as in Python).
+
+    Examples
+    --------
+    >>> import nu_xp
+    >>> nu_xp.Select(0)(("output", "state"))
+    'output'
+    """
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"Select index must be an int, got {index!r}")
+        self.index = index
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def extra_repr(self) -> str:
+        return repr(self.index)
+
+    def forward(self, x: Any) -> Any:
+        if not isinstance(x, (tuple, list)):
+            raise TypeError(
+                f"Select({self.index}) takes a tuple (such as an LSTM's (output, (h_n, c_n))), got {type(x).__name__}"
+            )
+        if not -len(x) <= self.index < len(x):
+            raise IndexError(f"Select({self.index}): the input tuple has {len(x)} elements")
+        self.save_for_backward(len(x))
+        return x[self.index]
+
+    def backward(self, grad: Any) -> tuple[Any, ...]:
+        (size,) = self.saved_tensors()
+        grads: list[Any] = [None] * size
+        grads[self.index] = grad
+        return tuple(grads)

@@ -10,7 +10,16 @@ from ..initializers import host_rng
 from .activations import Activation
 from .base import check_grad, register_layer
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "dropout_mask"]
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
+    """Host mask of inverted dropout: ``m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` (all zeros for ``p = 1``).
+
+    Drawn on the host so that a seed gives the same masks on every backend.
+    """
+    keep = rng.random(shape) >= p
+    return keep * (0.0 if p == 1.0 else 1.0 / (1.0 - p))
 
 
 @register_layer
@@ -43,9 +52,7 @@ class Dropout(Activation):
         if not self.training or self.p == 0.0:
             self.save_for_backward(None)
             return x
-        keep = self._rng.random(tuple(x.shape)) >= self.p
-        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        mask = ops.asarray(keep * scale, dtype=x.dtype, device=ops.device_of(x))
+        mask = ops.asarray(dropout_mask(self._rng, tuple(x.shape), self.p), dtype=x.dtype, device=ops.device_of(x))
         self.save_for_backward(mask)
         return x * mask
 

@@ -63,6 +63,8 @@ def _fmt(row: tuple[str, ...], widths: list[int]) -> str:
 
 
 def _shape(x: Any) -> str:
+    if isinstance(x, (tuple, list)):  # a recurrent layer's (output, state): the output's shape, then "…"
+        return _shape(x[0]) + " + …" if x else "()"
     return "(" + ", ".join(["N", *map(str, tuple(x.shape)[1:])]) + ")"
 
 
@@ -82,8 +84,8 @@ def _record(layer: Any, name: str, rows: list, top: bool = False) -> None:
 def _hook(layer: Any, path: str, root: Any) -> None:
     forward = layer.forward
 
-    def recording_forward(x: Any) -> Any:
-        out = forward(x)
+    def recording_forward(*args: Any, **kwargs: Any) -> Any:
+        out = forward(*args, **kwargs)
         root.__dict__.setdefault("_summary_shapes", {})[path] = _shape(out)
         return out
 

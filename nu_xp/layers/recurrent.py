@@ -1,0 +1,693 @@
+"""Recurrent layers: ``RNN`` (tanh or relu), ``LSTM`` and ``GRU``, as ``torch.nn`` lays them out.
+
+One layer runs ``num_layers`` stacked recurrences, each in one or two
+directions. For one direction the work splits in two parts:
+
+* the input part of every time step at once, one matrix product
+  ``A_in = X @ W_ih.T + b_ih`` of shape ``(L, N, G·H)`` (``G`` gates);
+* the time loop, the only loop: ``a_t = A_in[t] + h_{t-1} @ W_hh.T + b_hh``,
+  then the cell's gates turn ``a_t`` into ``h_t`` (and ``c_t`` for LSTM).
+
+**Backpropagation through time** runs the loop backwards. At step ``t`` the
+gradient reaching ``h_t`` is what the output received there plus what step
+``t+1`` sent back, ``dh_t = g_out[t] + dh_from_{t+1}``; the cell turns it
+into the gradients of its pre-activations (``d_in`` for the input part,
+``d_hh`` for the hidden part; equal except in GRU) and sends
+``dh_{t-1} = d_hh @ W_hh`` (plus ``dh_t ⊙ z`` in GRU) to the step before.
+The weight gradients are then sums over time, so they are one matrix
+product each after the loop::
+
+    dW_ih = Σ_t d_in[t].T @ x_t   = D_in.T  @ X         db_ih = Σ_t Σ_n d_in[t]
+    dW_hh = Σ_t d_hh[t].T @ h_t-1 = D_hh.T  @ H_prev    db_hh = Σ_t Σ_n d_hh[t]
+    dX    = D_in @ W_ih
+
+The cells (σ is the logistic sigmoid, ⊙ the elementwise product):
+
+* RNN: ``h_t = tanh(a_t)`` (or ``relu``); ``d_in = d_hh = dh_t ⊙ (1 - h_t²)`` (or ``⊙ [h_t > 0]``).
+* LSTM, gates in the order i, f, g, o of ``a_t``::
+
+      i = σ(a_i)  f = σ(a_f)  g = tanh(a_g)  o = σ(a_o)
+      c_t = f ⊙ c_{t-1} + i ⊙ g        h_t = o ⊙ tanh(c_t)
+
+  backward, with ``dc_t`` = what step t+1 sent plus ``dh_t ⊙ o ⊙ (1 - tanh²(c_t))``::
+
+      d_o = dh_t ⊙ tanh(c_t) ⊙ o(1-o)     d_i = dc_t ⊙ g ⊙ i(1-i)
+      d_f = dc_t ⊙ c_{t-1} ⊙ f(1-f)       d_g = dc_t ⊙ i ⊙ (1-g²)
+      dc_{t-1} = dc_t ⊙ f
+
+* GRU, gates r, z, n; the input part ``a^x`` and hidden part ``a^h = h_{t-1} @ W_hh.T + b_hh``
+  meet differently in ``n``::
+
+      r = σ(a^x_r + a^h_r)   z = σ(a^x_z + a^h_z)   n = tanh(a^x_n + r ⊙ a^h_n)
+      h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+  backward: ``δn = dh_t ⊙ (1-z) ⊙ (1-n²)``, ``δz = dh_t ⊙ (h_{t-1} - n) ⊙ z(1-z)``,
+  ``δr = δn ⊙ a^h_n ⊙ r(1-r)``; ``d_in = [δr, δz, δn]``, ``d_hh = [δr, δz, δn ⊙ r]``
+  and ``dh_{t-1} = d_hh @ W_hh + dh_t ⊙ z``.
+
+Every step is array code of the array API, so the same loop runs on every
+backend. What backward needs is kept once: the gates of each step (which are
+computed anyway) and the stacked inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backends import Backend
+from ..functional import sigmoid
+from ..initializers import host_rng
+from ..validation import check_number, check_positive_int
+from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .dropout import dropout_mask
+
+__all__ = ["GRU", "LSTM", "RNN"]
+
+
+# ---------------------------------------------------------------------------------------- the cells
+class _Cell:
+    """One time step of a recurrence: ``step`` forward, ``step_back`` backward (see the module docstring)."""
+
+    gates: ClassVar[int] = 1
+    has_cell_state: ClassVar[bool] = False
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        """``(h_t, c_t or None, kept)`` from the input part ``a_in`` and the previous state."""
+        raise NotImplementedError
+
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+        """``(d_in, d_hh, dh_direct or None, dc_prev or None)`` for the gradient ``dh`` (and ``dc``) at this step."""
+        raise NotImplementedError
+
+
+class _RNNCell(_Cell):
+    def __init__(self, nonlinearity: str) -> None:
+        self.relu = nonlinearity == "relu"
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a = a_in + h @ w_hh.T
+        if b_hh is not None:
+            a = a + b_hh
+        h_new = ops.clamp_min(a, 0.0) if self.relu else ops.xp.tanh(a)
+        return h_new, None, (h_new,)
+
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+        (h_new,) = kept
+        d = dh * ops.astype(h_new > 0, dh.dtype) if self.relu else dh * (1.0 - h_new * h_new)
+        return d, d, None, None
+
+
+class _LSTMCell(_Cell):
+    gates = 4
+    has_cell_state = True
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a = a_in + h @ w_hh.T
+        if b_hh is not None:
+            a = a + b_hh
+        size = a.shape[1] // 4
+        s = sigmoid(ops, a)  # σ of all four (the g column is replaced by tanh below)
+        i, f, o = s[:, :size], s[:, size : 2 * size], s[:, 3 * size :]
+        g = ops.xp.tanh(a[:, 2 * size : 3 * size])
+        c_new = f * c + i * g
+        tanh_c = ops.xp.tanh(c_new)
+        return o * tanh_c, c_new, (i, f, g, o, c, tanh_c)
+
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+        i, f, g, o, c_prev, tanh_c = kept
+        dc = dh * o * (1.0 - tanh_c * tanh_c) if dc is None else dc + dh * o * (1.0 - tanh_c * tanh_c)
+        d = ops.xp.concat(
+            [dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)],
+            axis=1,
+        )
+        return d, d, None, dc * f
+
+
+class _GRUCell(_Cell):
+    gates = 3
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a_h = h @ w_hh.T
+        if b_hh is not None:
+            a_h = a_h + b_hh
+        size = a_h.shape[1] // 3
+        rz = sigmoid(ops, a_in[:, : 2 * size] + a_h[:, : 2 * size])
+        r, z = rz[:, :size], rz[:, size:]
+        a_hn = a_h[:, 2 * size :]
+        n = ops.xp.tanh(a_in[:, 2 * size :] + r * a_hn)
+        return (1.0 - z) * n + z * h, None, (r, z, n, a_hn, h)
+
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+        r, z, n, a_hn, h_prev = kept
+        dn = dh * (1.0 - z) * (1.0 - n * n)
+        dz = dh * (h_prev - n) * z * (1.0 - z)
+        dr = dn * a_hn * r * (1.0 - r)
+        return ops.xp.concat([dr, dz, dn], axis=1), ops.xp.concat([dr, dz, dn * r], axis=1), dh * z, None
+
+
+# ---------------------------------------------------------------------------------------- the layer
+class _RNNBase(Layer):
+    """What ``RNN``, ``LSTM`` and ``GRU`` share: parameters, shapes, the stacked loops, the checks."""
+
+    _backend: Backend
+    mode: ClassVar[str] = "RNN_TANH"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        nonlinearity: str = "tanh",
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        config = {
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "bias": bias,
+            "batch_first": batch_first,
+            "dropout": dropout,
+            "bidirectional": bidirectional,
+            "nonlinearity": nonlinearity,
+        }
+        shapes = self.parameter_shapes(config)
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = float(dropout)
+        self._nonlinearity = nonlinearity
+        self._cell = self._make_cell()
+        # PyTorch's initialization: every weight and bias from U(-1/√H, 1/√H), drawn in parameter order
+        rng = host_rng(seed)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        be = self.backend
+        for name, shape in shapes.items():
+            setattr(self, name, Parameter(be.from_host(rng.uniform(-bound, bound, shape).astype(be.dtype_name))))
+        self._dropout_rng = host_rng(int(rng.integers(2**63)))
+
+    def _make_cell(self) -> _Cell:
+        return _RNNCell(self._nonlinearity)
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight_ih_l{k}`` ``(G·H, in)``, ``weight_hh_l{k}`` ``(G·H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
+        ``(G·H,)``, and the same with ``_reverse`` for the second direction (``G`` gates: 1, 4 or 3)."""
+        n_in = check_positive_int("input_size", config.get("input_size"))
+        hidden = check_positive_int("hidden_size", config.get("hidden_size"))
+        layers = check_positive_int("num_layers", config.get("num_layers", 1))
+        flags = {k: config.get(k, d) for k, d in (("bias", True), ("batch_first", False), ("bidirectional", False))}
+        for name, flag in flags.items():
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{cls.__name__} {name} must be True or False, got {flag!r}")
+        check_number("dropout", config.get("dropout", 0.0), 0.0, 1.0)
+        if cls.mode.startswith("RNN") and config.get("nonlinearity", "tanh") not in ("tanh", "relu"):
+            raise ValueError(f"RNN nonlinearity must be 'tanh' or 'relu', got {config.get('nonlinearity')!r}")
+        gates = {"LSTM": 4, "GRU": 3}.get(cls.mode, 1) * hidden
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(layers):
+            width = n_in if layer == 0 else hidden * (2 if flags["bidirectional"] else 1)
+            for suffix in ("", "_reverse") if flags["bidirectional"] else ("",):
+                shapes[f"weight_ih_l{layer}{suffix}"] = (gates, width)
+                shapes[f"weight_hh_l{layer}{suffix}"] = (gates, hidden)
+                if flags["bias"]:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (gates,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (gates,)
+        return shapes
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+        }
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            if value != default:
+                text += f", {name}={value!r}"
+        return text
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _weights(self, layer: int, direction: int) -> tuple[Any, Any, Any, Any]:
+        """``(W_ih, W_hh, b_ih, b_hh)`` Parameters of one layer and direction (biases None without ``bias``)."""
+        suffix = f"l{layer}{'_reverse' if direction else ''}"
+        get = vars(self).get
+        return (
+            get(f"weight_ih_{suffix}"),
+            get(f"weight_hh_{suffix}"),
+            get(f"bias_ih_{suffix}"),
+            get(f"bias_hh_{suffix}"),
+        )
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Any, hx: Any = None) -> Any:
+        """``(output, h_n)`` (``(output, (h_n, c_n))`` for LSTM), as ``torch.nn`` returns them.
+
+        ``x`` is ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``) or unbatched
+        ``(L, input_size)``; ``hx`` the initial state ``(num_layers·D, N, H)`` (unbatched:
+        ``(num_layers·D, H)``), zeros when None. ``output`` holds the last layer's ``h_t`` for every
+        ``t`` (both directions side by side, ``D·H`` wide); ``h_n`` every layer's final state.
+        """
+        be = self._backend
+        xp = be.xp
+        name = type(self).__name__
+        x = be.check(x, role=f"{name} input")
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+            layout = "(N, L, input_size)" if self.batch_first else "(L, N, input_size)"
+            raise ValueError(
+                f"{name}({self.input_size}, {self.hidden_size}) expects input of shape {layout} or unbatched "
+                f"(L, input_size) with input_size={self.input_size}, got {tuple(x.shape)}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = xp.expand_dims(x, axis=1)
+        elif self.batch_first:
+            x = xp.permute_dims(x, (1, 0, 2))
+        steps, n = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ValueError(f"{name} input has no time steps (shape {tuple(x.shape)}); give at least one")
+        h0, c0 = self._initial_state(hx, n, batched)
+        cell, hidden = self._cell, self.hidden_size
+        layer_input = x
+        caches = []
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs, layer_caches = [], []
+            for direction in range(self._directions):
+                k = layer * self._directions + direction
+                w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+                flat = xp.reshape(layer_input, (steps * n, layer_input.shape[2]))
+                a_in = flat @ w_ih.data.T
+                if b_ih is not None:
+                    a_in = a_in + b_ih.data
+                a_in = xp.reshape(a_in, (steps, n, cell.gates * hidden))
+                h, c = h0[k, ...], (c0[k, ...] if c0 is not None else None)
+                hs: list[Any] = [None] * steps
+                kept: list[Any] = [None] * steps
+                h_prev: list[Any] = [None] * steps
+                order = range(steps - 1, -1, -1) if direction else range(steps)
+                w, b = w_hh.data, (b_hh.data if b_hh is not None else None)
+                for t in order:
+                    h_prev[t] = h
+                    h, c, kept[t] = cell.step(be.ops, a_in[t, ...], h, c, w, b)
+                    hs[t] = h
+                h_n.append(h)
+                c_n.append(c)
+                outs.append(xp.stack(hs, axis=0))
+                layer_caches.append((layer_input, h_prev, kept))
+            out = outs[0] if len(outs) == 1 else xp.concat(outs, axis=2)
+            mask = None
+            if self.training and self.dropout > 0.0 and layer < self.num_layers - 1:
+                mask = be.from_host(dropout_mask(self._dropout_rng, tuple(out.shape), self.dropout), dtype=be.dtype)
+                out = out * mask
+            caches.append((layer_caches, mask))
+            layer_input = out
+        output = layer_input
+        h_stack = xp.stack(h_n, axis=0)
+        c_stack = xp.stack(c_n, axis=0) if cell.has_cell_state else None
+        self.save_for_backward(caches, (steps, n), batched, hx is not None)
+        if not batched:
+            output, h_stack = output[:, 0, :], h_stack[:, 0, :]
+            c_stack = c_stack[:, 0, :] if c_stack is not None else None
+        elif self.batch_first:
+            output = xp.permute_dims(output, (1, 0, 2))
+        return (output, (h_stack, c_stack)) if cell.has_cell_state else (output, h_stack)
+
+    def _initial_state(self, hx: Any, n: int, batched: bool) -> tuple[Any, Any]:
+        """``(h0, c0 or None)`` as ``(num_layers·D, N, H)`` arrays (zeros for None), checked."""
+        be = self._backend
+        xp = be.xp
+        shape = (self.num_layers * self._directions, n, self.hidden_size)
+        if hx is None:
+            zeros = xp.zeros(shape, dtype=be.dtype, device=be.device)
+            return zeros, (zeros if self._cell.has_cell_state else None)
+        name = type(self).__name__
+        if self._cell.has_cell_state:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"LSTM hx must be a pair (h_0, c_0) of arrays, got {type(hx).__name__}")
+            parts = [("h_0", hx[0]), ("c_0", hx[1])]
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise TypeError(f"{name} hx must be one array h_0, got a {type(hx).__name__}")
+            parts = [("h_0", hx)]
+        states = []
+        want = shape if batched else (shape[0], shape[2])
+        for label, value in parts:
+            value = be.check(value, role=f"{name} {label}")
+            if tuple(value.shape) != want:
+                raise ValueError(
+                    f"{name} {label} must have shape {want} (num_layers * num_directions, "
+                    f"{'batch, ' if batched else ''}hidden_size) for this input, got {tuple(value.shape)}"
+                )
+            states.append(value if batched else xp.expand_dims(value, axis=1))
+        return states[0], (states[1] if len(states) > 1 else None)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """Backpropagation through time; returns ``dL/dx``, or ``(dL/dx, dL/dhx)`` when ``hx`` was given.
+
+        ``grad`` is ``dL/d(output)`` alone, or a structure like the forward's result:
+        ``(g_output, g_h_n)`` (``(g_output, (g_h_n, g_c_n))`` for LSTM), with ``None`` for
+        any part that has no gradient. Every parameter gradient is accumulated.
+        """
+        caches, (steps, n), batched, hx_given = self.saved_tensors()
+        be = self._backend
+        xp = be.xp
+        g_out, g_h, g_c = self._split_grad(grad, steps, n, batched)
+        cell, hidden, dirs = self._cell, self.hidden_size, self._directions
+        dh0: list[Any] = [None] * (self.num_layers * dirs)
+        dc0: list[Any] = [None] * (self.num_layers * dirs)
+        for layer in range(self.num_layers - 1, -1, -1):
+            layer_caches, mask = caches[layer]
+            if g_out is not None and mask is not None:
+                g_out = g_out * mask
+            dx = None
+            for direction in range(dirs):
+                k = layer * dirs + direction
+                layer_input, h_prev, kept = layer_caches[direction]
+                w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+                g_dir = None if g_out is None else g_out[:, :, direction * hidden : (direction + 1) * hidden]
+                dh = None if g_h is None else g_h[k, ...]
+                dc = None if g_c is None else g_c[k, ...]
+                d_in: list[Any] = [None] * steps
+                d_hh: list[Any] = [None] * steps
+                order = range(steps) if direction else range(steps - 1, -1, -1)  # the forward's order, reversed
+                w = w_hh.data
+                for t in order:
+                    if g_dir is not None:
+                        dh = g_dir[t, ...] if dh is None else dh + g_dir[t, ...]
+                    if dh is None:  # no gradient reached this step yet (only c_n had one)
+                        dh = xp.zeros_like(h_prev[t])
+                    d_in[t], d_hh[t], direct, dc = cell.step_back(be.ops, dh, dc, kept[t])
+                    dh = d_hh[t] @ w if direct is None else d_hh[t] @ w + direct
+                dh0[k], dc0[k] = dh, dc
+                gates = cell.gates * hidden
+                d_in_all = xp.reshape(xp.stack(d_in, axis=0), (steps * n, gates))
+                d_hh_all = d_in_all  # RNN and LSTM: the same pre-activation gradient
+                if d_hh[0] is not d_in[0]:  # GRU: r scales the hidden part of n
+                    d_hh_all = xp.reshape(xp.stack(d_hh, axis=0), (steps * n, gates))
+                flat_in = xp.reshape(layer_input, (steps * n, layer_input.shape[2]))
+                flat_prev = xp.reshape(xp.stack(h_prev, axis=0), (steps * n, hidden))
+                accumulate(w_ih, d_in_all.T @ flat_in)
+                accumulate(w_hh, d_hh_all.T @ flat_prev)
+                if b_ih is not None and b_hh is not None:
+                    accumulate(b_ih, xp.sum(d_in_all, axis=0))
+                    accumulate(b_hh, xp.sum(d_hh_all, axis=0))
+                if layer > 0 or input_grad:
+                    part = xp.reshape(d_in_all @ w_ih.data, (steps, n, layer_input.shape[2]))
+                    dx = part if dx is None else dx + part
+            g_out = dx
+        dx = g_out
+        if dx is not None:
+            if not batched:
+                dx = dx[:, 0, :]
+            elif self.batch_first:
+                dx = xp.permute_dims(dx, (1, 0, 2))
+        if not hx_given:
+            return dx
+        dh_stack = self._state_grad(dh0, batched)
+        if cell.has_cell_state:
+            dc_filled = [c if c is not None else xp.zeros_like(dh0[0]) for c in dc0]
+            return dx, (dh_stack, self._state_grad(dc_filled, batched))
+        return dx, dh_stack
+
+    def _state_grad(self, parts: list[Any], batched: bool) -> Any:
+        stacked = self._backend.xp.stack(parts, axis=0)
+        return stacked if batched else stacked[:, 0, :]
+
+    def _split_grad(self, grad: Any, steps: int, n: int, batched: bool) -> tuple[Any, Any, Any]:
+        """``(g_output, g_h_n, g_c_n)`` as time-major batched arrays (None where absent), checked."""
+        be = self._backend
+        xp = be.xp
+        name = type(self).__name__
+        if isinstance(grad, (tuple, list)):
+            if len(grad) != 2:
+                raise ValueError(f"{name}.backward takes dL/d(output) or a pair (g_output, g_state), got {len(grad)}")
+            g_out, g_state = grad
+        else:
+            g_out, g_state = grad, None
+        width = self._directions * self.hidden_size
+        if g_out is not None:
+            shape: tuple[int, ...]
+            if not batched:
+                shape = (steps, width)
+            else:
+                shape = (n, steps, width) if self.batch_first else (steps, n, width)
+            g_out = check_grad(self, g_out, shape, be)
+            if not batched:
+                g_out = xp.expand_dims(g_out, axis=1)
+            elif self.batch_first:
+                g_out = xp.permute_dims(g_out, (1, 0, 2))
+        state_shape: tuple[int, ...] = (self.num_layers * self._directions, n, self.hidden_size)
+        if not batched:
+            state_shape = (state_shape[0], state_shape[2])
+        g_h = g_c = None
+        if g_state is not None:
+            if self._cell.has_cell_state:
+                if not isinstance(g_state, (tuple, list)) or len(g_state) != 2:
+                    raise TypeError("LSTM.backward: the state's gradient must be a pair (g_h_n, g_c_n), None allowed")
+                g_h, g_c = g_state
+            else:
+                g_h = g_state
+            g_h = None if g_h is None else check_grad(self, g_h, state_shape, be)
+            g_c = None if g_c is None else check_grad(self, g_c, state_shape, be)
+            if not batched:
+                g_h = None if g_h is None else xp.expand_dims(g_h, axis=1)
+                g_c = None if g_c is None else xp.expand_dims(g_c, axis=1)
+        if g_out is None and g_h is None and g_c is None:
+            raise ValueError(f"{name}.backward got no gradient at all (every part is None)")
+        return g_out, g_h, g_c
+
+    # ------------------------------------------------------------------ extra state
+    def get_extra_state(self) -> Any:
+        """The generator of the dropout masks between layers (None without dropout)."""
+        return {"rng": self._dropout_rng.bit_generator.state} if self.dropout > 0 else None
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
+            raise ValueError(f"{type(self).__name__} extra state must be {{'rng': <generator state>}}, got {state!r}")
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"bad random-generator state for {type(self).__name__} ({exc})") from exc
+        self._dropout_rng = rng
+
+
+@register_layer
+class RNN(_RNNBase):
+    """Elman recurrence ``h_t = tanh(x_t W_ih.T + b_ih + h_{t-1} W_hh.T + b_hh)`` (or ``relu``), as ``torch.nn.RNN``.
+
+    Backward through time: ``d_t = dh_t ⊙ (1 - h_t²)`` (relu: ``⊙ [h_t > 0]``),
+    ``dh_{t-1} = d_t @ W_hh``; ``dW_ih = Σ_t d_tᵀ x_t``, ``dW_hh = Σ_t d_tᵀ h_{t-1}``,
+    both biases ``Σ_t d_t``, ``dx_t = d_t @ W_ih`` (the full story in :mod:`nu_xp.layers.recurrent`).
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features of ``x_t`` and of ``h_t``.
+    num_layers : int, default 1
+        Stacked recurrences, each reading the previous one's output.
+    nonlinearity : {"tanh", "relu"}
+    bias : bool, default True
+        Whether to learn ``b_ih`` and ``b_hh``.
+    batch_first : bool, default False
+        Inputs and outputs ``(N, L, H)`` instead of ``(L, N, H)`` (states stay ``(layers·D, N, H)``).
+    dropout : float, default 0
+        Dropout on each layer's output except the last's, in training.
+    bidirectional : bool, default False
+        A second recurrence runs from the end; outputs side by side, ``2·H`` wide.
+    seed, backend, device, dtype :
+        Initial values (PyTorch's U(-1/√H, 1/√H)) and where the parameters live.
+
+    Examples
+    --------
+    >>> import nu_xp, numpy as np
+    >>> rnn = nu_xp.RNN(3, 5, num_layers=2, seed=0)
+    >>> out, h_n = rnn(nu_xp.asarray(np.zeros((7, 2, 3), dtype="float32")))
+    >>> out.shape, h_n.shape
+    ((7, 2, 5), (2, 2, 5))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            nonlinearity=nonlinearity,
+            seed=seed,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+        )
+        self.nonlinearity = nonlinearity
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "nonlinearity": self.nonlinearity}
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.nonlinearity == "tanh" else f"{text}, nonlinearity={self.nonlinearity!r}"
+
+
+@register_layer
+class LSTM(_RNNBase):
+    """Long short-term memory, as ``torch.nn.LSTM`` (gates i, f, g, o); returns ``(output, (h_n, c_n))``.
+
+    Forward, for ``a = x_t W_ih.T + b_ih + h_{t-1} W_hh.T + b_hh`` split in four::
+
+        i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
+        c_t = f ⊙ c_{t-1} + i ⊙ g                h_t = o ⊙ tanh(c_t)
+
+    Backward, step by step from the end, with ``dh_t`` (from the output and
+    from step t+1) and ``dc_t = dc_from_{t+1} + dh_t ⊙ o ⊙ (1 - tanh²c_t)``::
+
+        da_i = dc_t ⊙ g ⊙ i(1-i)        da_f = dc_t ⊙ c_{t-1} ⊙ f(1-f)
+        da_g = dc_t ⊙ i ⊙ (1-g²)        da_o = dh_t ⊙ tanh(c_t) ⊙ o(1-o)
+        dh_{t-1} = da @ W_hh             dc_{t-1} = dc_t ⊙ f
+
+    then ``dW_ih = Σ_t daᵀ x_t``, ``dW_hh = Σ_t daᵀ h_{t-1}``, ``db = Σ_t da``.
+    The forget gate's product is why gradients survive long sequences: ``dc``
+    flows back through ``f`` alone, with no squashing nonlinearity.
+
+    Parameters as :class:`RNN` (no ``nonlinearity``); ``hx`` is a pair ``(h_0, c_0)``
+    and ``backward`` then returns ``(dx, (dh_0, dc_0))``.
+
+    Examples
+    --------
+    >>> import nu_xp, numpy as np
+    >>> lstm = nu_xp.LSTM(3, 4, batch_first=True, seed=0)
+    >>> out, (h_n, c_n) = lstm(nu_xp.asarray(np.ones((2, 5, 3), dtype="float32")))
+    >>> out.shape, h_n.shape, c_n.shape
+    ((2, 5, 4), (1, 2, 4), (1, 2, 4))
+    """
+
+    mode = "LSTM"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            seed=seed,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+        )
+
+    def _make_cell(self) -> _Cell:
+        return _LSTMCell()
+
+
+@register_layer
+class GRU(_RNNBase):
+    """Gated recurrent unit, as ``torch.nn.GRU`` (gates r, z, n); returns ``(output, h_n)``.
+
+    Forward, with the input part ``a^x = x_t W_ih.T + b_ih`` and the hidden
+    part ``a^h = h_{t-1} W_hh.T + b_hh``, each split in three::
+
+        r = σ(a^x_r + a^h_r)   z = σ(a^x_z + a^h_z)   n = tanh(a^x_n + r ⊙ a^h_n)
+        h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+    Backward::
+
+        δn = dh_t ⊙ (1-z) ⊙ (1-n²)    δz = dh_t ⊙ (h_{t-1} - n) ⊙ z(1-z)    δr = δn ⊙ a^h_n ⊙ r(1-r)
+        d(a^x) = [δr, δz, δn]          d(a^h) = [δr, δz, δn ⊙ r]
+        dh_{t-1} = d(a^h) @ W_hh + dh_t ⊙ z
+
+    then ``dW_ih = Σ_t d(a^x)ᵀ x_t``, ``dW_hh = Σ_t d(a^h)ᵀ h_{t-1}``.
+    Parameters as :class:`RNN` (no ``nonlinearity``).
+    """
+
+    mode = "GRU"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        seed: int | None = None,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            seed=seed,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+        )
+
+    def _make_cell(self) -> _Cell:
+        return _GRUCell()
