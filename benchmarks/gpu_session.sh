@@ -53,3 +53,6 @@ for spec in "cupy|" "torch|--device cuda"; do
     timeout 60 python3 benchmarks/conv.py --backend "$b" $extra --repeats 3 --pause 0.1 >"$OUT/conv-$b.txt" 2>&1
     tail -n 8 "$OUT/conv-$b.txt"
 done
+# the sequence models: nu_xp on torch-CUDA against torch-CUDA
+timeout 90 python3 benchmarks/sequence.py --device cuda --repeats 3 --pause 0.1 >"$OUT/sequence-cuda.txt" 2>&1
+tail -n 4 "$OUT/sequence-cuda.txt"

@@ -8,7 +8,7 @@ causal Transformer: token and position embeddings, ``--layers`` pre-norm
 PyTorch trains the same model from the same initial weights on the same
 batches; both losses are reported in nats per character. Run it as::
 
-    nu-xp demo chargpt [--steps 400] [--layers 2] [--width 128] [--heads 4] [--context 64] [--batch 32] [--no-torch]
+    nu-xp demo chargpt [--steps 600] [--layers 2] [--width 128] [--heads 4] [--context 64] [--batch 32] [--no-torch]
 
 It prints the training and validation losses of both, a sample of generated
 text, and writes ``chargpt.png`` (the loss curves) and ``chargpt_model.npz``.
@@ -222,7 +222,7 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, path: Path) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = demo_parser("chargpt", __doc__, epochs=None, lr=3e-3)
-    parser.add_argument("--steps", type=positive_int, default=400, help="training steps (default 400)")
+    parser.add_argument("--steps", type=positive_int, default=600, help="training steps (default 600)")
     parser.add_argument("--layers", type=positive_int, default=2, help="Transformer blocks (default 2)")
     parser.add_argument("--width", type=positive_int, default=128, help="model width d_model (default 128)")
     parser.add_argument("--heads", type=positive_int, default=4, help="attention heads, dividing --width (default 4)")

@@ -73,8 +73,13 @@ class _Cell:
 
     gates: ClassVar[int] = 1
     has_cell_state: ClassVar[bool] = False
+    #: whether ``b_hh`` simply adds to ``a`` (then it joins ``b_ih`` in the input part, once for all steps)
+    fold_hidden_bias: ClassVar[bool] = True
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+    def prepare(self, be: Backend, hidden: int) -> None:
+        """Make the constants a step needs, on the layer's backend (once per backend)."""
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
         """``(h_t, c_t or None, kept)`` from the input part ``a_in`` and the previous state."""
         raise NotImplementedError
 
@@ -87,8 +92,8 @@ class _RNNCell(_Cell):
     def __init__(self, nonlinearity: str) -> None:
         self.relu = nonlinearity == "relu"
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
-        a = a_in + h @ w_hh.T
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a = a_in + h @ w_hh_t
         if b_hh is not None:
             a = a + b_hh
         h_new = ops.clamp_min(a, 0.0) if self.relu else ops.xp.tanh(a)
@@ -101,36 +106,57 @@ class _RNNCell(_Cell):
 
 
 class _LSTMCell(_Cell):
+    """The four gates with one ``tanh`` over all of ``a``: ``σ(x) = (1 + tanh(x/2)) / 2``.
+
+    With ``s = (½, ½, 1, ½)`` per gate block, ``t = tanh(s ⊙ a)`` and
+    ``[i, f, g, o] = s ⊙ t + (½, ½, 0, ½)``: three array operations for all
+    four gates (never an overflow), and their derivatives are
+    ``s² ⊙ (1 - t²)`` (``σ' = ¼(1 - tanh²(a/2))``, ``tanh' = 1 - tanh²``).
+    """
+
     gates = 4
     has_cell_state = True
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
-        a = a_in + h @ w_hh.T
+    def __init__(self) -> None:
+        self._constants: dict[Any, tuple[Any, Any, Any]] = {}
+
+    def prepare(self, be: Backend, hidden: int) -> None:
+        key = (be, hidden)
+        if key not in self._constants:
+            blocks = np.repeat(np.array([0.5, 0.5, 1.0, 0.5]), hidden)
+            shift = np.repeat(np.array([0.5, 0.5, 0.0, 0.5]), hidden)
+            self._constants = {key: tuple(be.from_host(a, dtype=be.dtype) for a in (blocks, shift, blocks**2))}
+        self._scale, self._shift, self._slope = self._constants[key]
+
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a = a_in + h @ w_hh_t
         if b_hh is not None:
             a = a + b_hh
         size = a.shape[1] // 4
-        s = sigmoid(ops, a)  # σ of all four (the g column is replaced by tanh below)
-        i, f, o = s[:, :size], s[:, size : 2 * size], s[:, 3 * size :]
-        g = ops.xp.tanh(a[:, 2 * size : 3 * size])
+        t = ops.xp.tanh(a * self._scale)
+        gates = t * self._scale + self._shift  # [σ(a_i), σ(a_f), tanh(a_g), σ(a_o)]
+        i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
         c_new = f * c + i * g
         tanh_c = ops.xp.tanh(c_new)
-        return o * tanh_c, c_new, (i, f, g, o, c, tanh_c)
+        return o * tanh_c, c_new, (gates, t, c, tanh_c)
 
     def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
-        i, f, g, o, c_prev, tanh_c = kept
-        dc = dh * o * (1.0 - tanh_c * tanh_c) if dc is None else dc + dh * o * (1.0 - tanh_c * tanh_c)
-        d = ops.xp.concat(
-            [dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)],
-            axis=1,
-        )
+        gates, t, c_prev, tanh_c = kept
+        size = tanh_c.shape[1]
+        i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
+        through_h = dh * o * (1.0 - tanh_c * tanh_c)
+        dc = through_h if dc is None else dc + through_h
+        upstream = ops.xp.concat([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=1)  # dL/d[i, f, g, o]
+        d = upstream * ((1.0 - t * t) * self._slope)  # times each gate's derivative
         return d, d, None, dc * f
 
 
 class _GRUCell(_Cell):
     gates = 3
+    fold_hidden_bias = False  # b_hh's n part is multiplied by r
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
-        a_h = h @ w_hh.T
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+        a_h = h @ w_hh_t
         if b_hh is not None:
             a_h = a_h + b_hh
         size = a_h.shape[1] // 3
@@ -290,6 +316,7 @@ class _RNNBase(Layer):
             raise ValueError(f"{name} input has no time steps (shape {tuple(x.shape)}); give at least one")
         h0, c0 = self._initial_state(hx, n, batched)
         cell, hidden = self._cell, self.hidden_size
+        cell.prepare(be, hidden)
         layer_input = x
         caches = []
         h_n, c_n = [], []
@@ -300,15 +327,16 @@ class _RNNBase(Layer):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
                 flat = xp.reshape(layer_input, (steps * n, layer_input.shape[2]))
                 a_in = flat @ w_ih.data.T
+                fold = b_hh is not None and cell.fold_hidden_bias
                 if b_ih is not None:
-                    a_in = a_in + b_ih.data
+                    a_in = a_in + (b_ih.data + b_hh.data if fold else b_ih.data)
                 a_in = xp.reshape(a_in, (steps, n, cell.gates * hidden))
                 h, c = h0[k, ...], (c0[k, ...] if c0 is not None else None)
                 hs: list[Any] = [None] * steps
                 kept: list[Any] = [None] * steps
                 h_prev: list[Any] = [None] * steps
                 order = range(steps - 1, -1, -1) if direction else range(steps)
-                w, b = w_hh.data, (b_hh.data if b_hh is not None else None)
+                w, b = w_hh.data.T, (b_hh.data if b_hh is not None and not fold else None)
                 for t in order:
                     h_prev[t] = h
                     h, c, kept[t] = cell.step(be.ops, a_in[t, ...], h, c, w, b)

@@ -187,3 +187,13 @@ def _parse(path: Path) -> _Links:
     parser = _Links()
     parser.feed(path.read_text(encoding="utf-8"))
     return parser
+
+
+def test_no_raw_include_markers(site):
+    """Every ``--8<--`` include was replaced by the file it names (a formatter once broke them silently)."""
+    raw = [
+        str(path.relative_to(site))
+        for path in site.rglob("*.html")
+        if any(marker in path.read_text(encoding="utf-8") for marker in ("--8&lt;--", "--8 &lt; --", "--8<--"))
+    ]
+    assert not raw, f"pages showing a raw include marker: {raw}"

@@ -166,6 +166,17 @@ def test_recurrent_dropout_between_layers(torch, backend, kind):
     assert nu_xp.gradcheck(layer, x) < 1e-6  # gradcheck's copies draw the same masks
 
 
+# --8<-- [start:lstm_gradcheck]
+def test_lstm_backpropagation_through_time(backend):
+    """Finite differences of S = Σ g·(output, h_n, c_n) agree with LSTM.backward, for x and every weight."""
+    lstm = nu_xp.LSTM(input_size=3, hidden_size=2, seed=0, backend=backend)
+    x = on(backend, np.random.default_rng(0).normal(size=(6, 2, 3)))  # 6 time steps, batch 2
+    assert nu_xp.gradcheck(lstm, x) < 1e-6
+
+
+# --8<-- [end:lstm_gradcheck]
+
+
 @pytest.mark.parametrize("kind,options", RECURRENT, ids=[f"{k}{o}" for k, o in RECURRENT])
 @pytest.mark.parametrize(
     "layer_kwargs", [{}, {"num_layers": 2, "bidirectional": True, "batch_first": True}], ids=["plain", "stacked"]
@@ -306,10 +317,13 @@ def test_attention_unbatched_averaged_and_eval_dropout(torch, backend, cross):
     assert ours(qo, ko, vo, need_weights=False)[1] is None
 
 
+# --8<-- [start:attention_gradcheck]
 def test_attention_gradcheck(backend):
-    x = on(backend, np.random.default_rng(0).normal(size=(3, 2, 4)))
-    mha = nu_xp.MultiheadAttention(4, 2, seed=0, backend=backend)
+    """Self-attention x → softmax(Q Kᵀ/√d) V: the gradient of x sums what reaches it as query, key and value."""
+    x = on(backend, np.random.default_rng(0).normal(size=(3, 2, 4)))  # (L, N, E)
+    mha = nu_xp.MultiheadAttention(embed_dim=4, num_heads=2, seed=0, backend=backend)
     assert nu_xp.gradcheck(nu_xp.Sequential(mha, nu_xp.Select(0)), x) < 1e-6
+    # --8<-- [end:attention_gradcheck]
 
     class Cross(nu_xp.Layer):
         """Cross-attention of x's first two steps (queries) over all of x; masks on."""
