@@ -191,7 +191,6 @@ class _RNNBase(Layer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
-        nonlinearity: str = "tanh",
         seed: int | None = None,
         backend: Any = None,
         device: Any = None,
@@ -205,14 +204,13 @@ class _RNNBase(Layer):
             "batch_first": batch_first,
             "dropout": dropout,
             "bidirectional": bidirectional,
-            "nonlinearity": nonlinearity,
+            "nonlinearity": getattr(self, "nonlinearity", "tanh"),  # RNN sets it before calling this
         }
         shapes = self.parameter_shapes(config)
         super().__init__(backend=backend, device=device, dtype=dtype)
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
         self.dropout = float(dropout)
-        self._nonlinearity = nonlinearity
         self._cell = self._make_cell()
         # PyTorch's initialization: every weight and bias from U(-1/√H, 1/√H), drawn in parameter order
         rng = host_rng(seed)
@@ -223,7 +221,7 @@ class _RNNBase(Layer):
         self._dropout_rng = host_rng(int(rng.integers(2**63)))
 
     def _make_cell(self) -> _Cell:
-        return _RNNCell(self._nonlinearity)
+        return _RNNCell(getattr(self, "nonlinearity", "tanh"))
 
     # ------------------------------------------------------------------ configuration
     @classmethod
@@ -575,6 +573,7 @@ class RNN(_RNNBase):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
+        self.nonlinearity = nonlinearity  # read by the checks and the cell in _RNNBase.__init__
         super().__init__(
             input_size,
             hidden_size,
@@ -583,13 +582,11 @@ class RNN(_RNNBase):
             batch_first,
             dropout,
             bidirectional,
-            nonlinearity=nonlinearity,
             seed=seed,
             backend=backend,
             device=device,
             dtype=dtype,
         )
-        self.nonlinearity = nonlinearity
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "nonlinearity": self.nonlinearity}
@@ -633,35 +630,6 @@ class LSTM(_RNNBase):
 
     mode = "LSTM"
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        *,
-        seed: int | None = None,
-        backend: Any = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            seed=seed,
-            backend=backend,
-            device=device,
-            dtype=dtype,
-        )
-
     def _make_cell(self) -> _Cell:
         return _LSTMCell()
 
@@ -687,35 +655,6 @@ class GRU(_RNNBase):
     """
 
     mode = "GRU"
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        *,
-        seed: int | None = None,
-        backend: Any = None,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            seed=seed,
-            backend=backend,
-            device=device,
-            dtype=dtype,
-        )
 
     def _make_cell(self) -> _Cell:
         return _GRUCell()

@@ -63,6 +63,8 @@ class TransformerEncoderLayer(Layer):
     seed, backend, device, dtype :
         Initial values and where the parameters live.
 
+    Notes
+    -----
     Sub-layers carry PyTorch's names (``self_attn``, ``linear1``, ``linear2``, ``norm1``,
     ``norm2``), so a ``state_dict`` moves between the two unchanged.
 
