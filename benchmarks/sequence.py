@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import timed, torch_contender  # the shared timing helpers
 
 import nu_xp
-from nu_xp.demos.chargpt import torch_twin
+from nu_xp.demos.chargpt import build, torch_twin
 from nu_xp.demos.sequences import LastStep
 
 VOCAB, STEPS_PER_RUN = 100, 5
@@ -58,8 +58,6 @@ def build_nu_xp(name: str, backend: str, device: Any) -> Any:
             nu_xp.Linear(128, 10, seed=2, **kw),
         )
     args = argparse.Namespace(backend=backend, seed=0, width=128, heads=4, context=64, layers=2)
-    from nu_xp.demos.chargpt import build
-
     model = build(VOCAB, args)
     return model.to(backend, device) if device is not None else model
 

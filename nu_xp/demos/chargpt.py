@@ -166,12 +166,14 @@ def step_nu_xp(model: nu_xp.Sequential, loss: Any, opt: Any, x: np.ndarray, y: n
 
 def evaluate_nu_xp(model: nu_xp.Sequential, xs: list[np.ndarray], ys: list[np.ndarray]) -> float:
     """Mean cross-entropy (nats per character) over fixed validation batches, nothing kept for backward."""
+    loss = nu_xp.CrossEntropyLoss()
+    xp = model.backend.xp
     total = 0.0
-    for x, y in zip(xs, ys):
-        logits = nu_xp.to_host(model.predict(x)).astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        total += -float(np.mean(np.take_along_axis(logp, y[..., None], axis=-1)))
+    with nu_xp.no_grad():
+        for x, y in zip(xs, ys):
+            logits = model.predict(x)
+            target = nu_xp.asarray(y, like=model)
+            total += float(nu_xp.to_host(loss(xp.reshape(logits, (-1, logits.shape[-1])), xp.reshape(target, (-1,)))))
     return total / len(xs)
 
 

@@ -39,6 +39,7 @@ from ..grad_mode import in_pass
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
 from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .dropout import dropout_mask
 from .linear import Linear
 
 __all__ = ["MultiheadAttention", "causal_mask"]
@@ -236,10 +237,7 @@ class MultiheadAttention(Layer):
         p = _masked_softmax(xp, scores)
         drop = None
         if self.training and self.dropout > 0.0:
-            keep = self._rng.random(tuple(p.shape)) >= self.dropout
-            drop = be.from_host(
-                (keep * (0.0 if self.dropout == 1.0 else 1.0 / (1.0 - self.dropout))).astype(be.dtype_name)
-            )
+            drop = be.from_host(dropout_mask(self._rng, tuple(p.shape), self.dropout), dtype=be.dtype)
             p_used = p * drop
         else:
             p_used = p

@@ -10,7 +10,7 @@ from ..initializers import host_rng
 from .activations import Activation
 from .base import check_grad, register_layer
 
-__all__ = ["Dropout", "dropout_mask"]
+__all__ = ["Dropout", "dropout_mask", "restore_rng"]
 
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
@@ -20,6 +20,22 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> 
     """
     keep = rng.random(shape) >= p
     return keep * (0.0 if p == 1.0 else 1.0 / (1.0 - p))
+
+
+def restore_rng(state: Any, owner: str) -> np.random.Generator:
+    """The mask generator a layer's extra state ``{"rng": bit_generator.state}`` describes.
+
+    ``ValueError`` (naming ``owner``) for a state that is not one of its own kind:
+    a checkpoint's extra state is untrusted input.
+    """
+    if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
+        raise ValueError(f"{owner} extra state must be {{'rng': <generator state>}}, got {state!r}")
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = state["rng"]
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"bad random-generator state for {owner} ({exc})") from exc
+    return rng
 
 
 @register_layer
@@ -72,11 +88,4 @@ class Dropout(Activation):
 
     def set_extra_state(self, state: Any) -> None:
         """Restore the mask generator; ``ValueError`` for a state that is not one of its own kind."""
-        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
-            raise ValueError(f"Dropout extra state must be {{'rng': <generator state>}}, got {state!r}")
-        rng = np.random.default_rng()
-        try:
-            rng.bit_generator.state = state["rng"]
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:
-            raise ValueError(f"bad random-generator state for Dropout ({exc})") from exc
-        self._rng = rng
+        self._rng = restore_rng(state, "Dropout")

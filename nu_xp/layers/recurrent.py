@@ -62,7 +62,7 @@ from ..functional import sigmoid
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
 from .base import Layer, Parameter, accumulate, check_grad, register_layer
-from .dropout import dropout_mask
+from .dropout import dropout_mask, restore_rng
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -512,14 +512,8 @@ class _RNNBase(Layer):
         return {"rng": self._dropout_rng.bit_generator.state} if self.dropout > 0 else None
 
     def set_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
-            raise ValueError(f"{type(self).__name__} extra state must be {{'rng': <generator state>}}, got {state!r}")
-        rng = np.random.default_rng()
-        try:
-            rng.bit_generator.state = state["rng"]
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:
-            raise ValueError(f"bad random-generator state for {type(self).__name__} ({exc})") from exc
-        self._dropout_rng = rng
+        """Restore the generator of the dropout masks; ``ValueError`` for a malformed state."""
+        self._dropout_rng = restore_rng(state, type(self).__name__)
 
 
 @register_layer
