@@ -64,7 +64,11 @@ from ..validation import check_number, check_positive_int
 from .base import Layer, Parameter, accumulate, check_grad, register_layer
 from .dropout import dropout_mask, restore_rng
 
-__all__ = ["GRU", "LSTM", "RNN"]
+__all__ = ["GRU", "LSTM", "MAX_LAYERS", "RNN"]
+
+#: the most stacked layers a recurrent layer may have: ``parameter_shapes`` lists four arrays per layer
+#: and direction, and ``nu_xp.load`` calls it on a file's config before comparing with the file's arrays
+MAX_LAYERS = 10_000
 
 
 # ---------------------------------------------------------------------------------------- the cells
@@ -231,6 +235,8 @@ class _RNNBase(Layer):
         n_in = check_positive_int("input_size", config.get("input_size"))
         hidden = check_positive_int("hidden_size", config.get("hidden_size"))
         layers = check_positive_int("num_layers", config.get("num_layers", 1))
+        if layers > MAX_LAYERS:  # a file's config is checked here before anything is built: no endless listing
+            raise ValueError(f"{cls.__name__} num_layers must be at most {MAX_LAYERS}, got {layers}")
         flags = {k: config.get(k, d) for k, d in (("bias", True), ("batch_first", False), ("bidirectional", False))}
         for name, flag in flags.items():
             if not isinstance(flag, (bool, np.bool_)):

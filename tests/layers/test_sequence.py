@@ -223,6 +223,8 @@ def test_recurrent_bad_input(backend):
         nu_xp.RNN(2, 3, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout"):
         nu_xp.GRU(2, 3, dropout=1.5)
+    with pytest.raises(ValueError, match="num_layers must be at most 10000"):
+        nu_xp.LSTM(2, 3, num_layers=10**9)
     with pytest.raises(ValueError, match="no time steps"):
         lstm(on(backend, np.zeros((0, 2, 3)), dtype="float32"))
 
@@ -425,6 +427,21 @@ def test_encoder_layer_gradcheck(backend):
 
 
 # ------------------------------------------------------------------------------------------ Select, models, files
+def test_a_file_announcing_a_billion_layers_is_refused_at_once(tmp_path):
+    """The config is checked before any shape is listed: no endless loop, no memory blow-up."""
+    from tests.helpers import rewrite_meta
+
+    path = nu_xp.save(nu_xp.Sequential(nu_xp.LSTM(2, 3)), tmp_path / "m.npz")
+
+    def change(meta):
+        meta["architecture"]["layers"][0]["config"]["num_layers"] = 10**9
+        return meta
+
+    rewrite_meta(path, tmp_path / "bad.npz", change)
+    with pytest.raises(nu_xp.ModelFileError, match="num_layers must be at most"):
+        nu_xp.load(tmp_path / "bad.npz")
+
+
 def test_select_hands_none_to_the_rest(backend):
     select = nu_xp.Select(1)
     assert select(("a", "b", "c")) == "b"
