@@ -9,7 +9,7 @@ layers get their array namespace through ``array-api-compat``.
 (1, 1)
 """
 
-from . import backends, distributed, functional, layers, losses, optim
+from . import backends, distributed, functional, layers, losses, onnx_export, optim
 from ._version import __version__
 from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
 from .errors import ModelFileError, ModelFileWarning, NonFiniteLossError
@@ -56,6 +56,7 @@ from .layers import (
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss, NLLLoss
 from .model_file import load, load_checkpoint, save
+from .onnx_export import export_onnx
 from .training import EarlyStopping, History, evaluate, fit
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "distributed",
     "enable_grad",
     "evaluate",
+    "export_onnx",
     "fit",
     "functional",
     "get_backend",
@@ -125,6 +127,7 @@ __all__ = [
     "losses",
     "manual_seed",
     "no_grad",
+    "onnx_export",
     "optim",
     "register_layer",
     "save",

@@ -42,6 +42,7 @@ import os
 import secrets
 import stat
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -223,7 +224,12 @@ def _read_npy(member: IO[bytes], size: int, path: Path, key: str) -> np.ndarray:
 
 
 def atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
-    """``numpy.savez`` into ``.nu_xp-save-<random>.tmp`` beside ``path``, fsync, then rename over ``path``.
+    """``numpy.savez`` into ``.nu_xp-save-<random>.tmp`` beside ``path``, fsync, then rename over ``path``."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(f)`` into ``.nu_xp-save-<random>.tmp`` beside ``path``, fsync, then rename over ``path``.
 
     ``OSError`` (no permission, a full disk, a name too long…) becomes
     :class:`ModelFileError` naming ``path``, with the original as ``__cause__``;
@@ -240,7 +246,7 @@ def atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
         raise ModelFileError(f"cannot save {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if keep_mode is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, overload
 
 import numpy as np
@@ -37,3 +38,18 @@ def check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf
         lo = "(" if open_low else "["
         raise ValueError(f"{name} must be in {lo}{low}, {high}], got {value!r}")
     return value
+
+
+def check_sample_shape(caller: str, input_shape: Any) -> tuple[int, ...]:
+    """One sample's shape (an int or a sequence of positive ints) as a tuple; errors name ``caller``."""
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    try:
+        if any(isinstance(n, bool) for n in input_shape):
+            raise TypeError
+        shape = tuple(operator.index(n) for n in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{caller}: input_shape must be ints (one sample's shape), got {input_shape!r}") from None
+    if any(n < 1 for n in shape):
+        raise ValueError(f"{caller}: input_shape must hold positive sizes (one sample's shape), got {input_shape!r}")
+    return shape

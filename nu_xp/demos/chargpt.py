@@ -25,6 +25,7 @@ import numpy as np
 
 import nu_xp
 from nu_xp.demos.common import demo_parser, output_folder, positive_int
+from nu_xp.onnx_export import convert, converter
 
 
 def load_text() -> str:
@@ -85,6 +86,16 @@ class TokenAndPosition(nu_xp.Layer):
         self.pos.backward(self.tok.backend.xp.sum(grad, axis=0))
         self.tok.backward(grad)
         return None
+
+
+@converter(TokenAndPosition)
+def _token_and_position_onnx(g: Any, layer: TokenAndPosition, x: Any) -> str:
+    """For ``nu_xp.export_onnx``: the token rows plus the first ``L`` position rows (``L`` read from the input)."""
+    tokens = convert(g, layer.tok, x, "tok").name
+    length = g.slice(g.op("Shape", x.name), 1, 2, 0)
+    with g.within("pos"):
+        positions = g.op("Slice", g.param(layer.pos, "weight"), g.ints([0]), length, g.ints([0]))
+    return g.op("Add", tokens, positions)
 
 
 def build(vocab_size: int, args: Any) -> nu_xp.Sequential:

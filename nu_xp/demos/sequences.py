@@ -22,6 +22,7 @@ import numpy as np
 import nu_xp
 from nu_xp.demos.common import demo_parser, output_folder, positive_int
 from nu_xp.demos.digits import load_data
+from nu_xp.onnx_export import converter
 
 
 @nu_xp.register_layer
@@ -41,6 +42,12 @@ class LastStep(nu_xp.Layer):
         xp = nu_xp.backends.ops_of(grad).xp
         zeros = xp.zeros((shape[0], shape[1] - 1, shape[2]), dtype=grad.dtype, device=grad.device)
         return xp.concat([zeros, grad[:, None, :]], axis=1)
+
+
+@converter(LastStep)
+def _last_step_onnx(g: Any, layer: LastStep, x: Any) -> str:
+    """For ``nu_xp.export_onnx``: ``Gather`` of index -1 along the time axis (a 0-d index drops that axis)."""
+    return g.op("Gather", x.name, g.const(-1, np.int64, "last"), axis=1)
 
 
 def build(cell: str, hidden: int, seed: int, backend: str) -> nu_xp.Sequential:

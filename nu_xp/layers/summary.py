@@ -13,21 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..grad_mode import no_grad
-from ..validation import check_positive_int
+from ..validation import check_positive_int, check_sample_shape
 
 __all__ = ["summary"]
 
 
 def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> str:
     """The table, for inputs of shape ``(batch_size, *input_shape)`` (the batch axis is shown as ``N``)."""
-    if isinstance(input_shape, int):
-        input_shape = (input_shape,)
-    try:
-        shape = tuple(int(n) for n in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"summary: input_shape must be ints (one sample's shape), got {input_shape!r}") from None
-    if any(n < 1 for n in shape):
-        raise ValueError(f"summary: input_shape must hold positive sizes (one sample's shape), got {input_shape!r}")
+    shape = check_sample_shape("summary", input_shape)
     check_positive_int("batch_size", batch_size)
     # two samples at least: a normalization without running statistics needs a batch to normalize over
     batch_size = max(int(batch_size), 2)

@@ -1,0 +1,253 @@
+"""``nu_xp.export_onnx``: a trained model as an ONNX file that ONNX Runtime (or any ONNX runtime) can run.
+
+How it works, in three parts:
+
+* ``graph.py``: :class:`Graph`, the graph under construction (nodes, initializers named by
+  the model's ``state_dict`` keys, the ops whose form changes between opsets);
+* ``layers.py`` and ``sequence.py``: one *converter* per layer class, a function
+  ``convert(g, layer, x) -> names`` that writes the layer's eval-mode forward as ONNX nodes;
+* this module: the registry of converters, :func:`convert` (which walks the model and checks
+  each layer against its own forward on a probe batch), and :func:`export_onnx`.
+
+A layer of your own gets exported by registering a converter for its class::
+
+    from nu_xp.onnx_export import converter
+
+    @converter(MyScale)
+    def _(g, layer, x):                  # x: a Value (its .name, and .example: the probe input)
+        return g.op("Mul", x.name, g.param(layer, "scale"))
+
+This module imports nothing from ``onnx`` until :func:`export_onnx` runs, so a
+layer's converter can be registered where the layer is defined.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..archive import atomic_write
+from ..grad_mode import no_grad
+from ..validation import check_sample_shape
+from .graph import Graph, Value
+
+__all__ = ["MIN_OPSET", "Graph", "Value", "converter", "export_onnx"]
+
+#: the lowest opset the converters write (``LayerNormalization`` arrived in 17)
+MIN_OPSET = 17
+#: the default: the newest opset that ONNX Runtime releases of the last three years all run
+DEFAULT_OPSET = 17
+
+CONVERTERS: dict[type, Callable[..., Any]] = {}
+
+
+def converter(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(g, layer, x)`` as the ONNX form of layers of exactly ``cls`` (not its subclasses).
+
+    ``x`` is a :class:`Value` (or a tuple of them, after a layer with a tuple
+    output); ``fn`` returns the output's name (or a tuple of names, in the
+    structure of the layer's own output). Exact classes only: a subclass may
+    compute something else, so it needs a converter of its own.
+    """
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        CONVERTERS[cls] = fn
+        return fn
+
+    return register
+
+
+def convert(g: Graph, layer: Any, x: Any, name: str | None = None) -> Any:
+    """The ONNX form of ``layer`` applied to ``x`` (Values), with the probe outputs attached as examples.
+
+    ``name`` is the layer's path inside its parent (``"0"``, ``"self_attn"``): node and
+    initializer names start with the whole path, as the ``state_dict`` keys do.
+    """
+    _load_builtin_converters()
+    fn = CONVERTERS.get(type(layer))
+    if name is not None:
+        g.scope.append(name)
+    try:
+        where = ".".join(g.scope) or "the model"
+        if fn is None:
+            raise ValueError(
+                f"export_onnx cannot express layer {where!r} ({type(layer).__name__}): there is no ONNX converter "
+                f"for it; register one with @nu_xp.onnx_export.converter({type(layer).__name__}) "
+                "(see the tutorial 'Deploy with ONNX Runtime')"
+            )
+        names = fn(g, layer, x)
+        example = layer(_examples(x))
+    finally:
+        if name is not None:
+            g.scope.pop()
+    return _attach(names, example, where)
+
+
+def _examples(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.example
+    return tuple(_examples(v) for v in x)
+
+
+def _attach(names: Any, example: Any, where: str) -> Any:
+    if isinstance(names, str):
+        return Value(names, example)
+    if not isinstance(example, (tuple, list)) or len(example) != len(names):
+        raise RuntimeError(f"export_onnx: the converter of {where!r} returned {names!r} for an output {example!r}")
+    return tuple(_attach(n, e, where) for n, e in zip(names, example))
+
+
+def _leaves(x: Any) -> list[Value]:
+    if isinstance(x, Value):
+        return [x]
+    return [leaf for v in x for leaf in _leaves(v)]
+
+
+def _leaf_arrays(x: Any) -> list[Any]:
+    if isinstance(x, (tuple, list)):
+        return [a for v in x for a in _leaf_arrays(v)]
+    return [] if x is None else [x]
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError('export_onnx needs the onnx package: pip install "nu_xp[onnx]"') from None
+    return onnx
+
+
+def _check_opset(onnx: Any, opset: Any) -> int:
+    newest = int(onnx.defs.onnx_opset_version())
+    if opset is None:
+        return DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"export_onnx: opset must be an int from {MIN_OPSET} to {newest} (the newest this onnx package "
+            f"knows), got {opset!r}"
+        )
+    return int(opset)
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    name = str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+    if name not in ("float32", "float64"):
+        raise ValueError(f"export_onnx: dtype must be 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(name)
+
+
+def export_onnx(
+    model: Any, path: str | os.PathLike, input_shape: Any, *, opset: int | None = None, dtype: Any = None
+) -> Path:
+    """Write ``model`` (in eval mode) as an ONNX file whose first input axis, the batch, is dynamic.
+
+    Parameters
+    ----------
+    model : Layer
+        Any model built from nu_xp's layers (``Sequential``, ``Residual``, the sequence layers…),
+        on any backend. It is left unchanged: a deep copy in eval mode is traced.
+    path : str or os.PathLike
+        The file to write (``.onnx`` by convention). It is written to a temporary
+        file beside it and renamed, as :func:`nu_xp.save` does.
+    input_shape : int or tuple of int
+        One sample's shape, as for ``model.summary``: ``(1, 28, 28)`` for ``(N, 1, 28, 28)`` inputs.
+    opset : int, optional
+        The ONNX opset (default 17; at least 17). From opset 20 ``GELU`` is ONNX's own ``Gelu``.
+    dtype : str or dtype, optional
+        The graph's float type: the model's own by default. ``"float32"`` exports a
+        float64 model for runtimes without float64 kernels (ONNX Runtime's CPU
+        ``Conv``, ``AveragePool``, ``RNN`` and ``Erf`` are float32 only).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Notes
+    -----
+    The graph's input is ``"input"``: ``float32`` (or the model's dtype), or
+    ``int64`` indices when the first layer is an ``Embedding``. Its outputs are
+    ``"output"``, or ``"output_0"``, ``"output_1"``… in order when the model
+    returns a tuple (an LSTM's ``(output, (h_n, c_n))`` gives three). Every
+    axis that follows the batch is dynamic in the file; the others are fixed.
+    Initializers carry the ``state_dict`` names (``"0.weight"``); weights that
+    ONNX wants in another layout (recurrent gates, transposed projections) get
+    a suffix. The file passes ``onnx.checker.check_model(full_check=True)``.
+
+    Raises
+    ------
+    ValueError
+        A layer that has no ONNX form (the message names its path and class), a bad
+        ``input_shape`` or ``opset``.
+    ImportError
+        The ``onnx`` package is not installed (``pip install "nu_xp[onnx]"``).
+
+    Examples
+    --------
+    >>> import nu_xp, numpy as np, onnxruntime, tempfile, os
+    >>> model = nu_xp.Sequential(nu_xp.Linear(3, 4, seed=0), nu_xp.ReLU(), nu_xp.Linear(4, 2, seed=1))
+    >>> path = nu_xp.export_onnx(model, os.path.join(tempfile.mkdtemp(), "model.onnx"), input_shape=(3,))
+    >>> session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    >>> x = np.ones((5, 3), dtype=np.float32)
+    >>> np.allclose(session.run(None, {"input": x})[0], nu_xp.to_host(model.predict(x)), rtol=1e-5, atol=1e-6)
+    True
+    """
+    onnx = _import_onnx()
+    shape = check_sample_shape("export_onnx", input_shape)
+    version = _check_opset(onnx, opset)
+    if not callable(getattr(model, "forward", None)) or not hasattr(model, "backend"):
+        raise TypeError(f"export_onnx takes a nu_xp model (a Layer), got {type(model).__name__}")
+    probe = copy.deepcopy(model).eval()
+    probe.clear_cache()
+    be = probe.backend
+    integer = probe.input_is_indices()
+    graph_dtype = _check_dtype(be.dtype_name if dtype is None else dtype)
+    dtype = np.dtype(be.dtype_name)
+    g = Graph(onnx, version, graph_dtype)
+
+    def sample(batch: int) -> Any:
+        rng = np.random.default_rng(0)
+        host = np.zeros((batch, *shape), np.int64) if integer else rng.standard_normal((batch, *shape)).astype(dtype)
+        return be.ops.asarray(host, device=be.device)
+
+    with no_grad():
+        out = convert(g, probe, Value("input", sample(2)))
+        other = _leaf_arrays(probe(sample(3)))
+    leaves = _leaves(out)
+    helper = onnx.helper
+    outputs = []
+    for i, (leaf, again) in enumerate(zip(leaves, other)):
+        name = "output" if len(leaves) == 1 else f"output_{i}"
+        g.nodes.append(helper.make_node("Identity", [leaf.name], [name], name=f"{name}_identity"))
+        dims = [d if d == e else "N" for d, e in zip(leaf.shape, again.shape)]
+        kind = np.dtype(str(leaf.example.dtype).rsplit(".", 1)[-1])
+        elem = helper.np_dtype_to_tensor_dtype(graph_dtype if kind.kind == "f" else kind)
+        outputs.append(helper.make_tensor_value_info(name, elem, dims))
+    in_elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.int64) if integer else graph_dtype)
+    inputs = [helper.make_tensor_value_info("input", in_elem, ["N", *shape])]
+    graph = helper.make_graph(g.nodes, "nu_xp", inputs, outputs, initializer=g.initializers, doc_string=repr(model))
+    proto = helper.make_model_gen_version(
+        graph, producer_name="nu_xp", producer_version=__version__, opset_imports=[helper.make_opsetid("", version)]
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+    target = Path(os.fspath(path))
+    atomic_write(target, lambda f: f.write(data))
+    return target
+
+
+_LOADED = False
+
+
+def _load_builtin_converters() -> None:
+    """Import the converter modules once (they register themselves)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from . import layers, sequence  # noqa: F401
