@@ -1,10 +1,10 @@
 """The safe ``.npz`` archive: reading one member at a time with checks, writing atomically.
 
 This module knows zip files and ``.npy`` members, nothing about models (that
-is :mod:`nu_xp.model_file`). Every problem raises :class:`ModelFileError`
+is [`nu_xp.model_file`][nu_xp.model_file]). Every problem raises [`ModelFileError`][nu_xp.errors.ModelFileError]
 naming the file (an ``OSError`` underneath is kept as ``__cause__``).
 
-Reading (:func:`read_archive`) refuses, before reading any data:
+Reading ([`read_archive`][]) refuses, before reading any data:
 
 * anything that is not a regular file (a directory, a FIFO, a device or a
   socket, also behind a symlink): it is opened non-blocking and checked with
@@ -12,9 +12,9 @@ Reading (:func:`read_archive`) refuses, before reading any data:
 * a member that is not ``<name>.npy``, a name that appears twice;
 * a **compressed** member (``numpy.savez_compressed`` writes them): inflating
   one could cost far more memory than the file's size, so nu_xp reads only
-  stored members, as ``numpy.savez`` and :func:`nu_xp.save` write them;
+  stored members, as ``numpy.savez`` and [`nu_xp.save`][nu_xp.model_file.save] write them;
 * a ``.npy`` header of another version than 1.0 or 2.0, or longer than
-  :data:`MAX_HEADER_BYTES`;
+  `MAX_HEADER_BYTES`;
 * a dtype other than real floating point, integer, boolean or (for nu_xp's
   own metadata) unicode text: no objects (never unpickled:
   ``allow_pickle=False`` in effect), no zero-size or void or byte-string
@@ -24,7 +24,7 @@ Reading (:func:`read_archive`) refuses, before reading any data:
 So reading a file never allocates much more than the file's own size, and
 every member's CRC is checked (zipfile does it at the end of each member).
 
-Writing (:func:`atomic_savez`) writes through a symlink to its target, refuses
+Writing ([`atomic_savez`][]) writes through a symlink to its target, refuses
 to replace anything that is not a regular file (a FIFO, a device node, a
 socket, a directory), and goes to a temporary file named
 ``.nu_xp-save-<random>.tmp`` in the target's directory, which is flushed,
@@ -115,7 +115,7 @@ def existing_spelling(path: Path) -> Path:
 def read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``{key: array}`` for every ``.npy`` member of the archive at ``path``, read safely.
 
-    Raises :class:`ModelFileError` for a missing file, a directory or other
+    Raises [`ModelFileError`][nu_xp.errors.ModelFileError] for a missing file, a directory or other
     non-regular file, a file that is not a zip of ``.npy`` arrays, a compressed
     member, a damaged member (CRC, sizes, header), a refused dtype (objects are
     never unpickled), a duplicate key, or an empty archive.
@@ -179,7 +179,7 @@ def _member_key(info: zipfile.ZipInfo, path: Path) -> str:
 
 
 def weight_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The members that hold weights: every one whose name does not start with :data:`RESERVED_PREFIX`."""
+    """The members that hold weights: every one whose name does not start with `RESERVED_PREFIX`."""
     return {k: v for k, v in arrays.items() if not k.startswith(RESERVED_PREFIX)}
 
 
@@ -232,7 +232,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(f)`` into ``.nu_xp-save-<random>.tmp`` beside ``path``, fsync, then rename over ``path``.
 
     ``OSError`` (no permission, a full disk, a name too long…) becomes
-    :class:`ModelFileError` naming ``path``, with the original as ``__cause__``;
+    [`ModelFileError`][nu_xp.errors.ModelFileError] naming ``path``, with the original as ``__cause__``;
     the temporary file never outlives a failure.
     """
     try:

@@ -5,17 +5,17 @@
 Without ``mpiexec``, or without ``mpi4py``, a script is a world of one and
 every function here does the single-process thing.
 
-* :func:`init` (idempotent) starts MPI and installs an exception hook: an
+* [`init`][] (idempotent) starts MPI and installs an exception hook: an
   uncaught exception on any rank prints its traceback, then ends every rank
   with ``MPI.COMM_WORLD.Abort`` — never a hang in a collective;
-* :func:`rank`, :func:`world_size` (Python ints), :func:`barrier`;
-* :func:`broadcast_parameters` copies rank ``root``'s parameters and buffers to every rank;
-* :func:`allreduce_gradients` replaces every ``Parameter.grad`` by its mean
+* [`rank`][], [`world_size`][] (Python ints), [`barrier`][];
+* [`broadcast_parameters`][] copies rank ``root``'s parameters and buffers to every rank;
+* [`allreduce_gradients`][] replaces every ``Parameter.grad`` by its mean
   over the ranks (or a weighted sum: ``Σ_r w_r g_r``) in ONE allreduce of one
   contiguous buffer, reused from step to step;
-* :class:`DistributedOptimizer` averages the gradients, then steps.
+* [`DistributedOptimizer`][] averages the gradients, then steps.
 
-``fit(..., distributed=True)`` builds on these (see :mod:`nu_xp.training.distributed`).
+``fit(..., distributed=True)`` builds on these (see [`nu_xp.training.distributed`][nu_xp.training.distributed]).
 
 Where the buffer lives: for arrays in host memory (NumPy, PyTorch on the CPU,
 array-api-strict) a float buffer in host memory, filled with one copy per
@@ -24,7 +24,7 @@ the device and then either handed to MPI directly, when
 ``MPI.Query_cuda_support()`` says the MPI library is CUDA-aware, or staged
 through the host with one device-to-host and one host-to-device copy per step
 (the MPICH wheel from PyPI is not CUDA-aware: that is the path it takes).
-:func:`cuda_aware` tells which.
+[`cuda_aware`][] tells which.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def abort(why: str, code: int = 1) -> None:
 
 
 def initialized() -> bool:
-    """Whether :func:`init` has run (nothing here starts MPI by itself except through ``init``)."""
+    """Whether [`init`][] has run (nothing here starts MPI by itself except through ``init``)."""
     return _started
 
 
@@ -286,6 +286,11 @@ class DistributedOptimizer:
 
     Everything else (``zero_grad``, ``lr``, ``state_dict``…) is the wrapped
     optimizer's. With one process it is the optimizer itself.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The ``nu_xp.optim`` optimizer to wrap.
     """
 
     def __init__(self, optimizer: Any) -> None:

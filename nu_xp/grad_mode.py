@@ -45,7 +45,7 @@ class _PerThread(threading.local):
         self.grad = GradState()
 
 
-#: ``THREAD.grad`` is the calling thread's :class:`GradState`. Hot code reads it once per call
+#: ``THREAD.grad`` is the calling thread's [`GradState`][]. Hot code reads it once per call
 #: (one thread-local lookup) and then plain slots, which cost a tenth of a thread-local attribute.
 THREAD = _PerThread()
 

@@ -67,7 +67,7 @@ def _float64_copy(obj: Layer, like: Any) -> Layer:
 def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed: int = 0) -> dict[str, tuple]:
     """``{name: (analytic, numeric)}`` host float64 arrays for ``"input"`` and each parameter.
 
-    See :func:`gradcheck`; this returns the arrays themselves for inspection.
+    See [`gradcheck`][nu_xp.gradcheck]; this returns the arrays themselves for inspection.
     """
     if not isinstance(layer_or_loss, Layer):
         raise TypeError(f"gradcheck takes a Layer or a Loss, got {type(layer_or_loss).__name__}")

@@ -54,7 +54,7 @@ class Metric:
         raise NotImplementedError
 
     def state(self) -> Any:
-        """What this process has seen, as host values (its running sums and count), for :meth:`merge`."""
+        """What this process has seen, as host values (its running sums and count), for [`merge`][]."""
         return [np.asarray(to_host(s), dtype=np.float64) for s in self._sums], self._count
 
     def merge(self, states: list[Any]) -> None:
@@ -155,7 +155,13 @@ class R2Score(Metric):
 
 
 class FunctionMetric(Metric):
-    """Wraps ``f(y_true, y_pred) -> float``; collects the epoch's arrays on the host."""
+    """Wraps ``f(y_true, y_pred) -> float``; collects the epoch's arrays on the host.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(y_true, y_pred) -> float`` on host arrays, evaluated on the whole epoch's data.
+    """
 
     def __init__(self, fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
         self.fn = fn
@@ -224,7 +230,7 @@ def make_metrics(specs: Any, *, binary: bool = False) -> list[Metric]:
 
 
 def make_metric(spec: str | Callable | Metric) -> Metric:
-    """A fresh :class:`Metric` from a name in :data:`METRICS`, a callable or a Metric."""
+    """A fresh [`Metric`][] from a name in `METRICS`, a callable or a Metric."""
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):

@@ -17,21 +17,22 @@ File format (version 1): a zip archive as written by ``numpy.savez`` holding
 * ``"ties"`` in the JSON, when the model shares a Parameter between layers
   (weight tying): ``{"2.weight": "0.weight"}``, every later name of a
   Parameter mapped to its first; the weights are stored under every name
-  (as ``torch.save(model.state_dict())`` does) and :func:`load` restores the tie;
+  (as ``torch.save(model.state_dict())`` does) and [`load`][] restores the tie;
 * for a checkpoint, optimizer state under ``"__optimizer__/<index>/<name>"``
   and its hyper-parameters in the JSON (``"optimizer"``), the state of every
   layer's extra state (``"extra_state"``: a Dropout mask generator's state,
   by layer name), so training resumes to the bit, plus the user's ``"extra"``.
 
-Safety: the archive is read by :mod:`nu_xp.archive` (``allow_pickle=False``,
+Safety: the archive is read by [`nu_xp.archive`][nu_xp.archive] (``allow_pickle=False``,
 member by member, CRC-checked, object arrays refused); the architecture may
-only name classes in :data:`nu_xp.LAYER_REGISTRY` (layers, never losses), each
+only name classes in `nu_xp.LAYER_REGISTRY` (layers, never losses), each
 config may only hold that layer's own constructor arguments, and each layer
-checks its config and the shapes of its parameters (:meth:`Layer.parameter_shapes`)
+checks its config and the shapes of its parameters
+([`Layer.parameter_shapes`][nu_xp.layers.base.Layer.parameter_shapes])
 against the file's arrays *before* anything is built. Nothing in a file is
 ever imported, unpickled or executed. Every problem raises
-:class:`~nu_xp.errors.ModelFileError` naming the file. Saves are atomic
-(:func:`nu_xp.archive.atomic_savez`).
+[`ModelFileError`][nu_xp.errors.ModelFileError] naming the file. Saves are atomic
+([`nu_xp.archive.atomic_savez`][nu_xp.archive.atomic_savez]).
 """
 
 from __future__ import annotations
@@ -170,14 +171,14 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
         The file, written exactly at this name (no suffix is added).
     optimizer : nu_xp.optim.Optimizer, optional
         Save its state beside the weights: a checkpoint that
-        :func:`load_checkpoint` resumes exactly.
+        [`load_checkpoint`][] resumes exactly.
     extra : dict, optional
         JSON values to keep with a checkpoint (epoch, history…).
 
     Returns
     -------
     pathlib.Path
-        The path written. Under MPI with several ranks (:mod:`nu_xp.distributed`)
+        The path written. Under MPI with several ranks ([`nu_xp.distributed`][nu_xp.distributed])
         only rank 0 writes; the others return the path without writing.
 
     Examples
@@ -252,7 +253,8 @@ def _writes_files_elsewhere() -> bool:
 def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
     """``(arrays, meta)`` from a file, safely: ``meta`` is None for a plain ``numpy.savez`` file.
 
-    Raises :class:`ModelFileError` for everything :func:`nu_xp.archive.read_archive`
+    Raises [`ModelFileError`][nu_xp.errors.ModelFileError] for everything
+    [`nu_xp.archive.read_archive`][nu_xp.archive.read_archive]
     refuses, a malformed ``__nu_xp__`` entry or a format version newer than this nu_xp reads.
     """
     arrays = read_archive(path)
@@ -293,7 +295,7 @@ def _no_constant(name: str) -> Any:
 
 
 def _parse_json(text: str, path: Path) -> Any:
-    """``json.loads`` within :data:`MAX_META_CHARS`, :data:`MAX_META_DEPTH` and :data:`MAX_INT_DIGITS`."""
+    """``json.loads`` within `MAX_META_CHARS`, `MAX_META_DEPTH` and `MAX_INT_DIGITS`."""
     where = f"{path}: the {META_KEY!r} entry"
     if len(text) > MAX_META_CHARS:
         raise ModelFileError(f"{where} has {len(text)} characters; at most {MAX_META_CHARS} are allowed")
@@ -327,9 +329,11 @@ def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The weight arrays of a file of :func:`save` or ``numpy.savez``, checked as :func:`read_archive` does.
+    """The weight arrays of a file of [`save`][] or ``numpy.savez``, checked as
+    [`read_archive`][nu_xp.archive.read_archive] does.
 
-    This is what :meth:`Layer.load_weights` reads with (layers never open files themselves).
+    This is what [`Layer.load_weights`][nu_xp.layers.base.Layer.load_weights] reads with (layers never open files
+    themselves).
     """
     return weight_arrays(read_archive(path))
 
@@ -338,7 +342,7 @@ set_weights_reader(read_weights)
 
 
 def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
-    """Fill ``model`` from a file of :func:`save` or ``numpy.savez``: names, shapes and dtypes checked first.
+    """Fill ``model`` from a file of [`save`][] or ``numpy.savez``: names, shapes and dtypes checked first.
 
     The same as ``model.load_weights(path, strict=strict)``.
     """
@@ -366,7 +370,7 @@ def _restore_ties(model: Layer, ties: Any, source: str) -> None:
 
 
 def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype: Any = None) -> Layer:
-    """Rebuild a model from a file written by :func:`save`, on any backend.
+    """Rebuild a model from a file written by [`save`][], on any backend.
 
     Parameters
     ----------

@@ -1,14 +1,14 @@
 """Backends: which array library (and device, and dtype) an object computes with.
 
-* :mod:`.ops` — ``Ops``, the base class: what nu_xp needs from an array
+* [`ops`][] — ``Ops``, the base class: what nu_xp needs from an array
   library, each hot-path kernel defaulting to the array-API standard;
-* :mod:`.numpy_ops`, :mod:`.torch_ops`, :mod:`.cupy_ops`, :mod:`.strict_ops` —
+* [`numpy_ops`][], [`torch_ops`][], [`cupy_ops`][], [`strict_ops`][] —
   one class per backend, holding everything particular to it;
-* :mod:`.registry` — names → classes (one line per backend);
-* :mod:`.backend` — ``Backend`` (ops, device, dtype) and the default
+* [`registry`][] — names → classes (one line per backend);
+* [`backend`][] — ``Backend`` (ops, device, dtype) and the default
   (``get_backend``, ``set_backend``, ``use_backend``);
-* :mod:`.arrays` — ``ops_of``/``namespace_of`` an array, ``asarray``, ``to_host``;
-* :mod:`.dtypes` — dtype names and kinds.
+* [`arrays`][] — ``ops_of``/``namespace_of`` an array, ``asarray``, ``to_host``;
+* [`dtypes`][] — dtype names and kinds.
 """
 
 from .arrays import asarray, backend_of, describe, is_writeable, namespace_of, ops_of, to_host

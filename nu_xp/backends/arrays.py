@@ -35,7 +35,7 @@ _OPS_BY_TYPE: dict[type, Ops] = {}
 
 
 def ops_of(x: Any) -> Ops:
-    """The :class:`~nu_xp.backends.ops.Ops` of the backend ``x`` belongs to (one dict lookup, cached per type).
+    """The [`Ops`][nu_xp.backends.ops.Ops] of the backend ``x`` belongs to (one dict lookup, cached per type).
 
     Raises ``TypeError`` for objects that are not arrays of a supported backend.
     """
@@ -75,7 +75,7 @@ def namespace_of(x: Any) -> Any:
 
 
 def backend_of(x: Any) -> Backend:
-    """The :class:`Backend` an array lives on (its dtype if floating, else the default)."""
+    """The [`Backend`][nu_xp.backends.backend.Backend] an array lives on (its dtype if floating, else the default)."""
     ops = ops_of(x)
     dt = dtype_name(x.dtype)
     return get_backend(ops.name, device=ops.device_of(x), dtype=dt if dt in FLOAT_DTYPES else None)

@@ -35,10 +35,22 @@ __all__ = ["Backend", "describe", "get_backend", "same_device", "set_backend", "
 class Backend:
     """Where and in which dtype an object computes.
 
+
+    Parameters
+    ----------
+    ops : Ops
+        The backend's [`Ops`][nu_xp.backends.ops.Ops].
+    device : object
+        The library's device object.
+    dtype : object
+        The floating dtype object of the parameters.
+    array_type : type, default object
+        The array class of the namespace (for ``isinstance`` checks).
+
     Attributes
     ----------
     ops : Ops
-        The backend's :class:`~nu_xp.backends.ops.Ops` (its fast kernels, host transfers, devices).
+        The backend's [`Ops`][nu_xp.backends.ops.Ops] (its fast kernels, host transfers, devices).
     device : object
         The library's device object (``"cpu"``, ``torch.device("cuda", 0)``…).
     dtype : object
@@ -212,7 +224,7 @@ def _make_backend(name: str, device_key: Any, dtype: str) -> Backend:
 
 
 def get_backend(backend: Any = None, device: Any = None, dtype: Any = None) -> Backend:
-    """Resolve a backend choice into a :class:`Backend`.
+    """Resolve a backend choice into a [`Backend`][].
 
     Parameters
     ----------

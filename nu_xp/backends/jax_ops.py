@@ -2,13 +2,14 @@
 
 ``jax.numpy`` is an array-API namespace of its own (no compat wrapper). Its
 arrays cannot be written in place, so nu_xp never does: optimizers rebind
-``p.data`` (:func:`nu_xp.backends.is_writeable` says False), padding is the
-write-free ``concat`` of :meth:`Ops.pad`, and col2im is a scatter-add
-(:meth:`Ops.add_taps_by_scatter` through :meth:`index_add`, here
+``p.data`` ([`nu_xp.backends.is_writeable`][nu_xp.backends.arrays.is_writeable] says False), padding is the
+write-free ``concat`` of [`Ops.pad`][nu_xp.backends.ops.Ops.pad], and col2im is a scatter-add
+([`Ops.add_taps_by_scatter`][nu_xp.backends.ops.Ops.add_taps_by_scatter] through
+[`index_add`][nu_xp.backends.ops.Ops.index_add], here
 ``table.at[indices].add(values)``). ``erf`` is ``jax.scipy.special.erf``.
 
 JAX computes in float32 unless its 64-bit mode is on, and then silently
-hands back float32 for a float64 request: :meth:`check_dtype` refuses
+hands back float32 for a float64 request: [`check_dtype`][nu_xp.backends.ops.Ops.check_dtype] refuses
 ``dtype="float64"`` without it, saying how to enable it.
 """
 

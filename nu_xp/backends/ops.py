@@ -23,8 +23,8 @@ One subclass per backend, each in its own module (``numpy_ops``,
   knows when a call is not the plain standard function.
 
 Layers never import a backend library: they get an ``Ops`` from the
-:class:`~nu_xp.backends.Backend` of their parameters or from their input
-(:func:`~nu_xp.backends.ops_of`), and the standard namespace as ``ops.xp``.
+[`Backend`][nu_xp.backends.backend.Backend] of their parameters or from their input
+([`ops_of`][nu_xp.backends.arrays.ops_of]), and the standard namespace as ``ops.xp``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = ["Ops"]
 class Ops:
     """One array library: its namespace ``xp``, its devices, host transfers and hot-path kernels.
 
-    Instances are made once per backend by the registry (:func:`nu_xp.backends.ops_for`).
+    Instances are made once per backend by the registry ([`nu_xp.backends.ops_for`][nu_xp.backends.registry.ops_for]).
     """
 
     #: backend name, as users write it
@@ -92,7 +92,7 @@ class Ops:
         return self.default_device() if device is None else device
 
     def device_key(self, device: Any) -> Any:
-        """A hashable stand-in for ``device`` that :meth:`resolve_device` turns back into it."""
+        """A hashable stand-in for ``device`` that [`resolve_device`][] turns back into it."""
         return device if device is None or isinstance(device, (str, int)) else str(device)
 
     def device_name(self, device: Any) -> str:
@@ -182,7 +182,7 @@ class Ops:
         Standard-only and write-free: along each padded axis, one ``concat``
         of a constant block, ``x`` and another block, so it also runs where
         arrays are immutable (JAX). Returns ``x`` itself without padding.
-        Backends whose arrays are writeable use :meth:`pad_by_writing`.
+        Backends whose arrays are writeable use [`pad_by_writing`][].
         """
         if all(lo == 0 and hi == 0 for lo, hi in padding):
             return x
@@ -197,7 +197,7 @@ class Ops:
         return x
 
     def pad_by_writing(self, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
-        """:meth:`pad` as one ``full`` array and one slice assignment of ``x`` into its interior."""
+        """[`pad`][] as one ``full`` array and one slice assignment of ``x`` into its interior."""
         if all(lo == 0 and hi == 0 for lo, hi in padding):
             return x
         shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)))
@@ -208,16 +208,16 @@ class Ops:
     def stack_taps(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
         """im2col: ``(A, B, *spatial)`` → ``(A, K, B, *out)``, the ``K`` kernel taps' strided slices stacked.
 
-        ``K`` slice copies (see :mod:`nu_xp.layers.windows`): fastest on the CPU.
+        ``K`` slice copies (see [`nu_xp.layers.windows`][nu_xp.layers.windows]): fastest on the CPU.
         Backends where each copy is a kernel launch override it with
-        :meth:`stack_taps_by_gather` (one ``take``).
+        [`stack_taps_by_gather`][] (one ``take``).
         """
         return self.xp.stack([x[t] for t in taps], axis=1)
 
     def add_taps(self, parts: Any, taps: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Any:
         """col2im: ``zeros(shape)`` with ``parts[:, k]`` (``parts``: ``(A, K, B, *out)``) added into tap ``k``'s slice.
 
-        ``K`` in-place slice additions; :meth:`add_taps_by_scatter` is one scatter-add.
+        ``K`` in-place slice additions; [`add_taps_by_scatter`][] is one scatter-add.
         """
         out = self.xp.zeros(shape, dtype=parts.dtype, device=self.device_of(parts))
         for k, index in enumerate(taps):
@@ -238,7 +238,7 @@ class Ops:
         return cache[key]
 
     def stack_taps_by_gather(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
-        """:meth:`stack_taps` as one ``take`` of precomputed flat positions (then one transpose)."""
+        """[`stack_taps`][] as one ``take`` of precomputed flat positions (then one transpose)."""
         xp = self.xp
         a, b, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
         out = tuple(len(range(sl.start, sl.stop, sl.step)) for sl in taps[0][2:])
@@ -248,7 +248,7 @@ class Ops:
         return xp.permute_dims(picked, (0, 2, 1, *range(3, picked.ndim)))
 
     def add_taps_by_scatter(self, parts: Any, taps: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Any:
-        """:meth:`add_taps` as one :meth:`index_add` into the flat positions (plus two transposes)."""
+        """[`add_taps`][] as one [`index_add`][] into the flat positions (plus two transposes)."""
         xp = self.xp
         a, b = parts.shape[0], parts.shape[2]
         spatial = tuple(shape[2:])

@@ -1,7 +1,7 @@
-"""The registry of backends: names → :class:`~nu_xp.backends.ops.Ops` classes, arrays → their backend.
+"""The registry of backends: names → [`Ops`][nu_xp.backends.ops.Ops] classes, arrays → their backend.
 
 Adding a backend is one new module with an ``Ops`` subclass and its name in
-:data:`OPS_CLASSES` (JAX came this way: ``jax_ops.py`` and this line);
+`OPS_CLASSES` (JAX came this way: ``jax_ops.py`` and this line);
 nothing else in nu_xp names a backend.
 """
 
@@ -28,7 +28,7 @@ BACKENDS: tuple[str, ...] = tuple(OPS_CLASSES)
 
 
 def normalize_name(backend: Any) -> str:
-    """A backend name (``"torch"``), or an imported module of one, as one of :data:`BACKENDS`.
+    """A backend name (``"torch"``), or an imported module of one, as one of `BACKENDS`.
 
     Raises ``ValueError`` listing the valid names.
     """
@@ -51,7 +51,7 @@ def normalize_name(backend: Any) -> str:
 
 @functools.cache
 def ops_for(name: str) -> Ops:
-    """The one :class:`Ops` instance of backend ``name`` (imports its library on first use).
+    """The one [`Ops`][nu_xp.backends.ops.Ops] instance of backend ``name`` (imports its library on first use).
 
     Raises ``ImportError`` naming the pip extra when the library is missing,
     and ``RuntimeError`` when it cannot run here (CuPy without CUDA).

@@ -1,11 +1,11 @@
 """The demos behind ``nu-xp demo NAME``: each one trains a model, prints the result and writes a plot.
 
-* :mod:`.xor` — the whole story by hand (forward, loss, backward, update);
-* :mod:`.regression` — a noisy 1-D function and scikit-learn's diabetes data;
-* :mod:`.digits` — scikit-learn's bundled 8×8 digits (an MLP, or a CNN);
-* :mod:`.mnist1d` — the MNIST-1D paper's three models, beside PyTorch;
-* :mod:`.chargpt` — a character-level GPT on the Python docs, beside PyTorch;
-* :mod:`.sequences` — an LSTM reads digits row by row.
+* `xor` — the whole story by hand (forward, loss, backward, update);
+* `regression` — a noisy 1-D function and scikit-learn's diabetes data;
+* `digits` — scikit-learn's bundled 8×8 digits (an MLP, or a CNN);
+* `mnist1d` — the MNIST-1D paper's three models, beside PyTorch;
+* `chargpt` — a character-level GPT on the Python docs, beside PyTorch;
+* `sequences` — an LSTM reads digits row by row.
 
 Each has ``main(argv) -> int``; ``examples/*.py`` run them as plain scripts.
 """

@@ -57,7 +57,7 @@ class TokenAndPosition(nu_xp.Layer):
     """``y[n, t] = E_tok[x[n, t]] + E_pos[t]``: what each character is, plus where it stands.
 
     Backward: each ``E_tok`` row gets the gradients of the places that read it
-    (:class:`~nu_xp.Embedding`'s backward), and ``E_pos[t]`` gets ``Σ_n g[n, t]``,
+    ([`Embedding`][nu_xp.layers.embedding.Embedding]'s backward), and ``E_pos[t]`` gets ``Σ_n g[n, t]``,
     the sum over the batch (every sequence reads the same position row).
     Indices have no gradient: ``backward`` returns None.
     """

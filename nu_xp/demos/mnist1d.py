@@ -173,7 +173,7 @@ MODEL_NAMES = ("logistic", "mlp", "cnn")
 
 
 def model_list(text: str) -> str:
-    """An argparse type: comma-separated names from :data:`MODEL_NAMES`."""
+    """An argparse type: comma-separated names from `MODEL_NAMES`."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODEL_NAMES]
     if not names or unknown:

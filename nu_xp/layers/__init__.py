@@ -1,17 +1,17 @@
 """Layers: each one states its forward formula and its backward (the chain rule).
 
-* :mod:`.base` — ``Parameter``, ``Layer`` (parameters, buffers, extra state, saved arrays,
+* [`base`][] — ``Parameter``, ``Layer`` (parameters, buffers, extra state, saved arrays,
   backend moves, state dicts, config) and ``register_layer``;
-* :mod:`.linear` — ``Linear``;  :mod:`.embedding` — ``Embedding``;
-* :mod:`.conv` — ``Conv1d``, ``Conv2d``;  :mod:`.pooling` — ``MaxPool1d/2d``, ``AvgPool1d/2d``
-  (both built on the sliding windows of :mod:`.windows`);
-* :mod:`.normalization` — ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``;
-* :mod:`.activations` — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
+* [`linear`][] — ``Linear``;  [`embedding`][] — ``Embedding``;
+* [`conv`][] — ``Conv1d``, ``Conv2d``;  [`pooling`][] — ``MaxPool1d/2d``, ``AvgPool1d/2d``
+  (both built on the sliding windows of [`windows`][]);
+* [`normalization`][] — ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``;
+* [`activations`][] — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
   ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Softplus``, ``LogSoftmax``;
-* :mod:`.dropout` — ``Dropout``;  :mod:`.shape` — ``Flatten``;
-* :mod:`.recurrent` — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time);
-* :mod:`.attention` — ``MultiheadAttention``;  :mod:`.transformer` — ``TransformerEncoderLayer``;
-* :mod:`.containers` — ``Sequential``, ``Residual``, ``Select``.
+* [`dropout`][] — ``Dropout``;  [`shape`][] — ``Flatten``;
+* [`recurrent`][] — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time);
+* [`attention`][] — ``MultiheadAttention``;  [`transformer`][] — ``TransformerEncoderLayer``;
+* [`containers`][] — ``Sequential``, ``Residual``, ``Select``.
 
 A new family of layers is a new module here.
 """

@@ -35,7 +35,14 @@ __all__ = [
 
 
 class Activation(Layer):
-    """Base of parameter-free layers: computes in its input's namespace, keeps one or two arrays for backward."""
+    """Base of parameter-free layers: computes in its input's namespace, keeps one or two arrays for backward.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+    """
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -66,7 +73,14 @@ class Activation(Layer):
 
 @register_layer
 class Identity(Activation):
-    """``y = x``;  ``dL/dx = g``."""
+    """``y = x``;  ``dL/dx = g``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+    """
 
     def forward(self, x: Any) -> Any:
         return x
@@ -77,7 +91,14 @@ class Identity(Activation):
 
 @register_layer
 class ReLU(Activation):
-    """``y = max(x, 0)``;  ``dL/dx = g · [x > 0]`` (0 at x = 0, as PyTorch)."""
+    """``y = max(x, 0)``;  ``dL/dx = g · [x > 0]`` (0 at x = 0, as PyTorch).
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+    """
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
@@ -95,8 +116,14 @@ class ReLU(Activation):
 class Sigmoid(Activation):
     """``y = σ(x) = 1 / (1 + exp(-x))``;  ``dL/dx = g · y · (1 - y)``.
 
-    Computed as ``exp(min(x, 0)) / (1 + exp(-|x|))`` (:func:`nu_xp.functional.sigmoid`)
+    Computed as ``exp(min(x, 0)) / (1 + exp(-|x|))`` ([`nu_xp.functional.sigmoid`][nu_xp.functional.sigmoid])
     so nothing overflows for any x.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
     """
 
     def forward(self, x: Any) -> Any:
@@ -112,7 +139,14 @@ class Sigmoid(Activation):
 
 @register_layer
 class Tanh(Activation):
-    """``y = tanh(x)``;  ``dL/dx = g · (1 - y²)``."""
+    """``y = tanh(x)``;  ``dL/dx = g · (1 - y²)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+    """
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
@@ -131,8 +165,13 @@ class Softmax(Activation):
 
     Backward: ``dL/dx_i = Σ_j g_j dy_j/dx_i = y_i · (g_i - Σ_j g_j y_j)`` along
     ``axis``, from ``dy_j/dx_i = y_j (δ_ij - y_i)``. For classification prefer
-    :class:`~nu_xp.losses.CrossEntropyLoss` on logits, which fuses both and is
+    [`CrossEntropyLoss`][nu_xp.losses.crossentropy.CrossEntropyLoss] on logits, which fuses both and is
     more accurate.
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The axis whose entries sum to 1.
     """
 
     def __init__(self, axis: int = -1) -> None:
@@ -153,7 +192,13 @@ class Softmax(Activation):
 
 @register_layer
 class LeakyReLU(Activation):
-    """``y = x`` for x > 0, ``a·x`` otherwise (``a = negative_slope``);  ``dL/dx = g · (1 if x > 0 else a)``."""
+    """``y = x`` for x > 0, ``a·x`` otherwise (``a = negative_slope``);  ``dL/dx = g · (1 if x > 0 else a)``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        The slope for ``x < 0``.
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -175,6 +220,11 @@ class ELU(Activation):
     """``y = x`` for x > 0, ``α (exp(x) - 1)`` otherwise;  ``dL/dx = g · (1 if x > 0 else y + α)``.
 
     ``exp`` is only taken of ``min(x, 0)``, so nothing overflows.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        The value ``y`` approaches for very negative ``x`` is ``-alpha``.
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
@@ -202,8 +252,13 @@ class GELU(Activation):
     ``dL/dx = g · (Φ(x) + x · φ(x))`` with ``φ(x) = exp(-x²/2) / √(2π)``.
     ``approximate="tanh"``: ``Φ(x) ≈ (1 + tanh(u)) / 2``, ``u = √(2/π) (x + 0.044715 x³)``,
     and ``dL/dx = g · (Φ + x/2 · (1 - tanh²u) · √(2/π) (1 + 3·0.044715 x²))``.
-    The standard has no ``erf``: :meth:`nu_xp.backends.Ops.erf` computes it
+    The standard has no ``erf``: [`nu_xp.backends.Ops.erf`][nu_xp.backends.ops.Ops.erf] computes it
     from standard functions where the backend has no native one.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        The exact ``x·Φ(x)`` with ``erf``, or PyTorch's tanh approximation.
     """
 
     def __init__(self, approximate: str = "none") -> None:
@@ -232,7 +287,14 @@ class GELU(Activation):
 
 @register_layer
 class SiLU(Activation):
-    """Sigmoid linear unit (swish), ``y = x · σ(x)``;  ``dL/dx = g · (σ(x) + y (1 - σ(x)))``."""
+    """Sigmoid linear unit (swish), ``y = x · σ(x)``;  ``dL/dx = g · (σ(x) + y (1 - σ(x)))``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
+        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+    """
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
@@ -252,6 +314,13 @@ class Softplus(Activation):
     ``dL/dx = g · σ(β x)`` (``g`` where the identity is used).
 
     Computed as ``(max(βx, 0) + log1p(exp(-|βx|))) / β``: never overflows.
+
+    Parameters
+    ----------
+    beta : float, default 1.0
+        The sharpness: ``y = log(1 + exp(β·x))/β``.
+    threshold : float, default 20.0
+        Above ``β·x > threshold`` the layer returns ``x`` itself (as PyTorch; no overflow).
     """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
@@ -277,7 +346,13 @@ class Softplus(Activation):
 @register_layer
 class LogSoftmax(Activation):
     """``y_i = x_i - m - log Σ_j exp(x_j - m)`` along ``axis`` (m = max);
-    ``dL/dx = g - softmax(x) · Σ_j g_j`` (from ``dy_j/dx_i = δ_ij - softmax_i``)."""
+    ``dL/dx = g - softmax(x) · Σ_j g_j`` (from ``dy_j/dx_i = δ_ij - softmax_i``).
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The axis over which the log-sum-exp is taken.
+    """
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

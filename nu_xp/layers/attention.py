@@ -21,7 +21,7 @@ Backward, for ``g = dL/dy``, ``G = dL/dO`` (``g W_o``, split into heads)::
     dA = P ⊙ (dP − Σ_keys dP ⊙ P)          (the softmax's Jacobian, row by row)
     dQ = dA K / √d   dK = dAᵀ Q / √d
 
-and the projections' gradients as in :class:`~nu_xp.layers.Linear`. With
+and the projections' gradients as in [`Linear`][nu_xp.layers.linear.Linear]. With
 dropout on the weights, ``O = (P ⊙ m) V`` and the mask ``m`` multiplies
 ``dP`` on the way back. A row whose keys are all masked has weights 0 and
 output ``b_o`` here (PyTorch gives NaN there).
@@ -57,7 +57,7 @@ def causal_mask(be: Backend, length: int, source: int | None = None) -> Any:
 class MultiheadAttention(Layer):
     """Multi-head attention ``y = concat_h(softmax(Q_h K_hᵀ/√d + M) V_h) W_o.T + b_o``, as ``torch.nn``'s.
 
-    See :mod:`nu_xp.layers.attention` for the forward and backward formulas.
+    See [`nu_xp.layers.attention`][nu_xp.layers.attention] for the forward and backward formulas.
     Parameters ``in_proj_weight`` ``(3E, E)`` (rows: W_q, W_k, W_v),
     ``in_proj_bias`` ``(3E,)``, ``out_proj.weight`` ``(E, E)``, ``out_proj.bias``
     ``(E,)``, initialized as PyTorch does (Xavier-uniform ``in_proj_weight``, zero biases).

@@ -6,17 +6,19 @@ Notation used by every layer: ``x`` is a layer's input, ``y`` its output,
 
 A layer owns its state, as a ``torch.nn.Module`` does:
 
-* **parameters** (:class:`Parameter` attributes): trained, saved, loaded;
-* **buffers** (:meth:`Layer.register_buffer`): arrays that are saved and
+* **parameters** ([`Parameter`][] attributes): trained, saved, loaded;
+* **buffers** ([`Layer.register_buffer`][nu_xp.layers.base.Layer.register_buffer]): arrays that are saved and
   loaded but never trained (BatchNorm's running statistics);
-* **extra state** (:meth:`Layer.get_extra_state` / :meth:`Layer.set_extra_state`):
+* **extra state** ([`Layer.get_extra_state`][nu_xp.layers.base.Layer.get_extra_state] /
+  [`Layer.set_extra_state`][nu_xp.layers.base.Layer.set_extra_state]):
   anything else a checkpoint must restore, as JSON (Dropout's generator);
 * **saved arrays**: what ``forward`` keeps for ``backward``
-  (:meth:`Layer.save_for_backward`, popped by :meth:`Layer.saved_tensors`):
-  one entry per pending use, nothing under :func:`nu_xp.no_grad`
-  (see :mod:`nu_xp.grad_mode`), dropped by :meth:`Layer.clear_cache`;
-* **config** (:meth:`Layer.get_config`): the constructor arguments that
-  rebuild it, checked by :meth:`Layer.from_config`.
+  ([`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward], popped by
+  [`Layer.saved_tensors`][nu_xp.layers.base.Layer.saved_tensors]):
+  one entry per pending use, nothing under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]
+  (see [`nu_xp.grad_mode`][nu_xp.grad_mode]), dropped by [`Layer.clear_cache`][nu_xp.layers.base.Layer.clear_cache];
+* **config** ([`Layer.get_config`][nu_xp.layers.base.Layer.get_config]): the constructor arguments that
+  rebuild it, checked by `Layer.from_config`.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ IncompatibleKeys.__doc__ = "Keys of the model absent from the source, and keys o
 def register_layer(cls: type[L]) -> type[L]:
     """Class decorator: allow ``nu_xp.load`` to rebuild this layer from a file.
 
-    The layer's constructor arguments are saved by :meth:`Layer.get_config`
+    The layer's constructor arguments are saved by [`Layer.get_config`][nu_xp.layers.base.Layer.get_config]
     (by default: the ``__init__`` arguments that the layer keeps as attributes
     of the same name), so they must be JSON values. Losses cannot be
     registered: a model file holds layers only.
@@ -134,6 +136,11 @@ class Parameter:
 
     ``grad`` is None until a backward pass writes it, and after ``zero_grad()``
     (as in PyTorch with ``set_to_none=True``); backward passes accumulate into it.
+
+    Parameters
+    ----------
+    data : array
+        The initial value, an array of the layer's backend (its ``grad`` starts as None).
     """
 
     __slots__ = ("data", "grad")
@@ -169,9 +176,9 @@ def check_grad(layer: Layer, grad: Any, shape: tuple[int, ...], like: Any) -> An
 
     The one gradient check of every ``backward``. ``like`` is either the
     output's array type (parameter-free layers: a gradient of another backend
-    is a ``TypeError``) or the layer's :class:`Backend` (layers with
+    is a ``TypeError``) or the layer's [`Backend`][nu_xp.backends.backend.Backend] (layers with
     parameters: a real gradient of another dtype is cast to theirs, one of
-    another backend or device refused, as :meth:`Backend.check` does for inputs).
+    another backend or device refused, as [`Backend.check`][nu_xp.backends.backend.Backend.check] does for inputs).
     A gradient of another shape is a ``ValueError``, never a silent broadcast.
     The common case costs two or three comparisons, so every ``backward`` affords it.
     """
@@ -196,16 +203,17 @@ _WEIGHTS_READER: list[Any] = []
 
 
 def set_weights_reader(reader: Any) -> None:
-    """Install the function that reads a weights file into ``{name: host array}`` (:mod:`nu_xp.model_file` does).
+    """Install the function that reads a weights file into ``{name: host array}``
+    ([`nu_xp.model_file`][nu_xp.model_file] does).
 
-    Layers never read files: :meth:`Layer.load_weights` hands the path to
+    Layers never read files: [`Layer.load_weights`][nu_xp.layers.base.Layer.load_weights] hands the path to
     this reader, which the file-format module registers when it is imported.
     """
     _WEIGHTS_READER[:] = [reader]
 
 
 def _tracked_forward(forward: Any) -> Any:
-    """A user layer's ``forward`` run as one step of the current pass (see :mod:`nu_xp.grad_mode`).
+    """A user layer's ``forward`` run as one step of the current pass (see [`nu_xp.grad_mode`][nu_xp.grad_mode]).
 
     Layers it calls inside keep their saved arrays in the same pass, so a
     sub-layer used twice by a user's own composite layer gets both backwards.
@@ -228,12 +236,22 @@ class Layer:
     needs) and ``backward(grad, *, input_grad=True)`` (given ``dL/dy``,
     accumulate ``dL/dθ`` into each ``Parameter.grad`` and return ``dL/dx``;
     ``input_grad=False`` may skip ``dL/dx`` and return None, which a model's
-    first layer never needs). A loss (:class:`nu_xp.losses.Loss`) is a Layer
+    first layer never needs). A loss ([`nu_xp.losses.Loss`][nu_xp.losses.base.Loss]) is a Layer
     too, with ``forward(pred, target)`` and ``backward(grad=None)``: that is
     why the base signatures here take ``*args, **kwargs``.
 
-    Attributes that are :class:`Parameter` or :class:`Layer` instances are
-    found automatically by :meth:`named_parameters`, as in ``torch.nn.Module``.
+    Attributes that are [`Parameter`][] or [`Layer`][] instances are
+    found automatically by [`named_parameters`][], as in ``torch.nn.Module``.
+
+    Parameters
+    ----------
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
     """
 
     training: bool = True
@@ -276,12 +294,13 @@ class Layer:
 
     # ------------------------------------------------------------------ what forward keeps for backward
     def save_for_backward(self, *values: Any) -> None:
-        """Keep ``values`` for the ``backward`` of this forward (nothing is kept under :func:`nu_xp.no_grad`).
+        """Keep ``values`` for the ``backward`` of this forward (nothing is kept under
+        [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]).
 
         Each call pushes one entry on this layer's stack and each
-        :meth:`saved_tensors` pops one, so a layer used at several places of a
+        [`saved_tensors`][] pops one, so a layer used at several places of a
         model gets one entry per use. An entry of an earlier pass that never
-        got its backward is dropped here (see :mod:`nu_xp.grad_mode`).
+        got its backward is dropped here (see [`nu_xp.grad_mode`][nu_xp.grad_mode]).
         """
         state = THREAD.grad
         if state.enabled:
@@ -296,7 +315,7 @@ class Layer:
                 self._saved_stack.append(values)
 
     def saved_tensors(self) -> tuple[Any, ...]:
-        """Pop what the latest pending forward kept (:meth:`save_for_backward`): the values, as a tuple.
+        """Pop what the latest pending forward kept ([`save_for_backward`][]): the values, as a tuple.
 
         Raises ``RuntimeError`` when no forward is pending: ``backward``
         before ``forward``, after a forward under ``no_grad()``, or once more
@@ -351,7 +370,7 @@ class Layer:
         torch model…): like ``fit``, it is moved to the model's backend and cast
         to its dtype. The previous train/eval mode is restored afterwards.
         Returns an array on the model's backend. Nothing is kept for backward
-        (it runs under :func:`nu_xp.no_grad`), so a pending backward is not disturbed.
+        (it runs under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]), so a pending backward is not disturbed.
         """
         check_positive_int("batch_size", batch_size, allow_none=True)
         was_training = self.training
@@ -410,7 +429,7 @@ class Layer:
         return ties
 
     def parameters(self) -> list[Parameter]:
-        """The parameters in :meth:`named_parameters` order, each once ([] for parameter-free layers)."""
+        """The parameters in [`named_parameters`][] order, each once ([] for parameter-free layers)."""
         return list(self.named_parameters().values())
 
     def register_buffer(self, name: str, value: Any) -> None:
@@ -472,7 +491,7 @@ class Layer:
         return None
 
     def set_extra_state(self, state: Any) -> None:
-        """Restore what :meth:`get_extra_state` returned; raise ``ValueError`` for a malformed state."""
+        """Restore what [`get_extra_state`][] returned; raise ``ValueError`` for a malformed state."""
 
     def named_extra_states(self) -> dict[str, Any]:
         """``{layer name: extra state}`` for every layer in this tree that has one (``""`` is this layer)."""
@@ -498,10 +517,10 @@ class Layer:
     # ------------------------------------------------------------------ backend
     @property
     def backend(self) -> Backend:
-        """The :class:`Backend` (namespace, device, dtype) of this layer's parameters.
+        """The [`Backend`][nu_xp.backends.backend.Backend] (namespace, device, dtype) of this layer's parameters.
 
         It compares equal to its name, so ``layer.backend == "torch"`` reads as one expects;
-        :attr:`backend_name` is the name itself.
+        [`backend_name`][] is the name itself.
         """
         if self._backend is None:
             self._backend = get_backend()
@@ -594,7 +613,7 @@ class Layer:
     def check_state_dict(
         self, state: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
     ) -> tuple[dict[str, np.ndarray], IncompatibleKeys]:
-        """The checks of :meth:`load_state_dict`, changing nothing: ``(host arrays ready to apply, keys)``."""
+        """The checks of [`load_state_dict`][], changing nothing: ``(host arrays ready to apply, keys)``."""
         import warnings
 
         if not isinstance(state, dict):
@@ -648,7 +667,7 @@ class Layer:
         return ready, IncompatibleKeys(missing, unexpected)
 
     def apply_state_dict(self, ready: dict[str, np.ndarray]) -> None:
-        """Put checked host arrays (from :meth:`check_state_dict`) into the parameters and buffers."""
+        """Put checked host arrays (from [`check_state_dict`][]) into the parameters and buffers."""
         target = self.backend
         params = self.named_parameters(remove_duplicate=False)
         for key, host in ready.items():
@@ -664,7 +683,7 @@ class Layer:
         return tuple(value.shape), "f" if to_host(value).dtype.kind == "f" else "i"
 
     def load_weights(self, path: Any, strict: bool = True) -> IncompatibleKeys:
-        """Fill this model from a file written by :func:`nu_xp.save` (or ``numpy.savez``).
+        """Fill this model from a file written by [`nu_xp.save`][nu_xp.model_file.save] (or ``numpy.savez``).
 
         Every name, shape and dtype is checked before anything changes; a missing,
         extra or mismatched key raises ``ModelFileError`` (a ``ValueError``)

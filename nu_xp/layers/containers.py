@@ -25,7 +25,13 @@ class Sequential(Layer):
     so ``state_dict()`` keys match ``torch.nn.Sequential``'s. One layer
     instance may appear several times (``act = ReLU(); Sequential(l1, act, l2, act)``):
     each use keeps its own saved arrays and gets its own backward, so the
-    gradients are PyTorch's for the same module graph (see :mod:`nu_xp.grad_mode`).
+    gradients are PyTorch's for the same module graph (see [`nu_xp.grad_mode`][nu_xp.grad_mode]).
+
+
+    Parameters
+    ----------
+    *layers : Layer
+        The layers, run in this order (more can be added with ``append``).
 
     Examples
     --------
@@ -137,6 +143,11 @@ class Residual(Sequential):
     gradient through ``f`` plus the gradient that skips it. Parameters are
     named as in ``Sequential`` (``"0.weight"``…), the layout of a PyTorch
     module that holds its layers in an ``nn.Sequential``.
+
+    Parameters
+    ----------
+    *layers : Layer
+        The layers of ``f``, run in this order; the output is ``x + f(x)``.
     """
 
     def forward(self, x: Any) -> Any:

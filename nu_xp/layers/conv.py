@@ -5,7 +5,7 @@ output channel ``o`` in group ``g`` and output position ``p``::
 
     y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, g·C_g + c, p·s + k·d]
 
-With the windows of :mod:`nu_xp.layers.windows` stacked into
+With the windows of [`nu_xp.layers.windows`][nu_xp.layers.windows] stacked into
 ``cols[(c, k), (n, p)] = x_pad[n, c, p·s + k·d]`` (shape ``(C·K, N·L)``, ``K``
 kernel taps, ``L`` output positions) this is ONE matrix product,
 ``Y = W2 @ cols`` with ``W2 = W.reshape(C_out, C_in/groups · K)`` and
@@ -184,7 +184,38 @@ class Conv1d(_ConvNd):
     """1-D convolution on ``(N, C_in, L)`` → ``(N, C_out, L_out)``; weight ``(C_out, C_in/groups, k)``.
 
     ``L_out = floor((L + 2·padding - dilation·(k - 1) - 1) / stride) + 1``.
-    The formulas and their gradients are in :mod:`nu_xp.layers.conv`.
+    The formulas and their gradients are in [`nu_xp.layers.conv`][nu_xp.layers.conv].
+
+
+    Parameters
+    ----------
+    in_channels : int
+        ``C_in``, the channels of the input.
+    out_channels : int
+        ``C_out``, the channels of the output (the number of kernels).
+    kernel_size : int or tuple of int
+        The kernel's extent per spatial axis.
+    stride : int or tuple of int, default 1
+        The step between two windows.
+    padding : int, tuple of int, "same" or "valid", default 0
+        Zeros added on both sides of each spatial axis; ``"same"`` keeps the size (stride 1 only).
+    dilation : int or tuple of int, default 1
+        The spacing between kernel taps.
+    groups : int, default 1
+        Input and output channels split into ``groups`` independent convolutions (must divide both).
+    bias : bool, default True
+        Whether to add a learned bias per output channel.
+    init : {"auto", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "zeros"}, default "auto"
+        Initial weights; ``"auto"`` is PyTorch's default (uniform, bound ``1/√fan_in``).
+    seed : int, optional
+        Seed of the host generator that draws the initial values (the same on every backend).
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
 
     Examples
     --------
@@ -202,7 +233,38 @@ class Conv2d(_ConvNd):
     """2-D convolution on ``(N, C_in, H, W)`` → ``(N, C_out, H_out, W_out)``; weight ``(C_out, C_in/groups, kh, kw)``.
 
     Each spatial axis follows the ``Conv1d`` size formula. The formulas and
-    their gradients are in :mod:`nu_xp.layers.conv`.
+    their gradients are in [`nu_xp.layers.conv`][nu_xp.layers.conv].
+
+
+    Parameters
+    ----------
+    in_channels : int
+        ``C_in``, the channels of the input.
+    out_channels : int
+        ``C_out``, the channels of the output (the number of kernels).
+    kernel_size : int or tuple of int
+        The kernel's extent per spatial axis.
+    stride : int or tuple of int, default 1
+        The step between two windows.
+    padding : int, tuple of int, "same" or "valid", default 0
+        Zeros added on both sides of each spatial axis; ``"same"`` keeps the size (stride 1 only).
+    dilation : int or tuple of int, default 1
+        The spacing between kernel taps.
+    groups : int, default 1
+        Input and output channels split into ``groups`` independent convolutions (must divide both).
+    bias : bool, default True
+        Whether to add a learned bias per output channel.
+    init : {"auto", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "zeros"}, default "auto"
+        Initial weights; ``"auto"`` is PyTorch's default (uniform, bound ``1/√fan_in``).
+    seed : int, optional
+        Seed of the host generator that draws the initial values (the same on every backend).
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
 
     Examples
     --------

@@ -45,7 +45,7 @@ class Dropout(Activation):
 
     Masks are drawn on the host from ``numpy.random.default_rng(seed)``, so a
     seed gives the same masks on every backend. The generator's state is the
-    layer's extra state (:meth:`get_extra_state`): a checkpoint restores it,
+    layer's extra state ([`get_extra_state`][]): a checkpoint restores it,
     so training resumes with the same masks.
 
     Parameters

@@ -24,8 +24,26 @@ class Embedding(Layer):
     its gradient row into the row it read, ``dL/dW[r] = Σ_{i = r} g_i`` (repeated
     indices add up; the ``padding_idx`` row gets nothing); indices have no
     gradient, so ``backward`` returns None. The standard has no scatter-add:
-    :meth:`nu_xp.backends.Ops.index_add` does it with a one-hot matrix product
+    [`nu_xp.backends.Ops.index_add`][nu_xp.backends.ops.Ops.index_add] does it with a one-hot matrix product
     where the backend has no native one.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        The number of rows (the vocabulary's size); indices run from 0 to ``num_embeddings - 1``.
+    embedding_dim : int
+        The width of each row.
+    padding_idx : int, optional
+        A row that starts at zero and never receives a gradient (negative counts from the end).
+    seed : int, optional
+        Seed of the host generator that draws the initial values (the same on every backend).
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
     """
 
     takes_indices = True

@@ -34,12 +34,12 @@ class Linear(Layer):
     bias : bool, default True
         Whether to learn ``b``.
     init : str, default "auto"
-        Weight scheme (see :mod:`nu_xp.initializers`): ``"auto"`` is PyTorch's
+        Weight scheme (see [`nu_xp.initializers`][nu_xp.initializers]): ``"auto"`` is PyTorch's
         default uniform; also ``"xavier_uniform"``, ``"xavier_normal"``,
         ``"he_uniform"``, ``"he_normal"``, ``"zeros"``.
     seed : int or None
         Seed of the host generator; the same seed gives bit-identical weights
-        on every backend. None: the global generator (:func:`nu_xp.manual_seed`).
+        on every backend. None: the global generator ([`nu_xp.manual_seed`][nu_xp.initializers.manual_seed]).
     backend, device, dtype :
         Where the parameters live; None: the current default.
 

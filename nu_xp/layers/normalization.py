@@ -169,7 +169,29 @@ class _BatchNorm(Layer):
 
 @register_layer
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` per channel; see :mod:`nu_xp.layers.normalization`.
+    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` per channel; see
+    [`nu_xp.layers.normalization`][nu_xp.layers.normalization].
+
+
+    Parameters
+    ----------
+    num_features : int
+        ``C``, the channels (axis 1 of the input).
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    momentum : float or None, default 0.1
+        Weight of the batch in the running statistics' update; ``None``: their cumulative average.
+    affine : bool, default True
+        Whether to learn a scale ``weight`` and shift ``bias`` per channel.
+    track_running_stats : bool, default True
+        Whether to keep running statistics (for eval mode); without them eval mode uses the batch's.
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
 
     Examples
     --------
@@ -185,7 +207,29 @@ class BatchNorm1d(_BatchNorm):
 
 @register_layer
 class BatchNorm2d(_BatchNorm):
-    """Batch normalization of ``(N, C, H, W)`` per channel; see :mod:`nu_xp.layers.normalization`."""
+    """Batch normalization of ``(N, C, H, W)`` per channel; see
+    [`nu_xp.layers.normalization`][nu_xp.layers.normalization].
+
+    Parameters
+    ----------
+    num_features : int
+        ``C``, the channels (axis 1 of the input).
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    momentum : float or None, default 0.1
+        Weight of the batch in the running statistics' update; ``None``: their cumulative average.
+    affine : bool, default True
+        Whether to learn a scale ``weight`` and shift ``bias`` per channel.
+    track_running_stats : bool, default True
+        Whether to keep running statistics (for eval mode); without them eval mode uses the batch's.
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    """
 
     ranks = (4,)
     layout = "(N, C, H, W)"
@@ -193,10 +237,29 @@ class BatchNorm2d(_BatchNorm):
 
 @register_layer
 class LayerNorm(Layer):
-    """Normalization of each sample over its trailing ``normalized_shape`` axes; see :mod:`nu_xp.layers.normalization`.
+    """Normalization of each sample over its trailing ``normalized_shape`` axes; see
+    [`nu_xp.layers.normalization`][nu_xp.layers.normalization].
 
     ``weight`` (γ, ones) and ``bias`` (β, zeros) have shape ``normalized_shape``
     (no bias with ``bias=False``, neither with ``elementwise_affine=False``).
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing axes to normalize over (their sizes).
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    elementwise_affine : bool, default True
+        Whether to learn ``weight`` (ones) and ``bias`` (zeros) of ``normalized_shape``.
+    bias : bool, default True
+        Whether the affine part has a ``bias``.
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
     """
 
     _backend: Backend

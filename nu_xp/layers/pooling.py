@@ -1,12 +1,12 @@
 """Pooling: ``MaxPool1d/2d`` and ``AvgPool1d/2d``, as ``torch.nn`` (``stride`` defaults to ``kernel_size``).
 
-With the ``K`` taps of :mod:`nu_xp.layers.windows`
+With the ``K`` taps of [`nu_xp.layers.windows`][nu_xp.layers.windows]
 (``tap_k[n, c, p] = x_pad[n, c, p·s + k]``)::
 
     max:  y = max_k tap_k           dL/dx: g goes to the first tap holding the maximum of its window
     avg:  y = (1/K) Σ_k tap_k        dL/dx: g / K goes to every tap of the window
 
-and col2im (:meth:`nu_xp.backends.Ops.add_taps`) adds the taps' gradients
+and col2im ([`nu_xp.backends.Ops.add_taps`][nu_xp.backends.ops.Ops.add_taps]) adds the taps' gradients
 back into the input (overlapping windows add up). A NaN in a window is its
 maximum (``maximum`` propagates it, as PyTorch's output does; the gradient of
 such a window goes to the last tap that beat its predecessors, not to the
@@ -124,27 +124,75 @@ class _AvgPoolNd(_PoolNd):
 
 @register_layer
 class MaxPool1d(_MaxPoolNd):
-    """``y[n, c, p] = max_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see :mod:`nu_xp.layers.pooling`."""
+    """``y[n, c, p] = max_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see
+    [`nu_xp.layers.pooling`][nu_xp.layers.pooling].
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        The window's extent per spatial axis.
+    stride : int or tuple of int, optional
+        The step between two windows; default: ``kernel_size`` (windows side by side).
+    padding : int or tuple of int, default 0
+        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
+        zeros (counted in the average) for average pooling.
+    """
 
     nd = 1
 
 
 @register_layer
 class MaxPool2d(_MaxPoolNd):
-    """The maximum of each ``kh × kw`` window of ``(N, C, H, W)``; see :mod:`nu_xp.layers.pooling`."""
+    """The maximum of each ``kh × kw`` window of ``(N, C, H, W)``; see
+    [`nu_xp.layers.pooling`][nu_xp.layers.pooling].
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        The window's extent per spatial axis.
+    stride : int or tuple of int, optional
+        The step between two windows; default: ``kernel_size`` (windows side by side).
+    padding : int or tuple of int, default 0
+        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
+        zeros (counted in the average) for average pooling.
+    """
 
     nd = 2
 
 
 @register_layer
 class AvgPool1d(_AvgPoolNd):
-    """``y[n, c, p] = (1/k) Σ_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see :mod:`nu_xp.layers.pooling`."""
+    """``y[n, c, p] = (1/k) Σ_k x_pad[n, c, p·stride + k]`` on ``(N, C, L)``; see
+    [`nu_xp.layers.pooling`][nu_xp.layers.pooling].
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        The window's extent per spatial axis.
+    stride : int or tuple of int, optional
+        The step between two windows; default: ``kernel_size`` (windows side by side).
+    padding : int or tuple of int, default 0
+        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
+        zeros (counted in the average) for average pooling.
+    """
 
     nd = 1
 
 
 @register_layer
 class AvgPool2d(_AvgPoolNd):
-    """The mean of each ``kh × kw`` window of ``(N, C, H, W)`` (padding counted); see :mod:`nu_xp.layers.pooling`."""
+    """The mean of each ``kh × kw`` window of ``(N, C, H, W)`` (padding counted); see
+    [`nu_xp.layers.pooling`][nu_xp.layers.pooling].
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        The window's extent per spatial axis.
+    stride : int or tuple of int, optional
+        The step between two windows; default: ``kernel_size`` (windows side by side).
+    padding : int or tuple of int, default 0
+        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
+        zeros (counted in the average) for average pooling.
+    """
 
     nd = 2

@@ -528,7 +528,8 @@ class RNN(_RNNBase):
 
     Backward through time: ``d_t = dh_t ⊙ (1 - h_t²)`` (relu: ``⊙ [h_t > 0]``),
     ``dh_{t-1} = d_t @ W_hh``; ``dW_ih = Σ_t d_tᵀ x_t``, ``dW_hh = Σ_t d_tᵀ h_{t-1}``,
-    both biases ``Σ_t d_t``, ``dx_t = d_t @ W_ih`` (the full story in :mod:`nu_xp.layers.recurrent`).
+    both biases ``Σ_t d_t``, ``dx_t = d_t @ W_ih`` (the full story in
+    [`nu_xp.layers.recurrent`][nu_xp.layers.recurrent]).
 
     Parameters
     ----------
@@ -616,8 +617,35 @@ class LSTM(_RNNBase):
     The forget gate's product is why gradients survive long sequences: ``dc``
     flows back through ``f`` alone, with no squashing nonlinearity.
 
-    Parameters as :class:`RNN` (no ``nonlinearity``); ``hx`` is a pair ``(h_0, c_0)``
+    Parameters as [`RNN`][] (no ``nonlinearity``); ``hx`` is a pair ``(h_0, c_0)``
     and ``backward`` then returns ``(dx, (dh_0, dc_0))``.
+
+
+    Parameters
+    ----------
+    input_size : int
+        The features of each time step of the input.
+    hidden_size : int
+        ``H``, the features of the hidden state.
+    num_layers : int, default 1
+        Stacked layers, each reading the previous one's output sequence.
+    bias : bool, default True
+        Whether the layers have the biases ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Inputs and outputs ``(N, L, features)`` instead of ``(L, N, features)``.
+    dropout : float, default 0
+        Dropout on the outputs of every layer but the last, in training.
+    bidirectional : bool, default False
+        A second direction per layer reads the sequence backwards; outputs have ``2·H`` features.
+    seed : int, optional
+        Seed of the host generator that draws the initial values (the same on every backend).
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
 
     Examples
     --------
@@ -651,7 +679,33 @@ class GRU(_RNNBase):
         dh_{t-1} = d(a^h) @ W_hh + dh_t ⊙ z
 
     then ``dW_ih = Σ_t d(a^x)ᵀ x_t``, ``dW_hh = Σ_t d(a^h)ᵀ h_{t-1}``.
-    Parameters as :class:`RNN` (no ``nonlinearity``).
+    Parameters as [`RNN`][] (no ``nonlinearity``).
+
+    Parameters
+    ----------
+    input_size : int
+        The features of each time step of the input.
+    hidden_size : int
+        ``H``, the features of the hidden state.
+    num_layers : int, default 1
+        Stacked layers, each reading the previous one's output sequence.
+    bias : bool, default True
+        Whether the layers have the biases ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Inputs and outputs ``(N, L, features)`` instead of ``(L, N, features)``.
+    dropout : float, default 0
+        Dropout on the outputs of every layer but the last, in training.
+    bidirectional : bool, default False
+        A second direction per layer reads the sequence backwards; outputs have ``2·H`` features.
+    seed : int, optional
+        Seed of the host generator that draws the initial values (the same on every backend).
+    backend : str or module, optional
+        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
+        (or the module); default: the current backend (``nu_xp.set_backend``).
+    device : str or object, optional
+        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
+    dtype : str or dtype, optional
+        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
     """
 
     mode = "GRU"

@@ -19,6 +19,13 @@ class Flatten(Layer):
 
     ``(N, C, L)`` → ``(N, C·L)`` with the defaults (``start_dim=1, end_dim=-1``).
     Backward reshapes ``g`` back to the input's shape: ``dL/dx = reshape(g, x.shape)``.
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        The first axis merged (negative counts from the end).
+    end_dim : int, default -1
+        The last axis merged.
     """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:

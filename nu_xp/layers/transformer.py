@@ -1,8 +1,8 @@
 """``TransformerEncoderLayer``: self-attention and a feed-forward block, each with a residual and a LayerNorm.
 
 It is built from layers that each state their own backward
-(:class:`~nu_xp.layers.MultiheadAttention`, :class:`~nu_xp.layers.Linear`,
-:class:`~nu_xp.layers.LayerNorm`, :class:`~nu_xp.layers.Dropout`, an activation);
+([`MultiheadAttention`][nu_xp.layers.attention.MultiheadAttention], [`Linear`][nu_xp.layers.linear.Linear],
+[`LayerNorm`][nu_xp.layers.normalization.LayerNorm], [`Dropout`][nu_xp.layers.dropout.Dropout], an activation);
 its own backward is the chain rule over the two residual sums, where the
 gradient splits in two and adds back up.
 """
@@ -194,7 +194,8 @@ class TransformerEncoderLayer(Layer):
 
     # ------------------------------------------------------------------ forward and backward
     def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False) -> Any:
-        """The block's output, of the shape of ``src`` (masks as in :meth:`MultiheadAttention.forward`)."""
+        """The block's output, of the shape of ``src`` (masks as in
+        [`MultiheadAttention.forward`][nu_xp.layers.attention.MultiheadAttention.forward])."""
         return in_pass(self._forward, src, src_mask, src_key_padding_mask, is_causal)
 
     def _forward(self, x: Any, src_mask: Any, padding: Any, is_causal: bool) -> Any:

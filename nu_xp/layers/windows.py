@@ -13,7 +13,7 @@ the same slice of a zero array ("col2im"). Cost: ``K`` slice copies of the
 output's size in each direction, on top of the GEMM.
 
 This module holds the geometry only (sizes, padding, the taps' slices). The
-array work is done by the window kernels of :class:`nu_xp.backends.Ops`
+array work is done by the window kernels of [`nu_xp.backends.Ops`][nu_xp.backends.ops.Ops]
 (``pad``, ``stack_taps`` = im2col, ``add_taps`` = col2im), which a backend
 may override with a faster or write-free version.
 """

@@ -1,13 +1,13 @@
 """Losses: ``value = loss.forward(pred, target)``, ``grad = loss.backward()``, with PyTorch's values.
 
-Every loss takes ``reduction="mean" | "sum" | "none"`` (see :mod:`.base`) and
+Every loss takes ``reduction="mean" | "sum" | "none"`` (see [`base`][]) and
 is stable for |x| up to 1e4 in float32: no overflow or divide warnings,
 finite values and gradients.
 
-* :mod:`.base` — ``Loss``;
-* :mod:`.regression` — ``MSELoss``, ``L1Loss``, ``HuberLoss``;
-* :mod:`.binary` — ``BCELoss``, ``BCEWithLogitsLoss``;
-* :mod:`.crossentropy` — ``CrossEntropyLoss``, ``NLLLoss``.
+* [`base`][] — ``Loss``;
+* [`regression`][] — ``MSELoss``, ``L1Loss``, ``HuberLoss``;
+* [`binary`][] — ``BCELoss``, ``BCEWithLogitsLoss``;
+* [`crossentropy`][] — ``CrossEntropyLoss``, ``NLLLoss``.
 """
 
 from .base import Loss

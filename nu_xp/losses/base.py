@@ -1,4 +1,4 @@
-"""``Loss``: the base of every loss. A loss is a :class:`~nu_xp.layers.Layer` with two inputs.
+"""``Loss``: the base of every loss. A loss is a [`Layer`][nu_xp.layers.base.Layer] with two inputs.
 
 ``value = loss.forward(pred, target)``; ``grad = loss.backward()`` returns
 ``dL/dpred`` of the shape of ``pred``. Every loss takes PyTorch's
@@ -15,7 +15,7 @@ Each subclass computes its elementwise loss ``ℓ`` and ``_grad(scale)``, the
 derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``). A
 subclass's ``forward`` puts what ``_grad`` needs in ``self._cache`` and ends
 with ``_reduce``/``_reduce_total``, which hand it, with the scale, to
-:meth:`Layer.save_for_backward` (nothing is kept under ``no_grad()``);
+[`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward] (nothing is kept under ``no_grad()``);
 ``backward`` pops it back. Losses have
 no parameters and are never registered as layers, so a model file can never
 name one as part of a model.
@@ -34,7 +34,13 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class Loss(Layer):
-    """Base class: ``forward(pred, target) -> value``, ``backward(grad=None) -> dL/dpred``."""
+    """Base class: ``forward(pred, target) -> value``, ``backward(grad=None) -> dL/dpred``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
+    """
 
     is_loss: ClassVar[bool] = True
 
@@ -83,7 +89,8 @@ class Loss(Layer):
         return self._reduce_total(ops, ops.sum(elementwise), count)
 
     def _kept(self, value: Any) -> Any:
-        """The end of every forward: ``_cache`` and the scale go to :meth:`save_for_backward`; returns ``value``."""
+        """The end of every forward: ``_cache`` and the scale go to
+        [`save_for_backward`][nu_xp.layers.base.Layer.save_for_backward]; returns ``value``."""
         self.save_for_backward(self._cache, self._scale, self._value_shape)
         self._cache = None
         return value

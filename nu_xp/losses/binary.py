@@ -22,7 +22,12 @@ class BCELoss(Loss):
     ``dℓ/dp = (p - t) / max(p (1 - p), 1e-12)``.
 
     Predictions or targets outside [0, 1] raise ``ValueError`` (as PyTorch's); for raw scores use
-    :class:`BCEWithLogitsLoss`, which is also more accurate.
+    [`BCEWithLogitsLoss`][], which is also more accurate.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
     """
 
     def forward(self, pred: Any, target: Any) -> Any:
@@ -51,6 +56,13 @@ class BCEWithLogitsLoss(Loss):
 
         ℓ = w⁺ · t · softplus(-x) + (1 - t) · softplus(x)
         dℓ/dx = w⁺ · t · (σ(x) - 1) + (1 - t) · σ(x)          (= σ(x) - t when w⁺ = 1)
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
+    pos_weight : array, optional
+        Weight of the positive term per output (broadcast over the batch), moved to the predictions' backend.
     """
 
     def __init__(self, reduction: str = "mean", pos_weight: Any = None) -> None:

@@ -142,7 +142,8 @@ class _ClassLoss(Loss):
 
 
 class CrossEntropyLoss(_ClassLoss):
-    """Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``; see :mod:`nu_xp.losses.crossentropy`.
+    """Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``; see
+    [`nu_xp.losses.crossentropy`][nu_xp.losses.crossentropy].
 
     Parameters
     ----------
@@ -188,6 +189,15 @@ class NLLLoss(_ClassLoss):
 
     ``ℓ = -w_y · logp_y`` (0 where ``y = ignore_index``);  ``dℓ/dlogp_c = -w_y · [c = y]``.
     ``reduction="mean"`` divides by the summed weights of the samples not ignored.
+
+    Parameters
+    ----------
+    weight : array, optional
+        A weight per class ``(C,)``; the mean divides by the summed weights of the targets.
+    ignore_index : int, default -100
+        Targets equal to it contribute nothing (nor to the mean's denominator).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
     """
 
     def forward(self, pred: Any, target: Any) -> Any:

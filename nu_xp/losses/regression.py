@@ -13,7 +13,13 @@ __all__ = ["HuberLoss", "L1Loss", "MSELoss"]
 
 
 class MSELoss(Loss):
-    """Squared error: ``ℓ = d²``;  ``dℓ/dpred = 2 d``. With the mean: ``L = Σ d² / n``, ``dL/dpred = 2 d / n``."""
+    """Squared error: ``ℓ = d²``;  ``dℓ/dpred = 2 d``. With the mean: ``L = Σ d² / n``, ``dL/dpred = 2 d / n``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
+    """
 
     def forward(self, pred: Any, target: Any) -> Any:
         ops, pred, target = self._prepare(pred, target)
@@ -26,7 +32,13 @@ class MSELoss(Loss):
 
 
 class L1Loss(Loss):
-    """Absolute error: ``ℓ = |d|``;  ``dℓ/dpred = sign(d)`` (0 at d = 0, as PyTorch)."""
+    """Absolute error: ``ℓ = |d|``;  ``dℓ/dpred = sign(d)`` (0 at d = 0, as PyTorch).
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
+    """
 
     def forward(self, pred: Any, target: Any) -> Any:
         ops, pred, target = self._prepare(pred, target)
@@ -39,7 +51,15 @@ class L1Loss(Loss):
 
 
 class HuberLoss(Loss):
-    """Huber loss: ``ℓ = d²/2`` where ``|d| < δ``, else ``δ (|d| - δ/2)``;  ``dℓ/dpred = clip(d, -δ, δ)``."""
+    """Huber loss: ``ℓ = d²/2`` where ``|d| < δ``, else ``δ (|d| - δ/2)``;  ``dℓ/dpred = clip(d, -δ, δ)``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        How the per-element losses are combined: their mean, their sum, or none (the value has their shape).
+    delta : float, default 1.0
+        Where the loss turns from quadratic (``|d| < delta``) to linear.
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)

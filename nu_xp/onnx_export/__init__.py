@@ -2,12 +2,12 @@
 
 How it works, in three parts:
 
-* ``graph.py``: :class:`Graph`, the graph under construction (nodes, initializers named by
+* ``graph.py``: [`Graph`][nu_xp.onnx_export.graph.Graph], the graph under construction (nodes, initializers named by
   the model's ``state_dict`` keys, the ops whose form changes between opsets);
 * ``layers.py`` and ``sequence.py``: one *converter* per layer class, a function
   ``convert(g, layer, x) -> names`` that writes the layer's eval-mode forward as ONNX nodes;
-* this module: the registry of converters, :func:`convert` (which walks the model and checks
-  each layer against its own forward on a probe batch), and :func:`export_onnx`.
+* this module: the registry of converters, [`convert`][] (which walks the model and checks
+  each layer against its own forward on a probe batch), and [`export_onnx`][].
 
 A layer of your own gets exported by registering a converter for its class::
 
@@ -17,7 +17,7 @@ A layer of your own gets exported by registering a converter for its class::
     def _(g, layer, x):                  # x: a Value (its .name, and .example: the probe input)
         return g.op("Mul", x.name, g.param(layer, "scale"))
 
-This module imports nothing from ``onnx`` until :func:`export_onnx` runs, so a
+This module imports nothing from ``onnx`` until [`export_onnx`][] runs, so a
 layer's converter can be registered where the layer is defined.
 """
 
@@ -37,7 +37,7 @@ from ..grad_mode import no_grad
 from ..validation import check_sample_shape
 from .graph import Graph, Value
 
-__all__ = ["MIN_OPSET", "Graph", "Value", "converter", "export_onnx"]
+__all__ = ["MIN_OPSET", "converter", "export_onnx"]
 
 #: the lowest opset the converters write (``LayerNormalization`` arrived in 17)
 MIN_OPSET = 17
@@ -50,7 +50,7 @@ CONVERTERS: dict[type, Callable[..., Any]] = {}
 def converter(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(g, layer, x)`` as the ONNX form of layers of exactly ``cls`` (not its subclasses).
 
-    ``x`` is a :class:`Value` (or a tuple of them, after a layer with a tuple
+    ``x`` is a [`Value`][nu_xp.onnx_export.graph.Value] (or a tuple of them, after a layer with a tuple
     output); ``fn`` returns the output's name (or a tuple of names, in the
     structure of the layer's own output). Exact classes only: a subclass may
     compute something else, so it needs a converter of its own.
@@ -154,7 +154,7 @@ def export_onnx(
         on any backend. It is left unchanged: a deep copy in eval mode is traced.
     path : str or os.PathLike
         The file to write (``.onnx`` by convention). It is written to a temporary
-        file beside it and renamed, as :func:`nu_xp.save` does.
+        file beside it and renamed, as [`nu_xp.save`][nu_xp.model_file.save] does.
     input_shape : int or tuple of int
         One sample's shape, as for ``model.summary``: ``(1, 28, 28)`` for ``(N, 1, 28, 28)`` inputs.
     opset : int, optional

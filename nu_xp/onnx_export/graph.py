@@ -1,8 +1,8 @@
 """The ONNX graph under construction: values, nodes, initializers, and the ops whose form changes by opset.
 
-A converter (see :mod:`nu_xp.onnx_export`) never touches protobuf: it calls
+A converter (see [`nu_xp.onnx_export`][nu_xp.onnx_export]) never touches protobuf: it calls
 ``g.op("Relu", x)``, ``g.param(layer, "weight")``, ``g.const(0.5)`` and gets
-back :class:`Value` objects. Every value carries ``example``, the output of the
+back [`Value`][] objects. Every value carries ``example``, the output of the
 nu_xp layer itself on a small probe batch, so a converter can read the shapes
 it must reproduce (and nothing may bake that probe batch size into the graph:
 the tests run batches 1 and 7 through a graph traced with 2).
@@ -24,7 +24,15 @@ __all__ = ["Graph", "Value"]
 
 @dataclass(frozen=True)
 class Value:
-    """One tensor of the graph: its ONNX name, and what nu_xp computed for it on the probe batch."""
+    """One tensor of the graph: its ONNX name, and what nu_xp computed for it on the probe batch.
+
+    Parameters
+    ----------
+    name : str
+        The tensor's name in the ONNX graph.
+    example : array
+        What the nu_xp layer computed for it on the probe batch (its shape and dtype are read).
+    """
 
     name: str
     example: Any
@@ -39,7 +47,17 @@ class Value:
 
 
 class Graph:
-    """Collects nodes and initializers; ``helper`` and ``TensorProto`` come from the ``onnx`` package."""
+    """Collects nodes and initializers; ``helper`` and ``TensorProto`` come from the ``onnx`` package.
+
+    Parameters
+    ----------
+    onnx : module
+        The imported ``onnx`` package.
+    opset : int
+        The opset written (converters read ``g.opset`` where an operator changed).
+    dtype : numpy.dtype
+        The graph's float type; float initializers are cast to it.
+    """
 
     def __init__(self, onnx: Any, opset: int, dtype: np.dtype) -> None:
         self.onnx, self.opset, self.dtype = onnx, opset, np.dtype(dtype)

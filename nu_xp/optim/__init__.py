@@ -5,9 +5,9 @@ whose grad is None are skipped, as in PyTorch), in place where the backend's
 arrays are writeable, else by assigning new arrays. Every optimizer takes
 PyTorch-style parameter groups (``[{"params": [...], "lr": 0.1}, {"params": [...]}]``).
 
-* :mod:`.optimizer` — ``Optimizer``, the base;
-* :mod:`.sgd` — ``SGD``;  :mod:`.adam` — ``Adam``, ``AdamW``;  :mod:`.rmsprop` — ``RMSprop``;
-* :mod:`.schedules` — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
+* [`optimizer`][] — ``Optimizer``, the base;
+* [`sgd`][] — ``SGD``;  [`adam`][] — ``Adam``, ``AdamW``;  [`rmsprop`][] — ``RMSprop``;
+* [`schedules`][] — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
 
 A new optimizer is a new module here with an ``Optimizer`` subclass that
 implements ``_update(p, grad, state)``.

@@ -101,7 +101,21 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay ``θ ← θ (1 - η λ)``; default λ = 0.01."""
+    """AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay ``θ ← θ (1 - η λ)``; default λ = 0.01.
+
+    Parameters
+    ----------
+    params : Layer, iterable of Parameter, or parameter groups
+        What to optimize (as for every [`Optimizer`][nu_xp.optim.optimizer.Optimizer]).
+    lr : float, default 1e-3
+        The step size.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 1e-2
+        Decoupled weight decay: ``θ ← θ - lr·weight_decay·θ`` before the Adam step.
+    """
 
     _decoupled = True
 

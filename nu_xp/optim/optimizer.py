@@ -27,8 +27,8 @@ def unwrap(optimizer: Any) -> Any:
 class Optimizer:
     """Base class: parameter groups with their hyper-parameters, per-parameter ``state``, ``step()``.
 
-    ``params`` may be a model (a :class:`~nu_xp.layers.Layer`), a dict from
-    ``named_parameters()``, an iterable of :class:`~nu_xp.layers.Parameter`, or
+    ``params`` may be a model (a [`Layer`][nu_xp.layers.base.Layer]), a dict from
+    ``named_parameters()``, an iterable of [`Parameter`][nu_xp.layers.base.Parameter], or
     PyTorch-style parameter groups: a list of dicts, each with ``"params"``
     and any hyper-parameters that differ from the optimizer's arguments::
 
@@ -37,6 +37,13 @@ class Optimizer:
     ``param_groups`` holds them (``[{"params": [...], "lr": ..., ...}]``);
     ``optimizer.lr`` (and every other hyper-parameter name) reads the first
     group and, assigned, sets every group; schedules act on each group.
+
+    Parameters
+    ----------
+    params : Layer, dict, iterable of Parameter, or list of dict
+        What to optimize (see above).
+    defaults : dict
+        The optimizer's hyper-parameters, the defaults of every group.
     """
 
     _hyper: tuple[str, ...] = ("lr",)
@@ -154,7 +161,7 @@ class Optimizer:
     def _follow_parameters(self, where: tuple[Any, Any, Any]) -> None:
         """Move the state to where the parameters now are (after ``model.to(...)``), checked once per step.
 
-        :meth:`step` compares the first parameter's type, dtype and device
+        [`step`][] compares the first parameter's type, dtype and device
         with what was recorded; only when they differ is every state array
         moved here (``asarray`` like its parameter: backend, device and dtype).
         """
@@ -166,9 +173,9 @@ class Optimizer:
                     entries[key] = asarray(value, like=p.data, dtype=p.data.dtype)  # type: ignore[index]
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
-        """The step ``Δθ`` of this parameter from ``grad`` and its ``state`` (updated here); :meth:`step` applies it.
+        """The step ``Δθ`` of this parameter from ``grad`` and its ``state`` (updated here); [`step`][] applies it.
 
-        :meth:`step` is the one place a parameter changes: ``p.data -= Δθ``,
+        [`step`][] is the one place a parameter changes: ``p.data -= Δθ``,
         an augmented assignment: in place where the backend's arrays are
         writeable (``ndarray.__isub__``: no new array); where they are
         immutable (JAX arrays have no ``__isub__``) Python computes
@@ -234,22 +241,22 @@ class Optimizer:
                 raise ValueError(f"{name} state of parameter {index}: {key!r} must be an array, got {value!r}")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output, all or nothing: everything is checked before anything changes.
+        """Restore [`state_dict`][] output, all or nothing: everything is checked before anything changes.
 
         Hyper-parameters go through the same checks as the constructor's
-        arguments; per-parameter state through :meth:`check_state`; arrays are
+        arguments; per-parameter state through [`check_state`][]; arrays are
         moved to each parameter's backend. Raises ``ValueError`` or ``TypeError``.
         """
         self.apply_state_dict(*self.check_state_dict(state_dict))
 
     def apply_state_dict(self, hyper: list[dict[str, Any]], state: dict[int, dict[str, Any]]) -> None:
-        """Install what :meth:`check_state_dict` returned."""
+        """Install what [`check_state_dict`][] returned."""
         for group, values in zip(self.param_groups, hyper):
             group.update(values)
         self.state = state
 
     def check_state_dict(self, state_dict: Any) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-        """The checks of :meth:`load_state_dict`: ``(hyper-parameters per group, state)``, nothing changed."""
+        """The checks of [`load_state_dict`][]: ``(hyper-parameters per group, state)``, nothing changed."""
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
             raise ValueError("an optimizer state dict is {'state': {...}, 'param_groups': [{...}]}")
         groups, entries_by_index = state_dict["param_groups"], state_dict["state"]

@@ -21,6 +21,11 @@ class LRScheduler:
 
     ``base_lrs`` are the groups' learning rates when the schedule was made
     (``base_lr`` is the first); subclasses say ``lr_at(base_lr)``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose groups' ``lr`` this schedule sets (their current ``lr`` is the starting value).
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
@@ -67,7 +72,7 @@ class LRScheduler:
         return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (also the single ``base_lr`` of older versions)."""
+        """Restore [`state_dict`][] output (also the single ``base_lr`` of older versions)."""
         bases = state.get("base_lrs", [state.get("base_lr")] * len(self.base_lrs))
         self.base_lrs = [check_number("base_lr", b) for b in bases]
         self.last_epoch = int(state["last_epoch"])
@@ -75,7 +80,17 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """``lr = base_lr · gamma ** (epoch // step_size)`` (``torch.optim.lr_scheduler.StepLR``)."""
+    """``lr = base_lr · gamma ** (epoch // step_size)`` (``torch.optim.lr_scheduler.StepLR``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose groups' ``lr`` this schedule sets (their current ``lr`` is the starting value).
+    step_size : int
+        Epochs between two decays.
+    gamma : float, default 0.1
+        The factor of each decay.
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
@@ -87,7 +102,15 @@ class StepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """``lr = base_lr · gamma ** epoch`` (``torch.optim.lr_scheduler.ExponentialLR``)."""
+    """``lr = base_lr · gamma ** epoch`` (``torch.optim.lr_scheduler.ExponentialLR``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose groups' ``lr`` this schedule sets (their current ``lr`` is the starting value).
+    gamma : float
+        The factor applied every epoch.
+    """
 
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer)
@@ -98,7 +121,17 @@ class ExponentialLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """``lr = eta_min + (base_lr - eta_min) · (1 + cos(π · epoch / T_max)) / 2``."""
+    """``lr = eta_min + (base_lr - eta_min) · (1 + cos(π · epoch / T_max)) / 2``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer whose groups' ``lr`` this schedule sets (their current ``lr`` is the starting value).
+    T_max : int
+        Epochs of the half cosine.
+    eta_min : float, default 0
+        The smallest learning rate.
+    """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)

@@ -1,5 +1,5 @@
-"""Training: ``fit`` (:mod:`.fit`: the loop of :mod:`.loop`, or :mod:`.distributed` over MPI), ``evaluate``,
-``History`` (:mod:`.history`), callbacks (:mod:`.callbacks`)."""
+"""Training: ``fit`` ([`fit`][]: the loop of [`loop`][], or [`distributed`][] over MPI), ``evaluate``,
+``History`` ([`history`][]), callbacks ([`callbacks`][])."""
 
 from .callbacks import Callback, EarlyStopping
 from .fit import fit

@@ -1,4 +1,4 @@
-"""``fit(..., distributed=True)``: data-parallel training over MPI ranks (see :mod:`nu_xp.distributed`).
+"""``fit(..., distributed=True)``: data-parallel training over MPI ranks (see [`nu_xp.distributed`][nu_xp.distributed]).
 
 Every rank passes the same ``x``, ``y`` and ``seed``, so every rank draws the
 same permutation and sees the same global minibatches. Each global minibatch
@@ -41,13 +41,19 @@ def share(m: int, size: int, rank: int) -> tuple[int, int]:
 
 
 class DataParallel(StepHooks):
-    """The hooks of data-parallel training: each rank runs its share; gradients and losses are summed over ranks."""
+    """The hooks of data-parallel training: each rank runs its share; gradients and losses are summed over ranks.
+
+    Parameters
+    ----------
+    params : list of Parameter
+        The model's parameters, whose gradients are averaged over the ranks.
+    """
 
     def __init__(self, params: list[Any]) -> None:
         self.params, self.rank, self.size = params, dist.rank(), dist.world_size()
 
     def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        """Rank ``r``'s contiguous share of the minibatch (:func:`share`)."""
+        """Rank ``r``'s contiguous share of the minibatch ([`share`][])."""
         lo, hi = share(xb.shape[0], self.size, self.rank)
         return xb[lo:hi, ...], yb[lo:hi, ...]
 
@@ -64,7 +70,7 @@ class DataParallel(StepHooks):
 
 
 def fit_distributed(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, options: FitOptions) -> History:
-    """The data-parallel ``fit``: the one loop of :func:`~nu_xp.training.loop.train` with :class:`DataParallel`.
+    """The data-parallel ``fit``: the one loop of [`train`][nu_xp.training.loop.train] with [`DataParallel`][].
 
     Any failure ends every rank (its message reaches the output first), never a hang.
     """

@@ -1,4 +1,5 @@
-"""``nu_xp.fit``: its keywords become one :class:`~.loop.FitOptions`, run by :mod:`.loop` (or :mod:`.distributed`)."""
+"""``nu_xp.fit``: its keywords become one [`FitOptions`][nu_xp.training.loop.FitOptions], run by
+[`loop`][nu_xp.training.loop] (or [`distributed`][nu_xp.training.distributed])."""
 
 from __future__ import annotations
 
@@ -40,12 +41,12 @@ def fit(
     validation_split: float = 0.0,
     verbose: int | str = "auto",
 ) -> History:
-    """Train ``model`` on ``(x, y)`` and return the per-epoch :class:`History`.
+    """Train ``model`` on ``(x, y)`` and return the per-epoch [`History`][nu_xp.training.history.History].
 
     Parameters
     ----------
     model : Layer
-        Usually a :class:`~nu_xp.layers.Sequential`.
+        Usually a [`Sequential`][nu_xp.layers.containers.Sequential].
     loss : Loss
         E.g. ``CrossEntropyLoss()`` (y: integer labels) or ``MSELoss()``.
     optimizer : nu_xp.optim.Optimizer
@@ -69,7 +70,7 @@ def fit(
         shuffling) is held out as ``validation_data``.
     metrics : sequence of str or callable
         ``"accuracy"``, ``"binary_accuracy"``, ``"mse"``, ``"mae"``, ``"r2"``,
-        or ``f(y_true, y_pred) -> float`` (see :mod:`nu_xp.metrics`). With
+        or ``f(y_true, y_pred) -> float`` (see [`nu_xp.metrics`][nu_xp.metrics]). With
         ``BCEWithLogitsLoss`` they see probabilities σ(pred).
     progress : bool, default True
         Report while training (``False``: nothing, whatever ``verbose`` says).
@@ -80,13 +81,13 @@ def fit(
     callbacks : iterable
         Objects with optional ``on_train_begin(model, optimizer)``,
         ``on_epoch_end(epoch, logs) -> bool`` (True stops) and
-        ``on_train_end(history)``: :class:`EarlyStopping`, the schedules of
-        :mod:`nu_xp.optim`, or your own.
+        ``on_train_end(history)``: [`EarlyStopping`][nu_xp.training.callbacks.EarlyStopping], the schedules of
+        `nu_xp.optim`, or your own.
     check_inputs : bool, default True
         Refuse NaN or Inf in ``x``, ``y`` and the validation data (checked once,
         before training).
     stop_on_nan : bool, default True
-        Stop with :class:`NonFiniteLossError` (a ``ValueError``) naming the
+        Stop with [`NonFiniteLossError`][nu_xp.errors.NonFiniteLossError] (a ``ValueError``) naming the
         epoch and step when the training loss becomes NaN or infinite, as
         Keras' ``TerminateOnNaN``.
     distributed : bool, default False
@@ -95,7 +96,7 @@ def fit(
         ``batch_size`` is the global batch, each rank computes its share of
         every minibatch and the gradients are averaged (weighted by the
         shares); the result equals one process's up to reduction order. See
-        :mod:`nu_xp.training.distributed`. With one process it is plain ``fit``.
+        [`nu_xp.training.distributed`][nu_xp.training.distributed]. With one process it is plain ``fit``.
 
     Returns
     -------

@@ -10,16 +10,16 @@ One epoch, for each minibatch ``(x_b, y_b)`` of a permutation drawn from
     hooks.after_backward(...)          # nothing, unless a loop needs it
     optimizer.step()
 
-The steps are separate functions (:func:`prepare_data`, :func:`minibatches`,
-:func:`train_step`, :func:`run_epoch`, :func:`train`). There is ONE loop:
-``fit`` runs :func:`train` with the plain :class:`StepHooks`; the
-data-parallel ``fit`` (:mod:`.distributed`) runs it with hooks that shard
+The steps are separate functions ([`prepare_data`][], [`minibatches`][],
+[`train_step`][], [`run_epoch`][], [`train`][]). There is ONE loop:
+``fit`` runs [`train`][] with the plain [`StepHooks`][]; the
+data-parallel ``fit`` ([`distributed`][nu_xp.training.distributed]) runs it with hooks that shard
 each minibatch over the MPI ranks and average the gradients; the
-scikit-learn estimators (:mod:`nu_xp.sklearn`) run :func:`run_epoch` with a
-hook that adds the L2 penalty. :class:`FitOptions` holds ``fit``'s options. Training loss and metrics are streamed over
+scikit-learn estimators ([`nu_xp.sklearn`][nu_xp.sklearn]) run [`run_epoch`][] with a
+hook that adds the L2 penalty. [`FitOptions`][] holds ``fit``'s options. Training loss and metrics are streamed over
 the epoch's batches (in training mode, as Keras does); validation loss and
 metrics are computed at the end of the epoch in eval mode. Everything is
-recorded in a :class:`~nu_xp.training.history.History`.
+recorded in a [`History`][nu_xp.training.history.History].
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def prepare_data(
 def prepare_validation(
     model: Layer, loss: Loss, validation_data: Any, *, check_finite: bool = True
 ) -> tuple[Any, Any] | None:
-    """``validation_data`` (a pair, or None) through :func:`prepare_data`."""
+    """``validation_data`` (a pair, or None) through [`prepare_data`][]."""
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -163,18 +163,18 @@ def minibatches(
 
 
 class StepHooks:
-    """Where a training loop may differ from the plain one, inside the one update of :func:`train_step`.
+    """Where a training loop may differ from the plain one, inside the one update of [`train_step`][].
 
     Each method's default does the plain thing; a loop overrides what it
     needs, as scikit-learn's ``_fit_stochastic`` and tinygrad's optimizers
     keep one place per concern:
 
-    * :meth:`shard` — the rows of the minibatch this process computes
+    * [`shard`][] — the rows of the minibatch this process computes
       (data-parallel training: its share);
-    * :meth:`after_backward` — between the backward and the optimizer step,
+    * [`after_backward`][] — between the backward and the optimizer step,
       with the gradients in place: average them over processes, add a
       penalty's gradient; returns the batch's summed loss as the loop records it;
-    * :meth:`end_epoch` — after the epoch's last step (merge metrics, re-sync parameters).
+    * [`end_epoch`][] — after the epoch's last step (merge metrics, re-sync parameters).
     """
 
     def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
@@ -246,7 +246,7 @@ def run_epoch(
     The one epoch loop of nu_xp: ``fit``, ``fit(distributed=True)`` and the
     scikit-learn estimators all run it, each with its own ``hooks``. With
     ``stop_on_nan``, a NaN or infinite epoch loss raises
-    :class:`NonFiniteLossError` naming ``epoch`` and the first bad step (the
+    [`NonFiniteLossError`][nu_xp.errors.NonFiniteLossError] naming ``epoch`` and the first bad step (the
     values are checked once per epoch, so a GPU is not synchronized per step).
     """
     for m in metrics:
@@ -283,10 +283,25 @@ def run_epoch(
 
 @dataclass
 class FitOptions:
-    """Every option of :func:`nu_xp.fit` but the data, in one object (see ``fit`` for what each means).
+    """Every option of [`nu_xp.fit`][nu_xp.training.fit] but the data, in one object (see ``fit`` for what each means).
 
     ``fit`` builds it from its keywords; the loops read it. A new option is
     one field here and one keyword of ``fit``.
+
+    Parameters
+    ----------
+    epochs, batch_size, shuffle, seed, validation_data, metrics, progress, callbacks : as ``fit``
+        What [`nu_xp.fit`][nu_xp.training.fit.fit] says of its keyword of the same name.
+    check_inputs : bool, default True
+        Check the data (shapes, finite values) before training.
+    stop_on_nan : bool, default True
+        Raise ``NonFiniteLossError`` when the loss becomes NaN or infinite.
+    distributed : bool, default False
+        Train data-parallel over MPI.
+    validation_split : float, default 0
+        Hold out this share of the data for validation.
+    verbose : "auto", 0, 1 or 2
+        How much to report.
     """
 
     epochs: int
@@ -354,11 +369,11 @@ def train(
     hooks: StepHooks = PLAIN,
     show_progress: bool = True,
 ) -> History:
-    """The epochs of training on prepared data (:func:`prepare_data`): the loop every ``fit`` runs.
+    """The epochs of training on prepared data ([`prepare_data`][]): the loop every ``fit`` runs.
 
-    For each epoch: :func:`run_epoch` over fresh :func:`minibatches`, the
+    For each epoch: [`run_epoch`][] over fresh [`minibatches`][], the
     validation data evaluated, then the callbacks, the History and the
-    progress report (:func:`finish_epoch`). Ctrl-C returns the epochs done.
+    progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
     callbacks = list(options.callbacks)
@@ -401,7 +416,7 @@ def train(
 
 
 def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, options: FitOptions) -> History:
-    """The single-process ``fit``: arguments checked, data prepared once, then :func:`train`."""
+    """The single-process ``fit``: arguments checked, data prepared once, then [`train`][]."""
     check_fit_arguments(model, loss, optimizer, options)
     xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
     val = prepare_validation(model, loss, options.validation_data, check_finite=options.check_inputs)
@@ -452,7 +467,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``.
 
-    Runs under :func:`nu_xp.no_grad`: neither the model nor the loss keeps anything, so a
+    Runs under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]: neither the model nor the loss keeps anything, so a
     forward whose backward is pending is not disturbed.
     """
     check_model_and_loss(model, loss, "evaluate(model, loss, x, y)")

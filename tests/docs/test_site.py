@@ -14,6 +14,7 @@ import functools
 import html.parser
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,99 @@ def test_no_raw_include_markers(site):
         if any(marker in path.read_text(encoding="utf-8") for marker in ("--8&lt;--", "--8 &lt; --", "--8<--"))
     ]
     assert not raw, f"pages showing a raw include marker: {raw}"
+
+
+#: a Sphinx role left in a docstring shows literally (``:class:`Layer```); mkdocstrings wants ``[`Layer`][]``
+RAW_ROLE = re.compile(r":(?:class|mod|meth|func|attr|data|exc|obj|ref|term):(?:`|<code>|&#96;)")
+
+
+#: a private class named as a base ("Bases: _ConvNd"): nothing a reader can look up
+PRIVATE_BASE = re.compile(r'Bases:[^\n]*?title="[\w.]*\._\w+"')
+
+
+def test_no_raw_sphinx_roles_and_no_private_bases(site):
+    raw, private = {}, []
+    for path in site.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        found = RAW_ROLE.findall(text)
+        if found:
+            raw[str(path.relative_to(site))] = len(found)
+        if PRIVATE_BASE.search(text):
+            private.append(str(path.relative_to(site)))
+    assert not raw, f"pages showing raw Sphinx roles (count per page): {raw}"
+    assert not private, f"pages naming a private base class: {private}"
+
+
+def _pages_with_math(site: Path) -> list[str]:
+    return sorted(
+        str(p.parent.relative_to(site)) + "/"
+        for p in site.rglob("index.html")
+        if "arithmatex" in p.read_text(encoding="utf-8")
+    )
+
+
+def test_formulas_fit_their_column_and_show_no_stray_backslash(browser, server, site):
+    """Each display formula is at most as wide as the text column (desktop width), and no formula draws
+    a backslash glyph (``\\text{running\\_var}`` shows ``running\\_var``: the ``\\_`` is not TeX in text mode)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems = []
+    try:
+        pages = _pages_with_math(site)
+        assert pages, "no page has formulas"
+        for rel in pages:
+            page.goto(urljoin(server, rel.lstrip("./")))
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20000)
+            page.evaluate("() => MathJax.startup.promise")
+            report = page.evaluate(
+                """() => {
+                const column = document.querySelector('article').getBoundingClientRect().width;
+                const wide = [];
+                document.querySelectorAll('mjx-container[display="true"]').forEach(m => {
+                    const w = m.firstElementChild ? m.firstElementChild.getBoundingClientRect().width : 0;
+                    if (w > column + 1) wide.push(Math.round(w) + ' px in ' + Math.round(column) + ' px');
+                });
+                const backslashes = document.querySelectorAll('mjx-container mjx-c.mjx-c5C').length;
+                return {wide, backslashes, count: document.querySelectorAll('mjx-container').length};
+            }"""
+            )
+            assert report["count"] > 0, f"{rel}: MathJax rendered nothing"
+            if report["wide"]:
+                problems.append(f"{rel}: formulas wider than the column: {report['wide']}")
+            if report["backslashes"]:
+                problems.append(f"{rel}: {report['backslashes']} backslash glyph(s) drawn in formulas")
+    finally:
+        page.close()
+    assert not problems, "\n".join(problems)
+
+
+def _public_classes_without_parameters(page) -> list[str]:
+    return page.evaluate(
+        """() => {
+        const missing = [];
+        document.querySelectorAll('div.doc-class').forEach(div => {
+            const heading = div.querySelector(':scope > .doc-heading');
+            const signature = div.querySelector(':scope > .doc-signature, :scope > .doc-contents > .doc-signature');
+            if (!heading || !heading.id) return;
+            const name = heading.id.split('.').pop();
+            if (name.startsWith('_')) return;
+            const text = signature ? signature.textContent.replace(/\\s+/g, '') : '';
+            const args = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+            if (!args || args === '*args,**kwargs') return;  // nothing to describe
+            const contents = div.querySelector(':scope > .doc-contents');
+            if (!contents) { missing.push(heading.id); return; }
+            const own = contents.cloneNode(true);
+            own.querySelectorAll('.doc-children').forEach(e => e.remove());
+            if (!/Parameters:/.test(own.textContent)) missing.push(heading.id);
+        });
+        return missing;
+    }"""
+    )
+
+
+def test_api_pages_describe_every_public_class_parameters(page, server, site):
+    """A public class whose constructor takes arguments has a Parameters section on its API page."""
+    missing = []
+    for path in sorted((site / "api").rglob("index.html")):
+        page.goto(urljoin(server, str(path.parent.relative_to(site)) + "/"))
+        missing += _public_classes_without_parameters(page)
+    assert not missing, f"public classes without a Parameters section: {missing}"

@@ -13,7 +13,7 @@ PAGES = sorted([DOCS / "index.md", *DOCS.glob("tutorials/*.md")])
 
 
 def blocks(page: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    return re.findall(r"```python[^\n]*\n(.*?)```", page.read_text(), re.S)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])

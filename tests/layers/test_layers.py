@@ -30,6 +30,35 @@ def test_linear_gradcheck(backend, rng):
 # --8<-- [end:linear_gradcheck]
 
 
+# --8<-- [start:worked_example]
+def test_worked_example_by_the_numbers(backend):
+    """The numbers of "A worked example" in docs/backprop.md, computed by nu_xp."""
+    f64 = {"backend": backend, "dtype": "float64"}
+    model = nu_xp.Sequential(nu_xp.Linear(2, 2, **f64), nu_xp.ReLU(), nu_xp.Linear(2, 1, **f64))
+    model[0].weight.data = on(backend, [[0.1, 0.2], [-0.3, 0.4]])
+    model[0].bias.data = on(backend, [0.0, 0.1])
+    model[2].weight.data = on(backend, [[0.5, -0.6]])
+    model[2].bias.data = on(backend, [0.2])
+    x, t = on(backend, [[1.0, 2.0]]), on(backend, [[1.0]])
+    loss = nu_xp.MSELoss()
+    y = model(x)
+    assert_close(y, [[0.09]])
+    assert_close(loss(y, t), 0.8281)
+    g = loss.backward()  # dL/dy = 2 (y - t)
+    assert_close(g, [[-1.82]])
+    dx = model.backward(g)
+    assert_close(model[2].weight.grad, [[-0.91, -1.092]])
+    assert_close(model[2].bias.grad, [-1.82])
+    assert_close(model[0].weight.grad, [[-0.91, -1.82], [1.092, 2.184]])
+    assert_close(model[0].bias.grad, [-0.91, 1.092])
+    assert_close(dx, [[-0.4186, 0.2548]])
+    nu_xp.optim.SGD(model.parameters(), lr=0.1).step()
+    assert_close(model[2].weight.data, [[0.591, -0.4908]])
+
+
+# --8<-- [end:worked_example]
+
+
 def test_linear_without_bias_gradcheck(backend, rng):
     layer = nu_xp.Linear(4, 3, bias=False, seed=0, backend=backend)
     assert layer.bias is None and list(layer.named_parameters()) == ["weight"]
