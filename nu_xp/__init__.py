@@ -58,6 +58,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1L
 from .model_file import load, load_checkpoint, save
 from .onnx_export import export_onnx
 from .training import EarlyStopping, History, evaluate, fit
+from .training.precision import set_float32_matmul_precision
 
 __all__ = [
     "ELU",
@@ -132,6 +133,7 @@ __all__ = [
     "register_layer",
     "save",
     "set_backend",
+    "set_float32_matmul_precision",
     "to_host",
     "use_backend",
 ]

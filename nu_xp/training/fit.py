@@ -40,6 +40,7 @@ def fit(
     distributed: bool = False,
     validation_split: float = 0.0,
     verbose: int | str = "auto",
+    precision: str = "32",
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch [`History`][nu_xp.training.history.History].
 
@@ -97,6 +98,13 @@ def fit(
         every minibatch and the gradients are averaged (weighted by the
         shares); the result equals one process's up to reduction order. See
         [`nu_xp.training.distributed`][nu_xp.training.distributed]. With one process it is plain ``fit``.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default "32"
+        Lightning's names. ``"bf16-mixed"``/``"16-mixed"``: forward and backward
+        in bfloat16/float16, float32 master weights (the optimizer and the
+        validation see float32); ``"16-mixed"`` scales the loss dynamically and
+        skips a step whose gradients overflow, as ``torch.amp.GradScaler``. On
+        torch (CPU and CUDA, both modes) and cupy (``"16-mixed"``); elsewhere a
+        ``ValueError`` naming those backends. See [`nu_xp.training.precision`][nu_xp.training.precision].
 
     Returns
     -------

@@ -193,6 +193,20 @@ class StepHooks:
     def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
         """After the last step of an epoch, before its logs are read."""
 
+    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
+        """Forward, loss and backward of this process's rows: ``(their summed loss, pred)``.
+
+        Mixed precision ([`MixedPrecision`][nu_xp.training.precision.MixedPrecision]) runs them in low precision.
+        """
+        pred = model(xs)
+        batch_loss = loss.forward(pred, ys) * xs.shape[0]
+        model.backward_into(loss.backward(), input_grad=False)
+        return batch_loss, pred
+
+    def step(self, optimizer: Optimizer) -> None:
+        """The optimizer's step (mixed precision in float16 skips a step whose gradients overflowed)."""
+        optimizer.step()
+
 
 #: the plain loop's hooks (every default)
 PLAIN = StepHooks()
@@ -213,11 +227,9 @@ def train_step(
     optimizer.zero_grad()
     pred, batch_loss = None, 0.0
     if xs.shape[0]:
-        pred = model(xs)
-        batch_loss = loss.forward(pred, ys) * xs.shape[0]
-        model.backward_into(loss.backward(), input_grad=False)
+        batch_loss, pred = hooks.forward_backward(model, loss, xs, ys)
     batch_loss = hooks.after_backward(batch_loss, xs.shape[0], rows)
-    optimizer.step()
+    hooks.step(optimizer)
     return batch_loss, pred, ys
 
 
@@ -302,6 +314,8 @@ class FitOptions:
         Hold out this share of the data for validation.
     verbose : "auto", 0, 1 or 2
         How much to report.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default "32"
+        Mixed precision ([`nu_xp.training.precision`][nu_xp.training.precision]).
     """
 
     epochs: int
@@ -317,6 +331,7 @@ class FitOptions:
     distributed: bool = False
     validation_split: float = 0.0
     verbose: int | str = "auto"
+    precision: str = "32"
 
     @classmethod
     def from_keywords(cls, values: dict[str, Any]) -> FitOptions:
@@ -349,6 +364,9 @@ def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptio
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
     check_positive_int("epochs", options.epochs)
     check_positive_int("batch_size", options.batch_size, allow_none=True)
+    from .precision import check_precision  # precision.py builds on StepHooks, defined here
+
+    options.precision = check_precision(options.precision, model.backend)
     mine = {id(p) for p in model.parameters()}
     if mine and not any(id(p) in mine for p in optimizer.params):
         raise ValueError(
@@ -376,6 +394,9 @@ def train(
     progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
+    from .precision import with_precision  # precision.py builds on StepHooks, defined here
+
+    hooks = with_precision(model, options.precision, hooks)
     callbacks = list(options.callbacks)
     metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
     n = xs.shape[0]
