@@ -258,6 +258,47 @@ class Ops:
         table = self.index_add(table, self.tap_positions(taps, spatial, self.device_of(parts)), values)
         return xp.reshape(xp.permute_dims(table, (1, 0)), (a, b, *spatial))
 
+    # ------------------------------------------------------------------ native convolution, where there is one
+    #: True where the library has its own convolution kernels (oneDNN, cuDNN): ``Conv1d``/``Conv2d`` then call
+    #: [`conv`][nu_xp.backends.ops.Ops.conv] and [`conv_backward`][nu_xp.backends.ops.Ops.conv_backward]
+    #: instead of their im2col formula (``nu_xp.layers.conv``), which stays the reference everywhere else
+    native_conv: ClassVar[bool] = False
+
+    def conv(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        stride: tuple[int, ...],
+        pads: tuple[tuple[int, int], ...],
+        dilation: tuple[int, ...],
+        groups: int,
+    ) -> Any:
+        """``y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, c, p·s + k·d]`` with the library's own kernel.
+
+        Only where ``native_conv`` is True; ``pads`` are ``(left, right)`` per spatial axis.
+        """
+        raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses im2col")
+
+    def conv_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        has_bias: bool,
+        stride: tuple[int, ...],
+        pads: tuple[tuple[int, int], ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        input_grad: bool,
+    ) -> tuple[Any, Any, Any]:
+        """``(dL/dx or None, dL/dW, dL/db or None)`` of [`conv`][nu_xp.backends.ops.Ops.conv] for ``grad = dL/dy``.
+
+        ``dL/dW[o, c, k] = Σ_{n,p} g[n, o, p] · x_pad[n, c, p·s + k·d]``, ``dL/db = Σ_{n,p} g``, and
+        ``dL/dx`` the transposed convolution of ``g`` with ``W`` (cropped to ``x``).
+        """
+        raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses im2col")
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

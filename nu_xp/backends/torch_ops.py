@@ -84,6 +84,64 @@ class TorchOps(Ops):
         """``Tensor.index_add`` (one native kernel)."""
         return table.index_add(0, indices, values)
 
+    # convolution: oneDNN on the CPU, cuDNN on CUDA (the im2col path stays the reference, and the test)
+    native_conv = True
+
+    def _symmetric(self, x: Any, pads: tuple[tuple[int, int], ...]) -> tuple[Any, list[int]]:
+        """``x`` and torch's symmetric ``padding``; uneven pads (``"same"`` with an even kernel) are applied first."""
+        if all(lo == hi for lo, hi in pads):
+            return x, [lo for lo, _ in pads]
+        flat = [p for lo, hi in reversed(pads) for p in (lo, hi)]  # F.pad lists the last axis first
+        return self.library.nn.functional.pad(x, flat), [0] * len(pads)
+
+    def conv(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        stride: tuple[int, ...],
+        pads: tuple[tuple[int, int], ...],
+        dilation: tuple[int, ...],
+        groups: int,
+    ) -> Any:
+        """``torch.nn.functional.conv1d``/``conv2d``."""
+        x, padding = self._symmetric(x, pads)
+        functional = self.library.nn.functional
+        fn = functional.conv1d if x.ndim == 3 else functional.conv2d
+        return fn(x, weight, bias, list(stride), padding, list(dilation), groups)
+
+    def conv_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        has_bias: bool,
+        stride: tuple[int, ...],
+        pads: tuple[tuple[int, int], ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        input_grad: bool,
+    ) -> tuple[Any, Any, Any]:
+        """``aten.convolution_backward``: the three gradients in one call, as PyTorch's autograd computes them."""
+        padded, padding = self._symmetric(x, pads)
+        nd = x.ndim - 2
+        dx, dw, db = self.library.ops.aten.convolution_backward(
+            grad.contiguous(),
+            padded,
+            weight,
+            [weight.shape[0]] if has_bias else None,
+            list(stride),
+            padding,
+            list(dilation),
+            False,
+            [0] * nd,
+            groups,
+            [input_grad, True, has_bias],
+        )
+        if input_grad and padded is not x:  # the uneven padding was applied here: cut it off again
+            dx = dx[(..., *(slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape[2:])))]
+        return dx, dw, db
+
     # im2col and col2im as one gather and one scatter-add: on a GPU each of the K slice copies would be a launch
     pad = Ops.pad_by_writing  # one allocation and one copy instead of a concat per axis
     stack_taps = Ops.stack_taps_by_gather

@@ -37,6 +37,9 @@ from .windows import as_tuple, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["Conv1d", "Conv2d"]
 
+#: marks what a forward through the backend's native kernel saved (``Ops.native_conv``)
+NATIVE = object()
+
 
 class _ConvNd(Layer):
     """The convolution over ``nd`` spatial axes; ``Conv1d`` and ``Conv2d`` fix ``nd``."""
@@ -147,6 +150,10 @@ class _ConvNd(Layer):
             )
         ops, xp = be.ops, be.xp
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
+        if ops.native_conv:  # the library's own kernel (torch: oneDNN, cuDNN); the formula below is the reference
+            bias = self.bias.data if self.bias is not None else None
+            self.save_for_backward(NATIVE, x, None, out, x.shape[0])
+            return ops.conv(x, self.weight.data, bias, self.stride, self._pads, self.dilation, self.groups)
         n, g, positions = x.shape[0], self.groups, math.prod(out)
         x_pad = ops.pad(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
         taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
@@ -164,6 +171,14 @@ class _ConvNd(Layer):
         cols, padded, taps, out, n = self.saved_tensors()
         be = self._backend
         ops, xp = be.ops, be.xp
+        if cols is NATIVE:  # saved by the native forward: (NATIVE, x, None, out, n)
+            grad = check_grad(self, grad, (n, self.out_channels, *out), be)
+            has_bias, geometry = self.bias is not None, (self.stride, self._pads, self.dilation, self.groups)
+            dx, dw, db = ops.conv_backward(grad, padded, self.weight.data, has_bias, *geometry, input_grad)
+            accumulate(self.weight, dw)
+            if self.bias is not None:
+                accumulate(self.bias, db)
+            return dx
         grad = check_grad(self, grad, (n, self.out_channels, *out), be)
         g = self.groups
         g_t = xp.permute_dims(grad, (1, 0, *range(2, grad.ndim)))  # (C_out, N, *out), as Y

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import on
+from tests.helpers import assert_close, on
 from tests.layers.torch_reference import compare_with_torch
 
 CONV1D = [
@@ -117,3 +117,38 @@ def test_bad_conv_inputs(backend):
     with pytest.raises(ValueError, match="grad has shape"):
         conv.backward(on(backend, np.ones((4, 3, 5)), dtype="float32"))
     assert tuple(y.shape) == (4, 3, 6)
+
+
+CONV2D_EVEN_SAME = (2, 3, (2, 4), 1, "same", (2, 1), 1, True, (6, 7))  # uneven padding on both axes
+
+
+@pytest.mark.parametrize(
+    ("cls", "args"),
+    [(nu_xp.Conv1d, a) for a in CONV1D] + [(nu_xp.Conv2d, a) for a in (*CONV2D, CONV2D_EVEN_SAME)],
+)
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, input_grad):
+    """Where a backend has native convolution kernels (``Ops.native_conv``: torch), they give what the
+    layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
+    pytest.importorskip("torch")
+    from nu_xp.backends.torch_ops import TorchOps
+
+    spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
+    x = on("torch", rng.normal(size=(3, args[0], *spatial)))
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(TorchOps, "native_conv", native)
+        layer = build(cls, args, "torch")
+        y = layer(x)
+        g = on("torch", np.random.default_rng(1).normal(size=tuple(y.shape)))
+        dx = layer.backward(g, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads = [p.grad for p in layer.parameters()]
+        results.append((y, dx, grads))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    assert_close(y1, y2)
+    if input_grad:
+        assert tuple(dx1.shape) == tuple(x.shape)
+        assert_close(dx1, dx2)
+    for a, b in zip(g1, g2):
+        assert_close(a, b)
