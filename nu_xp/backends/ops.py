@@ -299,6 +299,30 @@ class Ops:
         """
         raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses im2col")
 
+    #: True where the library has its own pooling kernels: ``MaxPool``/``AvgPool`` then call ``max_pool``,
+    #: ``avg_pool`` and their backwards instead of their windows (``nu_xp.layers.pooling``)
+    native_pool: ClassVar[bool] = False
+
+    def max_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
+        """``(y, indices)``: each window's maximum (``-inf`` padding) and where it was, for the backward."""
+        raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
+
+    def max_pool_backward(
+        self, grad: Any, x: Any, indices: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any
+    ) -> Any:
+        """``dL/dx``: each window's gradient added at its maximum's position."""
+        raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
+
+    def avg_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
+        """Each window's mean, padding counted (PyTorch's ``count_include_pad=True``)."""
+        raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
+
+    def avg_pool_backward(
+        self, grad: Any, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> Any:
+        """``dL/dx``: ``g/K`` added to every position of each window."""
+        raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

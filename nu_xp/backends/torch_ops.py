@@ -142,6 +142,47 @@ class TorchOps(Ops):
             dx = dx[(..., *(slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape[2:])))]
         return dx, dw, db
 
+    # pooling: ATen's kernels, 1-d as 2-d with a height of 1. One difference from the windows of
+    # nu_xp.layers.pooling: a window holding a NaN sends its gradient to the NaN (as PyTorch does)
+    native_pool = True
+
+    @staticmethod
+    def _as_2d(x: Any, kernel: Any, stride: Any, padding: Any) -> tuple[Any, list, list, list]:
+        if x.ndim == 4:
+            return x, list(kernel), list(stride), list(padding)
+        return x.unsqueeze(2), [1, *kernel], [1, *stride], [0, *padding]
+
+    def max_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
+        """``aten.max_pool2d_with_indices``."""
+        x2, k, s, p = self._as_2d(x, kernel, stride, padding)
+        y, indices = self.library.ops.aten.max_pool2d_with_indices(x2, k, s, p, [1, 1], False)
+        return (y, indices) if x.ndim == 4 else (y.squeeze(2), indices.squeeze(2))
+
+    def max_pool_backward(
+        self, grad: Any, x: Any, indices: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any
+    ) -> Any:
+        """``aten.max_pool2d_with_indices_backward``."""
+        x2, k, s, p = self._as_2d(x, kernel, stride, padding)
+        if x.ndim == 3:
+            grad, indices = grad.unsqueeze(2), indices.unsqueeze(2)
+        dx = self.library.ops.aten.max_pool2d_with_indices_backward(grad, x2, k, s, p, [1, 1], False, indices)
+        return dx if x.ndim == 4 else dx.squeeze(2)
+
+    def avg_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
+        """``aten.avg_pool2d`` with ``count_include_pad=True``."""
+        x2, k, s, p = self._as_2d(x, kernel, stride, padding)
+        y = self.library.ops.aten.avg_pool2d(x2, k, s, p, False, True, None)
+        return y if x.ndim == 4 else y.squeeze(2)
+
+    def avg_pool_backward(
+        self, grad: Any, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> Any:
+        """``aten.avg_pool2d_backward``."""
+        x2, k, s, p = self._as_2d(x, kernel, stride, padding)
+        g2 = grad if x.ndim == 4 else grad.unsqueeze(2)
+        dx = self.library.ops.aten.avg_pool2d_backward(g2, x2, k, s, p, False, True, None)
+        return dx if x.ndim == 4 else dx.squeeze(2)
+
     # im2col and col2im as one gather and one scatter-add: on a GPU each of the K slice copies would be a launch
     pad = Ops.pad_by_writing  # one allocation and one copy instead of a concat per axis
     stack_taps = Ops.stack_taps_by_gather

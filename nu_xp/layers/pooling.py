@@ -26,6 +26,9 @@ from .windows import as_tuple, offsets_on_data, output_shape, resolve_padding, t
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
 
+#: marks what a forward through the backend's native kernel saved (``Ops.native_pool``)
+NATIVE = object()
+
 
 class _PoolNd(Layer):
     """Pooling over ``nd`` spatial axes; subclasses fix ``nd`` and the reduction."""
@@ -52,8 +55,8 @@ class _PoolNd(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def _windows(self, x: Any) -> tuple[Any, list, tuple, list]:
-        """``(ops, the taps as arrays, geometry for backward, the taps' slices)`` for input ``x``; shape checked."""
+    def _checked(self, x: Any) -> tuple[Any, Any, tuple[int, ...]]:
+        """``(ops, x as floats, the output's spatial shape)``; ``TypeError``/``ValueError`` for bad input."""
         name = type(self).__name__
         ops = ops_of(x)
         kind = dtype_kind(ops.xp, x.dtype)
@@ -65,6 +68,11 @@ class _PoolNd(Layer):
             want = "(N, C, L)" if self.nd == 1 else "(N, C, H, W)"
             raise ValueError(f"{name} expects input of shape {want}, got {tuple(x.shape)}")
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, (1,) * self.nd, name)
+        return ops, x, out
+
+    def _windows(self, x: Any) -> tuple[Any, list, tuple, list]:
+        """``(ops, the taps as arrays, geometry for backward, the taps' slices)`` for input ``x``; shape checked."""
+        ops, x, out = self._checked(x)
         x_pad = ops.pad(x, self._pads, self.pad_value)
         on_data = offsets_on_data(self.kernel_size, self.stride, out, tuple(x.shape[2:]), self._pads)
         taps = tap_slices(self.kernel_size, self.stride, (1,) * self.nd, out, on_data)
@@ -80,6 +88,11 @@ class _MaxPoolNd(_PoolNd):
     pad_value = -math.inf
 
     def forward(self, x: Any) -> Any:
+        if ops_of(x).native_pool:  # the library's own kernel (torch); the running maximum below is the reference
+            ops, x, _ = self._checked(x)
+            y, indices = ops.max_pool(x, self.kernel_size, self.stride, self.padding)
+            self.save_for_backward(NATIVE, x, indices)
+            return y
         ops, parts, geometry, taps = self._windows(x)
         xp = ops.xp
         y = parts[0]
@@ -92,7 +105,12 @@ class _MaxPoolNd(_PoolNd):
         return y
 
     def backward(self, grad: Any) -> Any:
-        winner, (padded, out_shape, array_type), taps = self.saved_tensors()
+        saved = self.saved_tensors()
+        if saved[0] is NATIVE:
+            _, x, indices = saved
+            grad = check_grad(self, grad, tuple(indices.shape), type(x))
+            return ops_of(x).max_pool_backward(grad, x, indices, self.kernel_size, self.stride, self.padding)
+        winner, (padded, out_shape, array_type), taps = saved
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
         xp = ops.xp
@@ -105,6 +123,10 @@ class _MaxPoolNd(_PoolNd):
 
 class _AvgPoolNd(_PoolNd):
     def forward(self, x: Any) -> Any:
+        if ops_of(x).native_pool:  # the library's own kernel (torch); the sum of taps below is the reference
+            ops, x, out = self._checked(x)
+            self.save_for_backward(NATIVE, x, (x.shape[0], x.shape[1], *out))
+            return ops.avg_pool(x, self.kernel_size, self.stride, self.padding)
         _, parts, geometry, taps = self._windows(x)
         total = parts[0]
         for part in parts[1:]:
@@ -113,7 +135,12 @@ class _AvgPoolNd(_PoolNd):
         return total / math.prod(self.kernel_size)  # every tap counts, padding included (taps only on padding add 0)
 
     def backward(self, grad: Any) -> Any:
-        (padded, out_shape, array_type), taps = self.saved_tensors()
+        saved = self.saved_tensors()
+        if saved[0] is NATIVE:
+            _, x, out_shape = saved
+            grad = check_grad(self, grad, out_shape, type(x))
+            return ops_of(x).avg_pool_backward(grad, x, self.kernel_size, self.stride, self.padding)
+        (padded, out_shape, array_type), taps = saved
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
         xp = ops.xp

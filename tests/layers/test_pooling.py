@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import on
+from tests.helpers import assert_close, on
 from tests.layers.torch_reference import compare_with_torch
 
 POOLS = [
@@ -53,3 +53,26 @@ def test_bad_pooling(backend):
         nu_xp.MaxPool2d(2)(on(backend, np.ones((2, 3, 4))))
     with pytest.raises(ValueError, match="kernel spans 5"):
         nu_xp.AvgPool1d(5)(on(backend, np.ones((2, 3, 4))))
+
+
+@pytest.mark.parametrize(("name", "args", "shape"), POOLS)
+def test_native_kernels_equal_the_windows(monkeypatch, name, args, shape):
+    """Where a backend has native pooling kernels (``Ops.native_pool``: torch), they give what the layer's
+    own windows give, values and dL/dx, ties included (the first maximum wins in both)."""
+    pytest.importorskip("torch")
+    from nu_xp.backends.torch_ops import TorchOps
+
+    rng = np.random.default_rng(0)
+    x = on("torch", np.round(rng.normal(size=shape), 1))  # rounded: ties within windows
+    g = None
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(TorchOps, "native_pool", native)
+        layer = getattr(nu_xp, name)(*args)
+        y = layer(x)
+        g = on("torch", rng.normal(size=tuple(y.shape))) if g is None else g
+        results.append((y, layer.backward(g)))
+    (y1, dx1), (y2, dx2) = results
+    assert_close(y1, y2)
+    assert tuple(dx1.shape) == tuple(x.shape)
+    assert_close(dx1, dx2)
