@@ -41,6 +41,7 @@ def fit(
     validation_split: float = 0.0,
     verbose: int | str = "auto",
     precision: str = "32",
+    threads: int | str | None = "auto",
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch [`History`][nu_xp.training.history.History].
 
@@ -105,6 +106,12 @@ def fit(
         skips a step whose gradients overflow, as ``torch.amp.GradScaler``. On
         torch (CPU and CUDA, both modes) and cupy (``"16-mixed"``); elsewhere a
         ``ValueError`` naming those backends. See [`nu_xp.training.precision`][nu_xp.training.precision].
+    threads : "auto", int or None, default "auto"
+        BLAS threads while training, on the CPU. ``"auto"`` times the first
+        steps at the library's thread count and at one thread and keeps the
+        faster (one thread wins on small products and on a busy machine);
+        ``n`` uses ``n`` threads; ``None`` leaves the libraries alone. Restored
+        when ``fit`` returns. See [`nu_xp.training.threads`][nu_xp.training.threads].
 
     Returns
     -------

@@ -316,6 +316,8 @@ class FitOptions:
         How much to report.
     precision : {"32", "bf16-mixed", "16-mixed"}, default "32"
         Mixed precision ([`nu_xp.training.precision`][nu_xp.training.precision]).
+    threads : "auto", int or None, default "auto"
+        BLAS threads while training ([`nu_xp.training.threads`][nu_xp.training.threads]).
     """
 
     epochs: int
@@ -332,6 +334,7 @@ class FitOptions:
     validation_split: float = 0.0
     verbose: int | str = "auto"
     precision: str = "32"
+    threads: Any = "auto"
 
     @classmethod
     def from_keywords(cls, values: dict[str, Any]) -> FitOptions:
@@ -367,6 +370,9 @@ def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptio
     from .precision import check_precision  # precision.py builds on StepHooks, defined here
 
     options.precision = check_precision(options.precision, model.backend)
+    from .threads import check_threads
+
+    options.threads = check_threads(options.threads)
     mine = {id(p) for p in model.parameters()}
     if mine and not any(id(p) in mine for p in optimizer.params):
         raise ValueError(
@@ -394,9 +400,11 @@ def train(
     progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
-    from .precision import with_precision  # precision.py builds on StepHooks, defined here
+    from .precision import with_precision  # precision.py and threads.py build on StepHooks, defined here
+    from .threads import ThreadPolicy
 
     hooks = with_precision(model, options.precision, hooks)
+    threads = ThreadPolicy(options.threads, model.backend.ops.is_host(model.backend.device))
     callbacks = list(options.callbacks)
     metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
     n = xs.shape[0]
@@ -407,6 +415,7 @@ def train(
     notify(callbacks, "on_train_begin", model, optimizer)
     model.train()
     try:
+        hooks = threads.wrap(hooks)
         for epoch in range(options.epochs):
             report.start_epoch(epoch)
             batches = minibatches(xs, ys, bs, shuffle=options.shuffle, rng=rng)
@@ -431,6 +440,7 @@ def train(
     except KeyboardInterrupt:
         interrupted(history)
     finally:
+        threads.restore()
         report.close()
     notify(callbacks, "on_train_end", history)
     return history
