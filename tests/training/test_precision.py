@@ -10,6 +10,8 @@ import pytest
 import nu_xp
 from nu_xp.training.precision import SUPPORTED, LossScaler, check_precision
 
+pytestmark = pytest.mark.filterwarnings("ignore:precision='16-mixed' on the CPU")
+
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
@@ -166,3 +168,12 @@ def test_tf32_switch():
     assert torch.get_float32_matmul_precision() == "highest"
     with pytest.raises(ValueError, match="'highest', 'high' or 'medium'"):
         nu_xp.set_float32_matmul_precision("fast")
+
+
+def test_float16_on_the_cpu_says_to_use_bfloat16():
+    pytest.importorskip("torch")
+    model = nu_xp.Sequential(nu_xp.Linear(2, 1, seed=0)).to("torch", device="cpu")
+    opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
+    x = np.ones((4, 2), np.float32)
+    with pytest.warns(UserWarning, match="use precision='bf16-mixed' there"):
+        nu_xp.fit(model, nu_xp.MSELoss(), opt, x, x[:, :1], epochs=1, progress=False, precision="16-mixed")
