@@ -56,3 +56,6 @@ done
 # the sequence models: nu_xp on torch-CUDA against torch-CUDA
 timeout 90 python3 benchmarks/sequence.py --device cuda --repeats 3 --pause 0.1 >"$OUT/sequence-cuda.txt" 2>&1
 tail -n 4 "$OUT/sequence-cuda.txt"
+# mixed precision: nu_xp's fit(precision=...) against float32 and PyTorch's autocast (mlp_xl)
+timeout 120 python3 benchmarks/precision.py --device cuda --steps 8 --rounds 3 >"$OUT/precision-cuda.txt" 2>&1
+tail -n 10 "$OUT/precision-cuda.txt"
