@@ -573,7 +573,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (strings, non-contiguous integers). The first ``partial_fit`` needs
     ``classes=``. See [`nu_xp.sklearn`][nu_xp.sklearn] for the arguments and the loss.
 
-
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default (100,)
@@ -618,13 +617,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Epochs without progress (``tol``) before stopping.
     max_fun : int, default 15000
         Accepted for compatibility (used by "lbfgs" only).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
 
     Examples
     --------
@@ -740,60 +734,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     deviance. ``y`` of shape ``(n,)`` or ``(n, n_outputs)``. See
     [`nu_xp.sklearn`][nu_xp.sklearn] for the arguments and the loss.
 
-
     Parameters
     ----------
-    hidden_layer_sizes : int or tuple of int, default (100,)
-        The widths of the hidden layers.
-    activation : {"relu", "tanh", "logistic", "identity"}, default "relu"
-        The hidden layers' activation.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t :
+        As for [`MLPClassifier`][nu_xp.sklearn.MLPClassifier].
+    max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping :
+        As for [`MLPClassifier`][nu_xp.sklearn.MLPClassifier].
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, backend, device, dtype :
+        As for [`MLPClassifier`][nu_xp.sklearn.MLPClassifier].
     loss : {"squared_error", "poisson"}, default "squared_error"
         The loss (and output: identity, or ``exp`` for "poisson").
-    solver : {"adam", "sgd"}, default "adam"
-        The optimizer (scikit-learn's "lbfgs" is not offered).
-    alpha : float, default 1e-4
-        Strength of the L2 penalty on the weights (not the biases), ``alpha/(2·n)·Σ‖W‖²`` per batch.
-    batch_size : int or "auto", default "auto"
-        Minibatch size; ``"auto"``: ``min(200, n_samples)``.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
-        The schedule of the step size for ``solver="sgd"``.
-    learning_rate_init : float, default 1e-3
-        The initial step size.
-    power_t : float, default 0.5
-        The exponent of ``"invscaling"``.
-    max_iter : int, default 200
-        Epochs at most.
-    shuffle : bool, default True
-        Whether to shuffle the samples every epoch.
-    random_state : int, RandomState or None
-        Seed of the initial weights, the shuffling and the validation split.
-    tol : float, default 1e-4
-        Improvement below which an epoch counts as no progress.
-    verbose : bool or int, default False
-        Print the loss every epoch.
-    warm_start : bool, default False
-        Continue from the previous ``fit``'s weights.
-    momentum : float, default 0.9
-        Momentum of ``solver="sgd"``.
-    nesterovs_momentum : bool, default True
-        Nesterov momentum for ``solver="sgd"``.
-    early_stopping : bool, default False
-        Stop when the score on a held-out ``validation_fraction`` stops improving.
-    validation_fraction : float, default 0.1
-        The held-out share for ``early_stopping``.
-    beta_1, beta_2, epsilon : float
-        Adam's ``β₁`` (0.9), ``β₂`` (0.999) and ``ε`` (1e-8).
-    n_iter_no_change : int, default 10
-        Epochs without progress (``tol``) before stopping.
-    max_fun : int, default 15000
-        Accepted for compatibility (used by "lbfgs" only).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
 
     Examples
     --------

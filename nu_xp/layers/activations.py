@@ -78,8 +78,7 @@ class Identity(Activation):
     Parameters
     ----------
     backend, device, dtype : optional
-        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
-        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+        As for [`Activation`][nu_xp.layers.activations.Activation].
     """
 
     def forward(self, x: Any) -> Any:
@@ -96,8 +95,7 @@ class ReLU(Activation):
     Parameters
     ----------
     backend, device, dtype : optional
-        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
-        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+        As for [`Activation`][nu_xp.layers.activations.Activation].
     """
 
     def forward(self, x: Any) -> Any:
@@ -122,8 +120,7 @@ class Sigmoid(Activation):
     Parameters
     ----------
     backend, device, dtype : optional
-        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
-        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+        As for [`Activation`][nu_xp.layers.activations.Activation].
     """
 
     def forward(self, x: Any) -> Any:
@@ -144,8 +141,7 @@ class Tanh(Activation):
     Parameters
     ----------
     backend, device, dtype : optional
-        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
-        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+        As for [`Activation`][nu_xp.layers.activations.Activation].
     """
 
     def forward(self, x: Any) -> Any:
@@ -292,8 +288,7 @@ class SiLU(Activation):
     Parameters
     ----------
     backend, device, dtype : optional
-        As for every [`Layer`][nu_xp.layers.base.Layer]; an activation has no parameters and computes in its
-        input's backend, device and dtype, so these matter only for ``summary`` and ``.to()``.
+        As for [`Activation`][nu_xp.layers.activations.Activation].
     """
 
     def forward(self, x: Any) -> Any:

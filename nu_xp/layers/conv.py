@@ -201,7 +201,6 @@ class Conv1d(_ConvNd):
     ``L_out = floor((L + 2·padding - dilation·(k - 1) - 1) / stride) + 1``.
     The formulas and their gradients are in [`nu_xp.layers.conv`][nu_xp.layers.conv].
 
-
     Parameters
     ----------
     in_channels : int
@@ -224,13 +223,8 @@ class Conv1d(_ConvNd):
         Initial weights; ``"auto"`` is PyTorch's default (uniform, bound ``1/√fan_in``).
     seed : int, optional
         Seed of the host generator that draws the initial values (the same on every backend).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
 
     Examples
     --------
@@ -250,36 +244,12 @@ class Conv2d(_ConvNd):
     Each spatial axis follows the ``Conv1d`` size formula. The formulas and
     their gradients are in [`nu_xp.layers.conv`][nu_xp.layers.conv].
 
-
     Parameters
     ----------
-    in_channels : int
-        ``C_in``, the channels of the input.
-    out_channels : int
-        ``C_out``, the channels of the output (the number of kernels).
-    kernel_size : int or tuple of int
-        The kernel's extent per spatial axis.
-    stride : int or tuple of int, default 1
-        The step between two windows.
-    padding : int, tuple of int, "same" or "valid", default 0
-        Zeros added on both sides of each spatial axis; ``"same"`` keeps the size (stride 1 only).
-    dilation : int or tuple of int, default 1
-        The spacing between kernel taps.
-    groups : int, default 1
-        Input and output channels split into ``groups`` independent convolutions (must divide both).
-    bias : bool, default True
-        Whether to add a learned bias per output channel.
-    init : {"auto", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "zeros"}, default "auto"
-        Initial weights; ``"auto"`` is PyTorch's default (uniform, bound ``1/√fan_in``).
-    seed : int, optional
-        Seed of the host generator that draws the initial values (the same on every backend).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    kernel_size, stride, padding, dilation : int or pair of int
+        As for [`Conv1d`][nu_xp.layers.conv.Conv1d], each an int (both axes) or a pair ``(height, width)``.
+    in_channels, out_channels, groups, bias, init, seed, backend, device, dtype :
+        As for [`Conv1d`][nu_xp.layers.conv.Conv1d].
 
     Examples
     --------

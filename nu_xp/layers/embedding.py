@@ -37,13 +37,8 @@ class Embedding(Layer):
         A row that starts at zero and never receives a gradient (negative counts from the end).
     seed : int, optional
         Seed of the host generator that draws the initial values (the same on every backend).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
     """
 
     takes_indices = True

@@ -172,7 +172,6 @@ class BatchNorm1d(_BatchNorm):
     """Batch normalization of ``(N, C)`` or ``(N, C, L)`` per channel; see
     [`nu_xp.layers.normalization`][nu_xp.layers.normalization].
 
-
     Parameters
     ----------
     num_features : int
@@ -185,13 +184,8 @@ class BatchNorm1d(_BatchNorm):
         Whether to learn a scale ``weight`` and shift ``bias`` per channel.
     track_running_stats : bool, default True
         Whether to keep running statistics (for eval mode); without them eval mode uses the batch's.
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
 
     Examples
     --------
@@ -212,23 +206,8 @@ class BatchNorm2d(_BatchNorm):
 
     Parameters
     ----------
-    num_features : int
-        ``C``, the channels (axis 1 of the input).
-    eps : float, default 1e-5
-        Added to the variance before the square root.
-    momentum : float or None, default 0.1
-        Weight of the batch in the running statistics' update; ``None``: their cumulative average.
-    affine : bool, default True
-        Whether to learn a scale ``weight`` and shift ``bias`` per channel.
-    track_running_stats : bool, default True
-        Whether to keep running statistics (for eval mode); without them eval mode uses the batch's.
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    num_features, eps, momentum, affine, track_running_stats, backend, device, dtype :
+        As for [`BatchNorm1d`][nu_xp.layers.normalization.BatchNorm1d], on ``(N, C, H, W)``.
     """
 
     ranks = (4,)
@@ -253,13 +232,8 @@ class LayerNorm(Layer):
         Whether to learn ``weight`` (ones) and ``bias`` (zeros) of ``normalized_shape``.
     bias : bool, default True
         Whether the affine part has a ``bias``.
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
     """
 
     _backend: Backend

@@ -175,13 +175,8 @@ class MaxPool2d(_MaxPoolNd):
 
     Parameters
     ----------
-    kernel_size : int or tuple of int
-        The window's extent per spatial axis.
-    stride : int or tuple of int, optional
-        The step between two windows; default: ``kernel_size`` (windows side by side).
-    padding : int or tuple of int, default 0
-        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
-        zeros (counted in the average) for average pooling.
+    kernel_size, stride, padding :
+        As for [`MaxPool1d`][nu_xp.layers.pooling.MaxPool1d]; each an int (every axis) or a pair.
     """
 
     nd = 2
@@ -194,13 +189,8 @@ class AvgPool1d(_AvgPoolNd):
 
     Parameters
     ----------
-    kernel_size : int or tuple of int
-        The window's extent per spatial axis.
-    stride : int or tuple of int, optional
-        The step between two windows; default: ``kernel_size`` (windows side by side).
-    padding : int or tuple of int, default 0
-        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
-        zeros (counted in the average) for average pooling.
+    kernel_size, stride, padding :
+        As for [`MaxPool1d`][nu_xp.layers.pooling.MaxPool1d] (average pooling pads with zeros, counted in the mean).
     """
 
     nd = 1
@@ -213,13 +203,8 @@ class AvgPool2d(_AvgPoolNd):
 
     Parameters
     ----------
-    kernel_size : int or tuple of int
-        The window's extent per spatial axis.
-    stride : int or tuple of int, optional
-        The step between two windows; default: ``kernel_size`` (windows side by side).
-    padding : int or tuple of int, default 0
-        Added on both sides of each spatial axis (at most half the kernel): ``-inf`` for max pooling,
-        zeros (counted in the average) for average pooling.
+    kernel_size, stride, padding :
+        As for [`MaxPool1d`][nu_xp.layers.pooling.MaxPool1d]; each an int (every axis) or a pair.
     """
 
     nd = 2

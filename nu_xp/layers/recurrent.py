@@ -620,32 +620,10 @@ class LSTM(_RNNBase):
     Parameters as [`RNN`][] (no ``nonlinearity``); ``hx`` is a pair ``(h_0, c_0)``
     and ``backward`` then returns ``(dx, (dh_0, dc_0))``.
 
-
     Parameters
     ----------
-    input_size : int
-        The features of each time step of the input.
-    hidden_size : int
-        ``H``, the features of the hidden state.
-    num_layers : int, default 1
-        Stacked layers, each reading the previous one's output sequence.
-    bias : bool, default True
-        Whether the layers have the biases ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Inputs and outputs ``(N, L, features)`` instead of ``(L, N, features)``.
-    dropout : float, default 0
-        Dropout on the outputs of every layer but the last, in training.
-    bidirectional : bool, default False
-        A second direction per layer reads the sequence backwards; outputs have ``2·H`` features.
-    seed : int, optional
-        Seed of the host generator that draws the initial values (the same on every backend).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, seed, backend, device, dtype :
+        As for [`RNN`][nu_xp.layers.recurrent.RNN] (four gates ``i, f, g, o`` per layer; no ``nonlinearity``).
 
     Examples
     --------
@@ -683,29 +661,8 @@ class GRU(_RNNBase):
 
     Parameters
     ----------
-    input_size : int
-        The features of each time step of the input.
-    hidden_size : int
-        ``H``, the features of the hidden state.
-    num_layers : int, default 1
-        Stacked layers, each reading the previous one's output sequence.
-    bias : bool, default True
-        Whether the layers have the biases ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Inputs and outputs ``(N, L, features)`` instead of ``(L, N, features)``.
-    dropout : float, default 0
-        Dropout on the outputs of every layer but the last, in training.
-    bidirectional : bool, default False
-        A second direction per layer reads the sequence backwards; outputs have ``2·H`` features.
-    seed : int, optional
-        Seed of the host generator that draws the initial values (the same on every backend).
-    backend : str or module, optional
-        Where the parameters live: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ``"jax"``
-        (or the module); default: the current backend (``nu_xp.set_backend``).
-    device : str or object, optional
-        The backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``…); default: the backend's.
-    dtype : str or dtype, optional
-        ``"float32"`` (default, or what ``set_backend`` chose) or ``"float64"``.
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, seed, backend, device, dtype :
+        As for [`LSTM`][nu_xp.layers.recurrent.LSTM] (three gates ``r, z, n`` per layer instead of four).
     """
 
     mode = "GRU"

@@ -50,6 +50,7 @@ __all__ = [
     "FitOptions",
     "NonFiniteLossError",
     "StepHooks",
+    "WrappingHooks",
     "check_fit_arguments",
     "evaluate",
     "fit_local",
@@ -210,6 +211,29 @@ class StepHooks:
 
 #: the plain loop's hooks (every default)
 PLAIN = StepHooks()
+
+
+class WrappingHooks(StepHooks):
+    """Hooks around other hooks: every step hook goes to ``inner`` unless a subclass overrides it
+    (mixed precision wraps the plain or the data-parallel hooks, the thread chooser wraps those)."""
+
+    def __init__(self, inner: StepHooks) -> None:
+        self.inner = inner
+
+    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+        return self.inner.shard(xb, yb)
+
+    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
+        return self.inner.after_backward(batch_loss, rows, batch_rows)
+
+    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
+        self.inner.end_epoch(model, metrics)
+
+    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
+        return self.inner.forward_backward(model, loss, xs, ys)
+
+    def step(self, optimizer: Optimizer) -> None:
+        self.inner.step(optimizer)
 
 
 def train_step(

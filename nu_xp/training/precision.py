@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 from ..backends import Backend
 from ..layers import Layer
 from ..losses import Loss
-from ..metrics import Metric
 from ..optim import Optimizer
-from .loop import StepHooks
+from .loop import StepHooks, WrappingHooks
 
 __all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "check_precision", "set_float32_matmul_precision"]
 
@@ -113,7 +111,7 @@ def _layers(model: Layer) -> list[Layer]:
     return list(seen.values())
 
 
-class MixedPrecision(StepHooks):
+class MixedPrecision(WrappingHooks):
     """The step hooks of mixed precision, around ``inner`` (the plain or the data-parallel hooks).
 
     Parameters
@@ -127,8 +125,9 @@ class MixedPrecision(StepHooks):
     """
 
     def __init__(self, model: Layer, precision: str, inner: StepHooks) -> None:
+        super().__init__(inner)
         be = model.backend
-        self.inner, self.precision = inner, precision
+        self.precision = precision
         low = getattr(be.xp, LOW_DTYPES[precision], None) or getattr(__import__(be.name), LOW_DTYPES[precision])
         self.high = be
         self.low = Backend(be.ops, be.device, low, array_type=be.array_type)
@@ -142,16 +141,6 @@ class MixedPrecision(StepHooks):
                 UserWarning,
                 stacklevel=2,
             )
-
-    # ------------------------------------------------------------------ the inner loop's own hooks
-    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        return self.inner.shard(xb, yb)
-
-    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
-        return self.inner.after_backward(batch_loss, rows, batch_rows)
-
-    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
-        self.inner.end_epoch(model, metrics)
 
     # ------------------------------------------------------------------ the step in low precision
     def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
@@ -170,14 +159,14 @@ class MixedPrecision(StepHooks):
 
     def step(self, optimizer: Optimizer) -> None:
         if self.scaler is None:
-            self.inner.step(optimizer)
+            super().step(optimizer)
             return
         xp = self.high.xp
         grads = [p.grad for p in self.params if p.grad is not None]
         finite = all(bool(xp.all(xp.isfinite(g))) for g in grads)
         self.scaler.update(not finite)
         if finite:
-            self.inner.step(optimizer)
+            super().step(optimizer)
 
     def _to(self, target: Backend) -> list[Any]:
         """Every layer on ``target``; parameters and floating buffers cast. Returns the float32 originals."""

@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from ..layers import Layer
 from ..losses import Loss
-from ..metrics import Metric
-from ..optim import Optimizer
-from .loop import StepHooks
+from .loop import StepHooks, WrappingHooks
 
 __all__ = ["TRIAL", "AutoThreads", "ThreadPolicy", "check_threads"]
 
@@ -108,7 +105,7 @@ class ThreadPolicy:
         self.set(None)
 
 
-class AutoThreads(StepHooks):
+class AutoThreads(WrappingHooks):
     """Step hooks that time the first steps at the default thread count and at one thread, then keep the faster.
 
     Parameters
@@ -120,31 +117,20 @@ class AutoThreads(StepHooks):
     """
 
     def __init__(self, inner: StepHooks, policy: ThreadPolicy) -> None:
-        self.inner, self.policy = inner, policy
+        super().__init__(inner)
+        self.policy = policy
         self.steps = 0
         self.times: dict[int | None, list[float]] = {None: [], 1: []}
         self.chosen: int | str | None = "undecided"
 
-    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        return self.inner.shard(xb, yb)
-
-    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
-        return self.inner.after_backward(batch_loss, rows, batch_rows)
-
-    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
-        self.inner.end_epoch(model, metrics)
-
-    def step(self, optimizer: Optimizer) -> None:
-        self.inner.step(optimizer)
-
     def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
         if self.chosen != "undecided":
-            return self.inner.forward_backward(model, loss, xs, ys)
+            return super().forward_backward(model, loss, xs, ys)
         trial = None if self.steps <= TRIAL else 1  # step 0 warms up, 1..TRIAL default, then one thread
         if self.steps == TRIAL + 1:
             self.policy.set(1)
         start = clock()
-        out = self.inner.forward_backward(model, loss, xs, ys)
+        out = super().forward_backward(model, loss, xs, ys)
         elapsed = clock() - start
         if self.steps > 0:  # the first step warms caches and allocators up: not timed
             self.times[trial].append(elapsed)
