@@ -215,7 +215,13 @@ PLAIN = StepHooks()
 
 class WrappingHooks(StepHooks):
     """Hooks around other hooks: every step hook goes to ``inner`` unless a subclass overrides it
-    (mixed precision wraps the plain or the data-parallel hooks, the thread chooser wraps those)."""
+    (mixed precision wraps the plain or the data-parallel hooks, the thread chooser wraps those).
+
+    Parameters
+    ----------
+    inner : StepHooks
+        The hooks that do what this class does not override.
+    """
 
     def __init__(self, inner: StepHooks) -> None:
         self.inner = inner
