@@ -50,7 +50,8 @@ from . import losses, optim
 from .backends import asarray, backend_of, dtype_name, get_backend, ops_of, to_host
 from .functional import sigmoid
 from .layers import Identity, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
-from .training.loop import StepHooks, minibatches, run_epoch
+from .training.hooks import StepHooks
+from .training.loop import minibatches, run_epoch
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

@@ -28,7 +28,8 @@ from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
 from .history import History
-from .loop import FitOptions, StepHooks, check_fit_arguments, prepare_data, prepare_validation, train
+from .hooks import StepHooks
+from .loop import FitOptions, check_fit_arguments, prepare_data, prepare_validation, train
 
 __all__ = ["DataParallel", "fit_distributed", "share"]
 

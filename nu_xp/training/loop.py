@@ -43,14 +43,14 @@ from ..metrics import Metric, make_metrics
 from ..optim import Optimizer, unwrap
 from ..validation import check_positive_int
 from .history import History
+from .hooks import PLAIN, StepHooks
+from .precision import check_precision, with_precision
 from .progress import Progress, make_progress
+from .threads import ThreadPolicy, check_threads
 
 __all__ = [
-    "PLAIN",
     "FitOptions",
     "NonFiniteLossError",
-    "StepHooks",
-    "WrappingHooks",
     "check_fit_arguments",
     "evaluate",
     "fit_local",
@@ -161,85 +161,6 @@ def minibatches(
 
 
 # ---------------------------------------------------------------------------- step 3: one update
-
-
-class StepHooks:
-    """Where a training loop may differ from the plain one, inside the one update of [`train_step`][].
-
-    Each method's default does the plain thing; a loop overrides what it
-    needs, as scikit-learn's ``_fit_stochastic`` and tinygrad's optimizers
-    keep one place per concern:
-
-    * [`shard`][] — the rows of the minibatch this process computes
-      (data-parallel training: its share);
-    * [`after_backward`][] — between the backward and the optimizer step,
-      with the gradients in place: average them over processes, add a
-      penalty's gradient; returns the batch's summed loss as the loop records it;
-    * [`end_epoch`][] — after the epoch's last step (merge metrics, re-sync parameters).
-    """
-
-    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        """The rows of ``(xb, yb)`` that this process runs forward and backward (default: all)."""
-        return xb, yb
-
-    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
-        """Called with the gradients of this process's ``rows`` in place, before the step.
-
-        ``batch_loss`` is the loss summed over those rows (an array, or 0.0
-        when there were none); ``batch_rows`` the rows of the whole
-        minibatch. Returns the loss summed over the whole minibatch.
-        """
-        return batch_loss
-
-    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
-        """After the last step of an epoch, before its logs are read."""
-
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
-        """Forward, loss and backward of this process's rows: ``(their summed loss, pred)``.
-
-        Mixed precision ([`MixedPrecision`][nu_xp.training.precision.MixedPrecision]) runs them in low precision.
-        """
-        pred = model(xs)
-        batch_loss = loss.forward(pred, ys) * xs.shape[0]
-        model.backward_into(loss.backward(), input_grad=False)
-        return batch_loss, pred
-
-    def step(self, optimizer: Optimizer) -> None:
-        """The optimizer's step (mixed precision in float16 skips a step whose gradients overflowed)."""
-        optimizer.step()
-
-
-#: the plain loop's hooks (every default)
-PLAIN = StepHooks()
-
-
-class WrappingHooks(StepHooks):
-    """Hooks around other hooks: every step hook goes to ``inner`` unless a subclass overrides it
-    (mixed precision wraps the plain or the data-parallel hooks, the thread chooser wraps those).
-
-    Parameters
-    ----------
-    inner : StepHooks
-        The hooks that do what this class does not override.
-    """
-
-    def __init__(self, inner: StepHooks) -> None:
-        self.inner = inner
-
-    def shard(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        return self.inner.shard(xb, yb)
-
-    def after_backward(self, batch_loss: Any, rows: int, batch_rows: int) -> Any:
-        return self.inner.after_backward(batch_loss, rows, batch_rows)
-
-    def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
-        self.inner.end_epoch(model, metrics)
-
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
-        return self.inner.forward_backward(model, loss, xs, ys)
-
-    def step(self, optimizer: Optimizer) -> None:
-        self.inner.step(optimizer)
 
 
 def train_step(
@@ -397,11 +318,7 @@ def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptio
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
     check_positive_int("epochs", options.epochs)
     check_positive_int("batch_size", options.batch_size, allow_none=True)
-    from .precision import check_precision  # precision.py builds on StepHooks, defined here
-
     options.precision = check_precision(options.precision, model.backend)
-    from .threads import check_threads
-
     options.threads = check_threads(options.threads)
     mine = {id(p) for p in model.parameters()}
     if mine and not any(id(p) in mine for p in optimizer.params):
@@ -430,9 +347,6 @@ def train(
     progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
-    from .precision import with_precision  # precision.py and threads.py build on StepHooks, defined here
-    from .threads import ThreadPolicy
-
     hooks = with_precision(model, options.precision, hooks)
     threads = ThreadPolicy(options.threads, model.backend.ops.is_host(model.backend.device))
     callbacks = list(options.callbacks)

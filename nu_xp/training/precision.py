@@ -35,7 +35,7 @@ from ..backends import Backend
 from ..layers import Layer
 from ..losses import Loss
 from ..optim import Optimizer
-from .loop import StepHooks, WrappingHooks
+from .hooks import StepHooks, WrappingHooks
 
 __all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "check_precision", "set_float32_matmul_precision"]
 

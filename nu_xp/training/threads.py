@@ -28,7 +28,7 @@ from typing import Any
 
 from ..layers import Layer
 from ..losses import Loss
-from .loop import StepHooks, WrappingHooks
+from .hooks import StepHooks, WrappingHooks
 
 __all__ = ["TRIAL", "AutoThreads", "ThreadPolicy", "check_threads"]
 

@@ -115,7 +115,7 @@ def test_float16_skips_a_step_that_overflows_and_halves_the_scale(backend):
     model = nu_xp.Sequential(nu_xp.Linear(64, 10, seed=0), Probe(poison_steps=1)).to(backend)
     before = nu_xp.to_host(model[0].weight.data).copy()
     opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
-    hooks = MixedPrecision(model, "16-mixed", nu_xp.training.loop.PLAIN)
+    hooks = MixedPrecision(model, "16-mixed", nu_xp.training.hooks.PLAIN)
     xs, ys = nu_xp.asarray(x[:32], like=model), nu_xp.asarray(y[:32], like=model)
     nu_xp.training.loop.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
     np.testing.assert_array_equal(nu_xp.to_host(model[0].weight.data), before)  # the poisoned step was skipped
