@@ -8,6 +8,7 @@ the user's CUDA major version (``cupy-cuda12x``, ``cupy-cuda13x``).
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -27,9 +28,17 @@ class CupyOps(Ops):
     extra: ClassVar[str] = "cupy"
     array_noun: ClassVar[str] = "a cupy array"
 
+    #: mixed precision: float16 only (CuPy has no bfloat16)
+    low_precision_dtypes = ("float16",)
+
     @classmethod
     def is_array(cls, x: Any) -> bool:
         return array_api_compat.is_cupy_array(x)
+
+    @classmethod
+    def set_float32_matmul_precision(cls, precision: str) -> None:
+        """``CUPY_TF32=1`` (or 0), which CuPy reads when it starts: call before the first CuPy array."""
+        os.environ["CUPY_TF32"] = "0" if precision == "highest" else "1"
 
     def check_available(self) -> None:
         """A CUDA device must be visible, else ``RuntimeError`` saying so."""

@@ -258,6 +258,18 @@ class Ops:
         table = self.index_add(table, self.tap_positions(taps, spatial, self.device_of(parts)), values)
         return xp.reshape(xp.permute_dims(table, (1, 0)), (a, b, *spatial))
 
+    # ------------------------------------------------------------------ low precision
+    #: the low-precision float dtypes this backend computes in, for ``fit(precision=...)`` (none by default)
+    low_precision_dtypes: ClassVar[tuple[str, ...]] = ()
+
+    def low_dtype(self, name: str) -> Any:
+        """The dtype object of ``name`` (``"bfloat16"``, ``"float16"``), one of ``low_precision_dtypes``."""
+        return getattr(self.xp, name, None) or getattr(self.library, name)
+
+    @classmethod
+    def set_float32_matmul_precision(cls, precision: str) -> None:
+        """Allow TF32 (``"high"``, ``"medium"``) or not (``"highest"``) in float32 products; nothing by default."""
+
     # ------------------------------------------------------------------ native convolution, where there is one
     #: True where the library has its own convolution kernels (oneDNN, cuDNN): ``Conv1d``/``Conv2d`` then call
     #: [`conv`][nu_xp.backends.ops.Ops.conv] and [`conv_backward`][nu_xp.backends.ops.Ops.conv_backward]

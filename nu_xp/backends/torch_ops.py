@@ -84,6 +84,18 @@ class TorchOps(Ops):
         """``Tensor.index_add`` (one native kernel)."""
         return table.index_add(0, indices, values)
 
+    # mixed precision: both half formats, on the CPU and on CUDA
+    low_precision_dtypes = ("bfloat16", "float16")
+
+    @classmethod
+    def set_float32_matmul_precision(cls, precision: str) -> None:
+        """``torch.set_float32_matmul_precision`` (when torch is installed)."""
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_float32_matmul_precision(precision)
+
     # convolution: oneDNN on the CPU, cuDNN on CUDA (the im2col path stays the reference, and the test)
     native_conv = True
 

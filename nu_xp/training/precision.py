@@ -27,23 +27,33 @@ backend's dtype, and for the step the model's backend *is* the low one.
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
-from ..backends import Backend
+from ..backends import OPS_CLASSES, Backend
 from ..layers import Layer
 from ..losses import Loss
 from ..optim import Optimizer
 from .hooks import StepHooks, WrappingHooks
 
-__all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "check_precision", "set_float32_matmul_precision"]
+__all__ = [
+    "PRECISIONS",
+    "LossScaler",
+    "MixedPrecision",
+    "check_precision",
+    "set_float32_matmul_precision",
+    "supporting",
+]
 
 #: the accepted values of ``fit(precision=...)``
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
-#: which backends run each mixed mode
-SUPPORTED = {"bf16-mixed": ("torch",), "16-mixed": ("torch", "cupy")}
+#: the low dtype of each mixed mode; which backends run it is each backend's ``Ops.low_precision_dtypes``
 LOW_DTYPES = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}
+
+
+def supporting(precision: str) -> tuple[str, ...]:
+    """The backends (registry order) that compute in ``precision``'s low dtype."""
+    return tuple(name for name, cls in OPS_CLASSES.items() if LOW_DTYPES[precision] in cls.low_precision_dtypes)
 
 
 def check_precision(precision: Any, backend: Backend) -> str:
@@ -52,12 +62,15 @@ def check_precision(precision: Any, backend: Backend) -> str:
         return "32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    names = SUPPORTED[precision]
+    names = supporting(precision)
     if backend.name not in names:
-        extra = " (CuPy has no bfloat16)" if precision == "bf16-mixed" else ""
+        without = [n for n in supporting("16-mixed") if n not in names]
+        extra = f" ({', '.join(without)}: no bfloat16)" if without else ""
+        widest = max(names, key=lambda n: len(OPS_CLASSES[n].low_precision_dtypes))  # runs both modes
         raise ValueError(
             f"precision={precision!r} runs on the {' and '.join(names)} backend{'s' if len(names) > 1 else ''}"
-            f"{extra}, but this model is on {backend.name}; move it with model.to('torch') or train with precision='32'"
+            f"{extra}, but this model is on {backend.name}; move it with model.to({widest!r}) or train with "
+            "precision='32'"
         )
     if backend.dtype_name != "float32":
         raise ValueError(
@@ -128,7 +141,7 @@ class MixedPrecision(WrappingHooks):
         super().__init__(inner)
         be = model.backend
         self.precision = precision
-        low = getattr(be.xp, LOW_DTYPES[precision], None) or getattr(__import__(be.name), LOW_DTYPES[precision])
+        low = be.ops.low_dtype(LOW_DTYPES[precision])
         self.high = be
         self.low = Backend(be.ops, be.device, low, array_type=be.array_type)
         self.layers = _layers(model)
@@ -215,10 +228,5 @@ def set_float32_matmul_precision(precision: str) -> None:
     """
     if precision not in ("highest", "high", "medium"):
         raise ValueError(f"precision must be 'highest', 'high' or 'medium', got {precision!r}")
-    try:
-        import torch
-
-        torch.set_float32_matmul_precision(precision)
-    except ImportError:
-        pass
-    os.environ["CUPY_TF32"] = "0" if precision == "highest" else "1"
+    for cls in OPS_CLASSES.values():
+        cls.set_float32_matmul_precision(precision)
