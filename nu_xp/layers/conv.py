@@ -152,7 +152,7 @@ class _ConvNd(Layer):
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
         if ops.native_conv:  # the library's own kernel (torch: oneDNN, cuDNN); the formula below is the reference
             bias = self.bias.data if self.bias is not None else None
-            self.save_for_backward(NATIVE, x, None, out, x.shape[0])
+            self.save_for_backward(NATIVE, x, out)
             return ops.conv(x, self.weight.data, bias, self.stride, self._pads, self.dilation, self.groups)
         n, g, positions = x.shape[0], self.groups, math.prod(out)
         x_pad = ops.pad(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
@@ -168,17 +168,12 @@ class _ConvNd(Layer):
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """Accumulate ``dL/dW`` and ``dL/db``; return ``dL/dx`` (None with ``input_grad=False``)."""
-        cols, padded, taps, out, n = self.saved_tensors()
+        saved = self.saved_tensors()
+        if saved[0] is NATIVE:  # the forward ran the backend's own kernel: so does the backward
+            return self._native_backward(grad, *saved[1:], input_grad=input_grad)
+        cols, padded, taps, out, n = saved
         be = self._backend
         ops, xp = be.ops, be.xp
-        if cols is NATIVE:  # saved by the native forward: (NATIVE, x, None, out, n)
-            grad = check_grad(self, grad, (n, self.out_channels, *out), be)
-            has_bias, geometry = self.bias is not None, (self.stride, self._pads, self.dilation, self.groups)
-            dx, dw, db = ops.conv_backward(grad, padded, self.weight.data, has_bias, *geometry, input_grad)
-            accumulate(self.weight, dw)
-            if self.bias is not None:
-                accumulate(self.bias, db)
-            return dx
         grad = check_grad(self, grad, (n, self.out_channels, *out), be)
         g = self.groups
         g_t = xp.permute_dims(grad, (1, 0, *range(2, grad.ndim)))  # (C_out, N, *out), as Y
@@ -192,6 +187,17 @@ class _ConvNd(Layer):
         dcols = xp.reshape(xp.matrix_transpose(w) @ g3, (self.in_channels, len(taps), n, *out))
         dx = unpad(ops.add_taps(dcols, taps, padded), self._pads)
         return xp.permute_dims(dx, (1, 0, *range(2, dx.ndim)))
+
+    def _native_backward(self, grad: Any, x: Any, out: tuple[int, ...], *, input_grad: bool) -> Any:
+        """The backend's ``conv_backward`` (``Ops.native_conv``): dL/dW and dL/db accumulated, dL/dx returned."""
+        be = self._backend
+        grad = check_grad(self, grad, (x.shape[0], self.out_channels, *out), be)
+        geometry = (self.stride, self._pads, self.dilation, self.groups)
+        dx, dw, db = be.ops.conv_backward(grad, x, self.weight.data, self.bias is not None, *geometry, input_grad)
+        accumulate(self.weight, dw)
+        if self.bias is not None:
+            accumulate(self.bias, db)
+        return dx
 
 
 @register_layer

@@ -109,14 +109,6 @@ class Graph:
             self._params[key] = self.initializer(data, attr)
         return self._params[key]
 
-    def derived(self, owner: Any, attr: str, tag: str, make: Any) -> str:
-        """An initializer computed once from ``owner.<attr>`` by ``make(host_array)`` (reordered gates…)."""
-        value = getattr(owner, attr)
-        key = (id(value), tag)
-        if key not in self._params:
-            self._params[key] = self.initializer(make(to_host(getattr(value, "data", value))), f"{attr}.{tag}")
-        return self._params[key]
-
     def const(self, value: Any, dtype: Any = None, hint: str = "const") -> str:
         """A constant tensor (a Python number becomes a 0-d tensor of the graph's float dtype)."""
         array = np.asarray(value, dtype=dtype if dtype is not None else self.dtype)
@@ -127,7 +119,7 @@ class Graph:
         return self.const(np.asarray(values, dtype=np.int64).reshape(-1), np.int64, hint)
 
     # ------------------------------------------------------------------ nodes
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, example: Any = None, **attrs: Any) -> Any:
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> Any:
         """Add one node; returns its output name (or a list of ``outputs`` names). ``""`` skips an optional input."""
         names = [self.fresh(op_type) for _ in range(outputs)]
         node_name = self.fresh(f"{op_type}_node")

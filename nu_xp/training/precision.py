@@ -188,12 +188,7 @@ class MixedPrecision(WrappingHooks):
         masters = [p.data for p in self.params]
         for p in self.params:
             p.data = ops.astype(p.data, target.dtype)
-        for layer in self.layers:
-            layer._backend = target
-            for name in list(getattr(layer, "_buffers", {})):
-                value = getattr(layer, name)
-                if value.dtype == self.high.dtype:
-                    layer.register_buffer(name, ops.astype(value, target.dtype))
+        self._layers_on(target, self.high)
         return masters
 
     def _back(self, masters: list[Any]) -> None:
@@ -205,12 +200,16 @@ class MixedPrecision(WrappingHooks):
             if p.grad is not None:
                 grad = ops.astype(p.grad, high)
                 p.grad = grad * scale if scale is not None else grad
+        self._layers_on(self.high, self.low)
+
+    def _layers_on(self, target: Backend, source: Backend) -> None:
+        """Every layer computes on ``target``; its floating buffers of ``source``'s dtype are cast to ``target``'s."""
         for layer in self.layers:
-            layer._backend = self.high
+            layer._backend = target
             for name in list(getattr(layer, "_buffers", {})):
                 value = getattr(layer, name)
-                if value.dtype == self.low.dtype:
-                    layer.register_buffer(name, ops.astype(value, high))
+                if value.dtype == source.dtype:
+                    layer.register_buffer(name, self.high.ops.astype(value, target.dtype))
 
 
 def with_precision(model: Layer, precision: str, hooks: StepHooks) -> StepHooks:
