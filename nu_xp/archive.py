@@ -59,6 +59,7 @@ __all__ = [
     "ModelFileWarning",
     "atomic_savez",
     "read_archive",
+    "read_weights",
     "weight_arrays",
 ]
 
@@ -181,6 +182,15 @@ def _member_key(info: zipfile.ZipInfo, path: Path) -> str:
 def weight_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The members that hold weights: every one whose name does not start with `RESERVED_PREFIX`."""
     return {k: v for k, v in arrays.items() if not k.startswith(RESERVED_PREFIX)}
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The weight arrays of a file of ``nu_xp.save`` or ``numpy.savez``, checked as [`read_archive`][] does.
+
+    What [`Layer.load_weights`][nu_xp.layers.base.Layer.load_weights] reads with (layers never open files
+    themselves: this module does, and it knows nothing about layers).
+    """
+    return weight_arrays(read_archive(path))
 
 
 def _read_npy(member: IO[bytes], size: int, path: Path, key: str) -> np.ndarray:

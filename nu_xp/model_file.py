@@ -49,10 +49,11 @@ import numpy as np
 
 from . import distributed
 from ._version import __version__
-from .archive import RESERVED_PREFIX, atomic_savez, read_archive, weight_arrays
+from .archive import RESERVED_PREFIX, atomic_savez, read_archive, read_weights, weight_arrays
 from .backends import dtype_name, get_backend, use_backend
 from .errors import ModelFileError, ModelFileWarning
-from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, set_weights_reader
+from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter
+from .layers.state import apply_state_dict, check_state_dict
 from .optim import unwrap
 
 __all__ = [
@@ -90,7 +91,7 @@ def describe_architecture(layer: Layer) -> dict[str, Any]:
         )
     spec: dict[str, Any] = {"class": name, "config": layer.get_config()}
     if layer.holds_layers:
-        spec["layers"] = [describe_architecture(child) for child in layer.children()]
+        spec["layers"] = [describe_architecture(child) for _, child in layer.named_slots()]
     try:
         json.dumps(spec["config"], allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -328,19 +329,6 @@ def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
     return meta
 
 
-def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The weight arrays of a file of [`save`][] or ``numpy.savez``, checked as
-    [`read_archive`][nu_xp.archive.read_archive] does.
-
-    This is what [`Layer.load_weights`][nu_xp.layers.base.Layer.load_weights] reads with (layers never open files
-    themselves).
-    """
-    return weight_arrays(read_archive(path))
-
-
-set_weights_reader(read_weights)
-
-
 def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
     """Fill ``model`` from a file of [`save`][] or ``numpy.savez``: names, shapes and dtypes checked first.
 
@@ -353,7 +341,7 @@ def _restore_ties(model: Layer, ties: Any, source: str) -> None:
     """Make every tied name refer to its first name's Parameter again (``meta["ties"]``, see the module doc)."""
     if not isinstance(ties, dict):
         raise ModelFileError(f"{source}: 'ties' must map parameter names to parameter names, got {ties!r}")
-    params = model.named_parameters(remove_duplicate=False)
+    params = dict(model.named_parameters(remove_duplicate=False))
     for name, first in ties.items():
         if not (isinstance(first, str) and name in params and first in params and name != first):
             raise ModelFileError(f"{source}: tie {name!r} -> {first!r} does not name two parameters of the model")
@@ -464,13 +452,13 @@ def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None
     """
     arrays, meta = read_model_file(path)
     with _as_model_file_error(path):
-        ready, _ = model.check_state_dict(weight_arrays(arrays), strict=True, source=str(path))
+        ready, _ = check_state_dict(model, weight_arrays(arrays), strict=True, source=str(path))
         if optimizer is not None:
             hyper, state = optimizer.check_state_dict(_optimizer_state(path, meta, arrays, optimizer))
             extra_states = _extra_states(meta)
             for name, layer_state in extra_states.items():
                 copy.deepcopy(model.layer_at(name)).set_extra_state(layer_state)  # a rehearsal on a copy
-    model.apply_state_dict(ready)
+    apply_state_dict(model, ready)
     if optimizer is not None:
         optimizer.apply_state_dict(hyper, state)
         for name, layer_state in extra_states.items():

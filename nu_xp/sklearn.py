@@ -1005,12 +1005,11 @@ class _PoissonDeviance(losses.Loss):
         ops, z, y = self._prepare(pred, target)
         xp = ops.xp
         mu = xp.exp(z)
-        self._cache = mu - y
         ylogy = xp.where(y > 0.0, y * xp.log(xp.where(y > 0.0, y, xp.ones_like(y))), xp.zeros_like(y))
-        return self._reduce(ops, ylogy - y * z - y + mu, math.prod(pred.shape))
+        return self._reduce(ops, ylogy - y * z - y + mu, math.prod(pred.shape), mu - y)
 
-    def _grad(self, scale: Any) -> Any:
-        return self._cache * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        return kept * scale
 
 
 def _sample_weights(sample_weight: Any, n: int) -> np.ndarray:
@@ -1042,5 +1041,5 @@ class _HalfSquaredError(losses.MSELoss):
     def forward(self, pred: Any, target: Any) -> Any:
         return super().forward(pred, target) / (2.0 * self.n_outputs)
 
-    def _grad(self, scale: Any) -> Any:
-        return self._cache * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        return kept * scale

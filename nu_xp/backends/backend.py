@@ -123,8 +123,11 @@ class Backend:
         return self.ops.asarray(a, dtype=dtype, device=self.device)
 
     def owns(self, x: Any) -> bool:
-        """True when ``x`` is an array of this backend on this device."""
-        return ops_class_of(x) is type(self.ops) and same_device(self.ops.device_of(x), self.device)
+        """True when ``x`` is an array of this backend on this device (or a traced value, which has no device)."""
+        if ops_class_of(x) is not type(self.ops):
+            return False
+        device = self.ops.device_of(x)
+        return device is None or same_device(device, self.device)
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work (for timing)."""
@@ -143,7 +146,11 @@ class Backend:
         return isinstance(other, Backend) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        """The hash of the name: objects that compare equal hash alike (``be in {"numpy"}`` is ``be == "numpy"``).
+
+        Backends of one library on other devices or dtypes share the hash and differ by ``==``.
+        """
+        return hash(self.name)
 
     def __deepcopy__(self, memo: dict) -> Backend:
         return self  # immutable, and holds a module

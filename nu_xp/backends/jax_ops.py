@@ -76,6 +76,13 @@ class JaxOps(Ops):
     def device_name(self, device: Any) -> str:
         return f"{device.platform}:{device.id}" if hasattr(device, "platform") else str(device)
 
+    def device_of(self, x: Any) -> Any:
+        """The array's device; None for a traced value inside ``jax.jit`` (it has none: the compiled step places it)."""
+        try:
+            return x.device
+        except AttributeError:
+            return None
+
     def is_host(self, device: Any) -> bool:
         return getattr(device, "platform", "cpu") == "cpu"
 

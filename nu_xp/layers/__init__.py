@@ -1,7 +1,8 @@
 """Layers: each one states its forward formula and its backward (the chain rule).
 
-* [`base`][] — ``Parameter``, ``Layer`` (parameters, buffers, extra state, saved arrays,
-  backend moves, state dicts, config) and ``register_layer``;
+* [`base`][] — ``Layer`` (the tree of sub-layers, parameters, buffers, extra state, what a
+  forward keeps, backend moves, config);  [`parameter`][] — ``Parameter``;
+  [`state`][] — state dicts and their checks;  [`registry`][] — ``register_layer``;
 * [`linear`][] — ``Linear``;  [`embedding`][] — ``Embedding``;
 * [`conv`][] — ``Conv1d``, ``Conv2d``;  [`pooling`][] — ``MaxPool1d/2d``, ``AvgPool1d/2d``
   (both built on the sliding windows of [`windows`][]);
@@ -11,7 +12,7 @@
 * [`dropout`][] — ``Dropout``;  [`shape`][] — ``Flatten``;
 * [`recurrent`][] — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time);
 * [`attention`][] — ``MultiheadAttention``;  [`transformer`][] — ``TransformerEncoderLayer``;
-* [`containers`][] — ``Sequential``, ``Residual``, ``Select``.
+* [`containers`][] — ``LayerList``, ``LayerDict``, ``Sequential``, ``Residual``, ``Select``.
 
 A new family of layers is a new module here.
 """
@@ -31,16 +32,19 @@ from .activations import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .base import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter, accumulate, register_layer, set_weights_reader
-from .containers import Residual, Select, Sequential
+from .base import Layer, check_grad
+from .containers import LayerDict, LayerList, Residual, Select, Sequential
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .parameter import Parameter, accumulate
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
+from .registry import LAYER_REGISTRY, register_layer
 from .shape import Flatten
+from .state import IncompatibleKeys
 from .transformer import TransformerEncoderLayer
 
 __all__ = [
@@ -63,6 +67,8 @@ __all__ = [
     "Identity",
     "IncompatibleKeys",
     "Layer",
+    "LayerDict",
+    "LayerList",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -82,6 +88,6 @@ __all__ = [
     "Tanh",
     "TransformerEncoderLayer",
     "accumulate",
+    "check_grad",
     "register_layer",
-    "set_weights_reader",
 ]

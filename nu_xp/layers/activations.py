@@ -16,7 +16,8 @@ import numpy as np
 from ..backends import Ops, dtype_kind, ops_of
 from ..functional import sigmoid
 from ..validation import check_number
-from .base import Layer, check_grad, register_layer
+from .base import Layer, check_grad
+from .registry import register_layer
 
 __all__ = [
     "ELU",
@@ -157,33 +158,43 @@ class Tanh(Activation):
 
 @register_layer
 class Softmax(Activation):
-    """``y_i = exp(x_i - m) / Σ_j exp(x_j - m)`` along ``axis`` (m = max, for stability).
+    """``y_i = exp(x_i - m) / Σ_j exp(x_j - m)`` along ``dim`` (m = max, for stability).
 
     Backward: ``dL/dx_i = Σ_j g_j dy_j/dx_i = y_i · (g_i - Σ_j g_j y_j)`` along
-    ``axis``, from ``dy_j/dx_i = y_j (δ_ij - y_i)``. For classification prefer
+    ``dim``, from ``dy_j/dx_i = y_j (δ_ij - y_i)``. For classification prefer
     [`CrossEntropyLoss`][nu_xp.losses.crossentropy.CrossEntropyLoss] on logits, which fuses both and is
     more accurate.
 
     Parameters
     ----------
-    axis : int, default -1
-        The axis whose entries sum to 1.
+    dim : int, default -1
+        The axis whose entries sum to 1 (PyTorch's name).
+    axis : int, optional
+        The same, under NumPy's name (give one of the two).
     """
 
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, dim: int = -1, *, axis: int | None = None) -> None:
         super().__init__()
-        self.axis = _check_axis(axis)
+        self.dim = _check_dim(type(self).__name__, dim, axis)
+
+    @property
+    def axis(self) -> int:
+        """``dim``, under NumPy's name."""
+        return self.dim
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
-        e = ops.xp.exp(x - ops.max(x, axis=self.axis, keepdims=True))
-        y = e / ops.sum(e, axis=self.axis, keepdims=True)
+        e = ops.xp.exp(x - ops.max(x, axis=self.dim, keepdims=True))
+        y = e / ops.sum(e, axis=self.dim, keepdims=True)
         self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
         y = self._saved(grad)
-        return y * (grad - ops_of(y).sum(grad * y, axis=self.axis, keepdims=True))
+        return y * (grad - ops_of(y).sum(grad * y, axis=self.dim, keepdims=True))
 
 
 @register_layer
@@ -340,30 +351,40 @@ class Softplus(Activation):
 
 @register_layer
 class LogSoftmax(Activation):
-    """``y_i = x_i - m - log Σ_j exp(x_j - m)`` along ``axis`` (m = max);
+    """``y_i = x_i - m - log Σ_j exp(x_j - m)`` along ``dim`` (m = max);
     ``dL/dx = g - softmax(x) · Σ_j g_j`` (from ``dy_j/dx_i = δ_ij - softmax_i``).
 
     Parameters
     ----------
-    axis : int, default -1
-        The axis over which the log-sum-exp is taken.
+    dim : int, default -1
+        The axis over which the log-sum-exp is taken (PyTorch's name).
+    axis : int, optional
+        The same, under NumPy's name (give one of the two).
     """
 
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, dim: int = -1, *, axis: int | None = None) -> None:
         super().__init__()
-        self.axis = _check_axis(axis)
+        self.dim = _check_dim(type(self).__name__, dim, axis)
+
+    @property
+    def axis(self) -> int:
+        """``dim``, under NumPy's name."""
+        return self.dim
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
-        shifted = x - ops.max(x, axis=self.axis, keepdims=True)
-        y = shifted - ops.xp.log(ops.sum(ops.xp.exp(shifted), axis=self.axis, keepdims=True))
+        shifted = x - ops.max(x, axis=self.dim, keepdims=True)
+        y = shifted - ops.xp.log(ops.sum(ops.xp.exp(shifted), axis=self.dim, keepdims=True))
         self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
         y = self._saved(grad)
         ops = ops_of(y)
-        return grad - ops.xp.exp(y) * ops.sum(grad, axis=self.axis, keepdims=True)
+        return grad - ops.xp.exp(y) * ops.sum(grad, axis=self.dim, keepdims=True)
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -371,7 +392,12 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _check_axis(axis: Any) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an integer, got {axis!r}")
-    return int(axis)
+def _check_dim(name: str, dim: Any, axis: Any) -> int:
+    """The axis of ``Softmax``/``LogSoftmax`` from ``dim`` (PyTorch's name) or ``axis`` (its alias), checked."""
+    if axis is not None:
+        if dim != -1 and dim != axis:
+            raise TypeError(f"{name} takes dim= or its alias axis=, not both (got dim={dim!r}, axis={axis!r})")
+        dim = axis
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{name}: dim (or its alias axis) must be an integer, got {dim!r}")
+    return int(dim)

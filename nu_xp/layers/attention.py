@@ -30,17 +30,18 @@ output ``b_o`` here (PyTorch gives NaN there).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..backends import Backend, asarray, dtype_kind
-from ..grad_mode import in_pass
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
 from .dropout import dropout_mask
 from .linear import Linear
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 
 __all__ = ["MultiheadAttention", "causal_mask"]
 
@@ -97,6 +98,7 @@ class MultiheadAttention(Layer):
     """
 
     _backend: Backend
+    outputs_without_grad = (1,)  # the attention weights are for inspection
 
     def __init__(
         self,
@@ -179,21 +181,6 @@ class MultiheadAttention(Layer):
         ``key_padding_mask`` ``(N, S)``: True (or −∞) for keys to ignore; ``attn_mask`` ``(L, S)`` or
         ``(N·h, L, S)``: True (or −∞) where a query may not look; a float mask is added to the scores.
         """
-        return in_pass(
-            self._forward, query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal
-        )
-
-    def _forward(
-        self,
-        query: Any,
-        key: Any,
-        value: Any,
-        key_padding_mask: Any,
-        need_weights: bool,
-        attn_mask: Any,
-        average_attn_weights: bool,
-        is_causal: bool,
-    ) -> tuple[Any, Any]:
         be = self._backend
         xp = be.xp
         single = key is None and value is None
@@ -214,45 +201,54 @@ class MultiheadAttention(Layer):
                 f"MultiheadAttention: query, key and value must share the batch size and key and value the "
                 f"length, got query {tuple(q.shape)}, key {tuple(k.shape)}, value {tuple(v.shape)} (batch first)"
             )
-        h, d = self.num_heads, self.head_dim
-        w = self.in_proj_weight.data
-        b = self.in_proj_bias.data if self.in_proj_bias is not None else None
-        if same:
-            qkv = xp.reshape(q, (n * length, e)) @ w.T
-            if b is not None:
-                qkv = qkv + b
-            qp, kp, vp = qkv[:, :e], qkv[:, e : 2 * e], qkv[:, 2 * e :]
-        else:
-            qp, kp, vp = (
-                self._project(xp.reshape(a, (a.shape[0] * a.shape[1], e)), part) for part, a in enumerate((q, k, v))
-            )
-        scale = 1.0 / math.sqrt(d)
-        heads_q = _split_heads(xp, qp, n, length, h, d) * scale
-        heads_k = _split_heads(xp, kp, n, source, h, d)
-        heads_v = _split_heads(xp, vp, n, source, h, d)
-        scores = heads_q @ xp.permute_dims(heads_k, (0, 1, 3, 2))  # (N, h, L, S)
+        heads = self._project_in(q, k, v, same)
         mask = self._mask(key_padding_mask, attn_mask, is_causal, n, length, source, batched)
-        if mask is not None:
-            scores = scores + mask
-        p = _masked_softmax(xp, scores)
-        drop = None
-        if self.training and self.dropout > 0.0:
-            drop = be.from_host(dropout_mask(self._rng, tuple(p.shape), self.dropout), dtype=be.dtype)
-            p_used = p * drop
-        else:
-            p_used = p
-        heads_o = p_used @ heads_v  # (N, h, L, d)
+        p, p_used, drop, heads_o = self._attend(heads, mask)
         merged = xp.reshape(xp.permute_dims(heads_o, (0, 2, 1, 3)), (n, length, e))
         out = self.out_proj.forward(merged)
-        self.save_for_backward(
-            (q, k, v), same, single, heads_q, heads_k, heads_v, p, p_used, drop, (n, length, source), batched
-        )
+        self.save_for_backward(_Kept((q, k, v), same, single, batched, heads, p, p_used, drop))
         weights = None
         if need_weights:
             weights = xp.mean(p_used, axis=1) if average_attn_weights else p_used
             if not batched:
                 weights = weights[0, ...]
         return self._from_batch_first(out, batched), weights
+
+    def _project_in(self, q: Any, k: Any, v: Any, same: bool) -> _Heads:
+        """``Q/√d, K, V`` split into heads ``(N, h, ·, d)``: one product ``x W_inᵀ`` when q, k, v are one array."""
+        xp = self._backend.xp
+        n, length, e = q.shape
+        source = k.shape[1]
+        h, d = self.num_heads, self.head_dim
+        if same:
+            qkv = xp.reshape(q, (n * length, e)) @ self.in_proj_weight.data.T
+            if self.in_proj_bias is not None:
+                qkv = qkv + self.in_proj_bias.data
+            qp, kp, vp = qkv[:, :e], qkv[:, e : 2 * e], qkv[:, 2 * e :]
+        else:
+            qp, kp, vp = (
+                self._project(xp.reshape(a, (a.shape[0] * a.shape[1], e)), part) for part, a in enumerate((q, k, v))
+            )
+        return _Heads(
+            _split_heads(xp, qp, n, length, h, d) * (1.0 / math.sqrt(d)),
+            _split_heads(xp, kp, n, source, h, d),
+            _split_heads(xp, vp, n, source, h, d),
+        )
+
+    def _attend(self, heads: _Heads, mask: Any) -> tuple[Any, Any, Any, Any]:
+        """``(P, P after dropout, the dropout mask or None, O = P V)`` for the heads and the additive mask."""
+        be = self._backend
+        xp = be.xp
+        scores = heads.q @ xp.permute_dims(heads.k, (0, 1, 3, 2))  # (N, h, L, S)
+        if mask is not None:
+            scores = scores + mask
+        p = _masked_softmax(xp, scores)
+        drop = None
+        p_used = p
+        if self.training and self.dropout > 0.0:
+            drop = be.from_host(dropout_mask(self._rng, tuple(p.shape), self.dropout), dtype=be.dtype)
+            p_used = p * drop
+        return p, p_used, drop, p_used @ heads.v  # O: (N, h, L, d)
 
     def _project(self, x2d: Any, part: int) -> Any:
         e = self.embed_dim
@@ -331,19 +327,43 @@ class MultiheadAttention(Layer):
         raise TypeError(f"MultiheadAttention {name} must be boolean (True = not allowed) or float, got {mask.dtype}")
 
     # ------------------------------------------------------------------ backward
-    def backward(self, grad: Any, *, sum_inputs: bool = False) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         """``(dL/dquery, dL/dkey, dL/dvalue)``; accumulates every parameter's gradient.
 
         ``grad`` is ``dL/d(attn_output)``, or the pair ``(g, None)`` (the weights
-        take no gradient). Called with the query alone (self-attention), or with
-        ``sum_inputs=True``, it returns the sum ``dL/dq + dL/dk + dL/dv`` as one array:
-        the gradient of ``x`` when ``x`` was query, key and value.
+        take no gradient). Called with the query alone (self-attention), it
+        returns the sum ``dL/dq + dL/dk + dL/dv`` as one array: the gradient of
+        ``x``, which was query, key and value. ``input_grad=False`` skips the
+        input gradients (returns None).
         """
-        (q, k, v), same, single, heads_q, heads_k, heads_v, p, p_used, drop, (n, length, source), batched = (
-            self.saved_tensors()
-        )
+        kept: _Kept = self.saved_tensors()[0]
         be = self._backend
         xp = be.xp
+        q, k, v = kept.inputs
+        n, length, e = q.shape
+        source = k.shape[1]
+        grad = self._grad_batch_first(grad, n, length, kept.batched)
+        g_merged = self.out_proj.backward(grad)  # (N, L, E)
+        g_o = xp.permute_dims(xp.reshape(g_merged, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        g_q, g_k, g_v = (_merge_heads(xp, g, n, g.shape[2], e) for g in self._attend_backward(kept, g_o))
+        inputs = [xp.reshape(a, (a.shape[0] * a.shape[1], e)) for a in (q, k, v)]
+        self._project_in_backward(inputs, (g_q, g_k, g_v), kept.same)
+        if not input_grad:
+            return None
+        w = self.in_proj_weight.data
+        if kept.same:
+            dx = xp.concat([g_q, g_k, g_v], axis=1) @ w  # dL/dq + dL/dk + dL/dv in one product
+            if kept.single:
+                return self._from_batch_first(xp.reshape(dx, (n, length, e)), kept.batched)
+        grads = [
+            xp.reshape(g @ w[part * e : (part + 1) * e, :], (n, count, e))
+            for part, (g, count) in enumerate(((g_q, length), (g_k, source), (g_v, source)))
+        ]
+        return tuple(self._from_batch_first(g, kept.batched) for g in grads)
+
+    def _grad_batch_first(self, grad: Any, n: int, length: int, batched: bool) -> Any:
+        """``dL/d(attn_output)`` checked and laid out as ``(N, L, E)``."""
+        xp = self._backend.xp
         if isinstance(grad, (tuple, list)):
             if len(grad) != 2 or grad[0] is None:
                 raise ValueError(
@@ -351,45 +371,61 @@ class MultiheadAttention(Layer):
                     "no gradient flows through the attention weights"
                 )
             grad = grad[0]
-        e, h, d = self.embed_dim, self.num_heads, self.head_dim
+        e = self.embed_dim
         out_shape = (length, e) if not batched else ((n, length, e) if self.batch_first else (length, n, e))
-        grad = check_grad(self, grad, out_shape, be)
+        grad = check_grad(self, grad, out_shape, self._backend)
         if not batched:
-            grad = xp.expand_dims(grad, axis=0)
-        elif not self.batch_first:
-            grad = xp.permute_dims(grad, (1, 0, 2))
-        g_merged = self.out_proj.backward(grad)  # (N, L, E)
-        g_o = xp.permute_dims(xp.reshape(g_merged, (n, length, h, d)), (0, 2, 1, 3))  # (N, h, L, d)
-        g_v = xp.permute_dims(p_used, (0, 1, 3, 2)) @ g_o  # Pᵀ G
-        g_p = g_o @ xp.permute_dims(heads_v, (0, 1, 3, 2))  # G Vᵀ
-        if drop is not None:
-            g_p = g_p * drop
+            return xp.expand_dims(grad, axis=0)
+        return grad if self.batch_first else xp.permute_dims(grad, (1, 0, 2))
+
+    def _attend_backward(self, kept: _Kept, g_o: Any) -> tuple[Any, Any, Any]:
+        """``(dL/dQ, dL/dK, dL/dV)`` per head from ``G = dL/dO`` (the formulas of the module docstring)."""
+        xp = self._backend.xp
+        heads, p = kept.heads, kept.p
+        g_v = xp.permute_dims(kept.p_used, (0, 1, 3, 2)) @ g_o  # Pᵀ G
+        g_p = g_o @ xp.permute_dims(heads.v, (0, 1, 3, 2))  # G Vᵀ
+        if kept.drop is not None:
+            g_p = g_p * kept.drop
         g_a = p * (g_p - xp.sum(g_p * p, axis=-1, keepdims=True))  # softmax backward, row by row
-        scale = 1.0 / math.sqrt(d)
-        g_q = (g_a @ heads_k) * scale  # heads_q already holds Q/√d
-        g_k = xp.permute_dims(g_a, (0, 1, 3, 2)) @ heads_q
-        gq2, gk2, gv2 = (_merge_heads(xp, g, n, g.shape[2], e) for g in (g_q, g_k, g_v))
-        w = self.in_proj_weight.data
+        g_q = (g_a @ heads.k) * (1.0 / math.sqrt(self.head_dim))  # heads.q already holds Q/√d
+        g_k = xp.permute_dims(g_a, (0, 1, 3, 2)) @ heads.q
+        return g_q, g_k, g_v
+
+    def _project_in_backward(self, inputs: list[Any], grads: tuple[Any, Any, Any], same: bool) -> None:
+        """Accumulate ``dL/dW_in = [G_q; G_k; G_v]ᵀ [q; k; v]`` (one product when q, k, v are one array) and b_in."""
+        if not self.in_proj_weight.requires_grad and (self.in_proj_bias is None or not self.in_proj_bias.requires_grad):
+            return
+        xp = self._backend.xp
         if same:
-            g_qkv = xp.concat([gq2, gk2, gv2], axis=1)  # (N·L, 3E)
-            accumulate(self.in_proj_weight, g_qkv.T @ xp.reshape(q, (n * length, e)))
+            g_qkv = xp.concat(list(grads), axis=1)  # (N·L, 3E)
+            accumulate(self.in_proj_weight, g_qkv.T @ inputs[0])
             if self.in_proj_bias is not None:
                 accumulate(self.in_proj_bias, xp.sum(g_qkv, axis=0))
-            if single or sum_inputs:
-                return self._from_batch_first(xp.reshape(g_qkv @ w, (n, length, e)), batched)
-        else:
-            inputs = [xp.reshape(a, (a.shape[0] * a.shape[1], e)) for a in (q, k, v)]
-            parts = [g.T @ x for g, x in zip((gq2, gk2, gv2), inputs)]
-            accumulate(self.in_proj_weight, xp.concat(parts, axis=0))
-            if self.in_proj_bias is not None:
-                accumulate(self.in_proj_bias, xp.concat([xp.sum(g, axis=0) for g in (gq2, gk2, gv2)], axis=0))
-        grads = [
-            xp.reshape(g @ w[part * e : (part + 1) * e, :], (n, count, e))
-            for part, (g, count) in enumerate(((gq2, length), (gk2, source), (gv2, source)))
-        ]
-        if sum_inputs:
-            return self._from_batch_first(grads[0] + grads[1] + grads[2], batched)
-        return tuple(self._from_batch_first(g, batched) for g in grads)
+            return
+        accumulate(self.in_proj_weight, xp.concat([g.T @ x for g, x in zip(grads, inputs)], axis=0))
+        if self.in_proj_bias is not None:
+            accumulate(self.in_proj_bias, xp.concat([xp.sum(g, axis=0) for g in grads], axis=0))
+
+
+class _Heads(NamedTuple):
+    """The projected queries (scaled by ``1/√d``), keys and values, split into heads ``(N, h, ·, d)``."""
+
+    q: Any
+    k: Any
+    v: Any
+
+
+class _Kept(NamedTuple):
+    """What a forward of ``MultiheadAttention`` keeps for its backward."""
+
+    inputs: tuple[Any, Any, Any]  #: query, key, value, batch first ``(N, ·, E)``
+    same: bool  #: one array was query, key and value (one input projection)
+    single: bool  #: called with the query alone: backward returns the one gradient dL/dx
+    batched: bool  #: the inputs had a batch axis
+    heads: _Heads
+    p: Any  #: the attention weights ``(N, h, L, S)``
+    p_used: Any  #: after dropout
+    drop: Any  #: the dropout mask, or None
 
 
 def _split_heads(xp: Any, a2d: Any, n: int, length: int, h: int, d: int) -> Any:
@@ -406,8 +442,11 @@ def _masked_softmax(xp: Any, scores: Any) -> Any:
     """Softmax over the last axis where −∞ scores get weight 0; a row that is all −∞ gets zeros, never NaN.
 
     The maximum is taken over the finite scores (a row without any counts 0),
-    so no ``-inf - (-inf)`` is ever formed and no warning is raised.
+    so no ``-inf - (-inf)`` is ever formed and no warning is raised. With no keys at all (``S = 0``)
+    the weights are empty, so every output is the output projection's bias, as PyTorch's.
     """
+    if scores.shape[-1] == 0:
+        return scores
     m = xp.max(scores, axis=-1, keepdims=True)
     m = xp.where(m == -math.inf, xp.zeros_like(m), m)
     e = xp.exp(scores - m)

@@ -1,4 +1,4 @@
-"""``Parameter``, ``Layer`` and the registry of layers a model file may rebuild.
+"""``Layer``: the base of every layer, loss and model, and ``check_grad``.
 
 Notation used by every layer: ``x`` is a layer's input, ``y`` its output,
 ``g = dL/dy`` the gradient that arrives in ``backward``; ``backward`` returns
@@ -6,169 +6,53 @@ Notation used by every layer: ``x`` is a layer's input, ``y`` its output,
 
 A layer owns its state, as a ``torch.nn.Module`` does:
 
-* **parameters** ([`Parameter`][] attributes): trained, saved, loaded;
+* **parameters** ([`Parameter`][nu_xp.layers.parameter.Parameter] attributes): trained, saved, loaded;
 * **buffers** ([`Layer.register_buffer`][nu_xp.layers.base.Layer.register_buffer]): arrays that are saved and
   loaded but never trained (BatchNorm's running statistics);
 * **extra state** ([`Layer.get_extra_state`][nu_xp.layers.base.Layer.get_extra_state] /
   [`Layer.set_extra_state`][nu_xp.layers.base.Layer.set_extra_state]):
   anything else a checkpoint must restore, as JSON (Dropout's generator);
-* **saved arrays**: what ``forward`` keeps for ``backward``
-  ([`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward], popped by
-  [`Layer.saved_tensors`][nu_xp.layers.base.Layer.saved_tensors]):
-  one entry per pending use, nothing under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]
-  (see [`nu_xp.grad_mode`][nu_xp.grad_mode]), dropped by [`Layer.clear_cache`][nu_xp.layers.base.Layer.clear_cache];
+* **sub-layers**: attributes that are layers, or a
+  [`LayerList`][nu_xp.layers.containers.LayerList]/[`LayerDict`][nu_xp.layers.containers.LayerDict] of them;
+* **what a forward keeps for its backward**
+  ([`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward], read back by
+  [`Layer.saved_tensors`][nu_xp.layers.base.Layer.saved_tensors]): held by one node per call, the rule in
+  [`nu_xp.grad_mode`][nu_xp.grad_mode];
 * **config** ([`Layer.get_config`][nu_xp.layers.base.Layer.get_config]): the constructor arguments that
-  rebuild it, checked by `Layer.from_config`.
+  rebuild it, checked by ``Layer.parameter_shapes`` when a file is loaded.
+
+The tree walks are PyTorch's (``named_parameters``, ``named_buffers``,
+``named_children``, ``named_modules`` yield ``(name, item)`` pairs in
+PyTorch's order). State dicts live in [`state`][nu_xp.layers.state], the
+registry of loadable classes in [`registry`][nu_xp.layers.registry].
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import inspect
-import textwrap
-from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ..archive import read_weights
 from ..backends import Backend, asarray, describe, get_backend, to_host
-from ..errors import ModelFileError, ModelFileWarning
-from ..grad_mode import THREAD, in_pass, no_grad
+from ..grad_mode import LAYER, MAX_PENDING, SAVED, THREAD, Node, no_grad, tracked_backward, tracked_forward
 from ..validation import check_positive_int
+from . import state
+from .parameter import Parameter, tree_changed
 
-__all__ = [
-    "LAYER_REGISTRY",
-    "IncompatibleKeys",
-    "Layer",
-    "Parameter",
-    "accumulate",
-    "check_grad",
-    "register_layer",
-    "set_weights_reader",
-]
+__all__ = ["Layer", "check_grad"]
 
 L = TypeVar("L", bound="Layer")
-
-#: class name -> Layer subclass; what ``nu_xp.load`` may rebuild (nothing else is ever imported).
-LAYER_REGISTRY: dict[str, type[Layer]] = {}
-#: names of the layers that ship with nu_xp (a user class may not take one of them).
-BUILTIN_LAYERS: set[str] = set()
 
 #: constructor arguments that ``repr`` shows by value, as PyTorch does (``Conv2d(1, 6, kernel_size=(5, 5))``)
 _SIZE_ARGUMENTS = frozenset(
     {"in_channels", "out_channels", "num_features", "num_embeddings", "embedding_dim", "normalized_shape"}
 )
-
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = "Keys of the model absent from the source, and keys of the source the model lacks."
-
-
-def register_layer(cls: type[L]) -> type[L]:
-    """Class decorator: allow ``nu_xp.load`` to rebuild this layer from a file.
-
-    The layer's constructor arguments are saved by [`Layer.get_config`][nu_xp.layers.base.Layer.get_config]
-    (by default: the ``__init__`` arguments that the layer keeps as attributes
-    of the same name), so they must be JSON values. Losses cannot be
-    registered: a model file holds layers only.
-
-    Examples
-    --------
-    >>> import nu_xp
-    >>> @nu_xp.register_layer
-    ... class Scale(nu_xp.Layer):
-    ...     "y = factor * x;  dL/dx = factor * g"
-    ...     def __init__(self, factor=2.0):
-    ...         super().__init__()
-    ...         self.factor = factor
-    ...     def forward(self, x):
-    ...         return x * self.factor
-    ...     def backward(self, grad):
-    ...         return grad * self.factor
-    >>> Scale(3.0).get_config()
-    {'factor': 3.0}
-    """
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
-    if cls.is_loss:
-        raise TypeError(f"{cls.__name__} is a loss; only layers can be registered (a model file holds layers)")
-    name = cls.__name__
-    if name in BUILTIN_LAYERS and LAYER_REGISTRY.get(name) is not cls:
-        raise ValueError(f"{name!r} is a built-in nu_xp layer; give your class another name")
-    _check_config_is_kept(cls)
-    LAYER_REGISTRY[name] = cls
-    if cls.__module__.startswith("nu_xp."):
-        BUILTIN_LAYERS.add(name)
-    return cls
-
-
-def _check_config_is_kept(cls: type[Layer]) -> None:
-    """Refuse, at registration, a class whose default ``get_config`` would silently drop an argument.
-
-    The default ``get_config`` saves each constructor argument that the layer
-    keeps as an attribute of the same name; an argument kept under another
-    name would be lost in a saved file. Checked from the constructor's source
-    (``self.<arg> = ...``) or a class attribute/property of that name.
-    """
-    if "get_config" in {k for klass in cls.__mro__[:-1] if klass is not Layer for k in vars(klass)}:
-        return  # a get_config of its own says what to save
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls.__init__)))
-    except (OSError, TypeError, SyntaxError):
-        return  # no source to read (an interactive session): checked when saving instead
-    kept = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
-    }
-    missing = [name for name in sorted(cls.config_arguments()) if name not in kept and not hasattr(cls, name)]
-    if missing:
-        raise TypeError(
-            f"cannot register {cls.__name__}: its constructor arguments {missing} are not kept as attributes of the "
-            f"same name, so nu_xp.save could not rebuild it; keep them (self.{missing[0]} = {missing[0]}) or "
-            "override get_config() to return every constructor argument"
-        )
-
-
-class Parameter:
-    """A trainable array: ``.data`` (backend array, assignable) and ``.grad`` (same shape, or None).
-
-    ``grad`` is None until a backward pass writes it, and after ``zero_grad()``
-    (as in PyTorch with ``set_to_none=True``); backward passes accumulate into it.
-
-    Parameters
-    ----------
-    data : array
-        The initial value, an array of the layer's backend (its ``grad`` starts as None).
-    """
-
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.grad: Any = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of ``data``."""
-        return tuple(self.data.shape)
-
-    @property
-    def dtype(self) -> Any:
-        """dtype of ``data``."""
-        return self.data.dtype
-
-    def __repr__(self) -> str:
-        return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
-
-
-def accumulate(param: Parameter, grad: Any) -> None:
-    """``param.grad += grad`` (or ``= grad`` when it is None): gradients add up over backward passes."""
-    if param.grad is None:
-        param.grad = grad
-    else:
-        param.grad = param.grad + grad
+#: attributes of nu_xp's own bookkeeping, never sub-layers
+_INTERNAL = frozenset({"_pending", "_buffers", "_layers"})
 
 
 def check_grad(layer: Layer, grad: Any, shape: tuple[int, ...], like: Any) -> Any:
@@ -199,48 +83,36 @@ def check_grad(layer: Layer, grad: Any, shape: tuple[int, ...], like: Any) -> An
     return grad
 
 
-_WEIGHTS_READER: list[Any] = []
-
-
-def set_weights_reader(reader: Any) -> None:
-    """Install the function that reads a weights file into ``{name: host array}``
-    ([`nu_xp.model_file`][nu_xp.model_file] does).
-
-    Layers never read files: [`Layer.load_weights`][nu_xp.layers.base.Layer.load_weights] hands the path to
-    this reader, which the file-format module registers when it is imported.
-    """
-    _WEIGHTS_READER[:] = [reader]
-
-
-def _tracked_forward(forward: Any) -> Any:
-    """A user layer's ``forward`` run as one step of the current pass (see [`nu_xp.grad_mode`][nu_xp.grad_mode]).
-
-    Layers it calls inside keep their saved arrays in the same pass, so a
-    sub-layer used twice by a user's own composite layer gets both backwards.
-    """
-
-    def forward_in_pass(self: Layer, *args: Any, **kwargs: Any) -> Any:
-        return in_pass(forward, self, *args, **kwargs)
-
-    forward_in_pass.__wrapped__ = forward  # type: ignore[attr-defined]
-    forward_in_pass.__doc__ = forward.__doc__
-    forward_in_pass.__name__ = "forward"
-    forward_in_pass.__qualname__ = forward.__qualname__
-    return forward_in_pass
+def _refuse_plain_container(owner: Layer, name: str, value: Any) -> None:
+    """``TypeError`` when a plain list, tuple or dict holds layers: nothing would train or save them."""
+    items = value.values() if isinstance(value, dict) else value
+    if any(isinstance(item, Layer) for item in items):
+        kind, fix = ("dict", "LayerDict") if isinstance(value, dict) else (type(value).__name__, "LayerList")
+        raise TypeError(
+            f"{type(owner).__name__}.{name} is a plain {kind} holding layers: parameters(), save and .to() "
+            f"would not see them; hold them in nu_xp.{fix}(...) (PyTorch's nn.Module{fix[5:]}), e.g. "
+            f"self.{name} = nu_xp.{fix}({'{...}' if fix == 'LayerDict' else '[...]'})"
+        )
 
 
 class Layer:
     """Base class of every layer, loss and model.
 
     A layer implements ``forward(x)`` (compute ``y`` and keep what backward
-    needs) and ``backward(grad, *, input_grad=True)`` (given ``dL/dy``,
+    needs with [`save_for_backward`][]) and ``backward(grad, *, input_grad=True)``
+    (given ``dL/dy``, read back what forward kept with [`saved_tensors`][],
     accumulate ``dL/dθ`` into each ``Parameter.grad`` and return ``dL/dx``;
     ``input_grad=False`` may skip ``dL/dx`` and return None, which a model's
     first layer never needs). A loss ([`nu_xp.losses.Loss`][nu_xp.losses.base.Loss]) is a Layer
     too, with ``forward(pred, target)`` and ``backward(grad=None)``: that is
     why the base signatures here take ``*args, **kwargs``.
 
-    Attributes that are [`Parameter`][] or [`Layer`][] instances are
+    Every class's own ``forward`` and ``backward`` are wrapped, when the class
+    is made, so that each call is one node of [`nu_xp.grad_mode`][nu_xp.grad_mode]:
+    ``layer(x)`` and ``layer.forward(x)`` are the same call, and a backward
+    reads what *its* forward kept, whatever ran in between.
+
+    Attributes that are [`Parameter`][nu_xp.layers.parameter.Parameter] or [`Layer`][] instances are
     found automatically by [`named_parameters`][], as in ``torch.nn.Module``.
 
     Parameters
@@ -256,9 +128,10 @@ class Layer:
 
     training: bool = True
     _backend: Backend | None = None
-    #: what pending forwards kept for backward (one tuple per forward), all of pass ``_saved_pass``
-    _saved_stack: list[tuple[Any, ...]] = []  # noqa: RUF012 - never appended to: replaced per instance on first save
-    _saved_pass: int = -1
+    #: this layer's top-level forwards that wait for their backward, oldest first (a list once there is one)
+    _pending: list[Node] | tuple[()] = ()
+    #: how many top-level forwards were let go without a backward (for the error a late backward gets)
+    _let_go: int = 0
     #: True for losses: they are Layers, but never part of a saved model
     is_loss: ClassVar[bool] = False
     #: True for containers, whose constructor takes the sub-layers (``Sequential(*layers)``)
@@ -267,17 +140,29 @@ class Layer:
     accepts_input_grad: ClassVar[bool] = False
     #: True for layers whose input is integer indices (``Embedding``): a model starting with one keeps integer data
     takes_indices: ClassVar[bool] = False
+    #: positions of a tuple output that take no gradient (``MultiheadAttention``'s weights: ``(1,)``)
+    outputs_without_grad: ClassVar[tuple[int, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "forward" in own:
+            cls.forward = tracked_forward(own["forward"])  # type: ignore[method-assign]
+        if "backward" in own:
+            cls.backward = tracked_backward(own["backward"])  # type: ignore[method-assign]
         cls.accepts_input_grad = "input_grad" in inspect.signature(cls.backward).parameters
-        if "forward" in vars(cls) and not cls.__module__.startswith("nu_xp."):
-            cls.forward = _tracked_forward(vars(cls)["forward"])  # type: ignore[method-assign]
 
     def __init__(self, *, backend: Any = None, device: Any = None, dtype: Any = None) -> None:
         self._backend = get_backend(backend, device, dtype)
         self._buffers: dict[str, Any] = {}
         self.training = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, (Layer, Parameter)) or isinstance(vars(self).get(name), (Layer, Parameter)):
+            tree_changed()  # what containers cache about their sub-layers (which of them train) is out of date
+        elif type(value) in (list, tuple, dict) and name not in _INTERNAL:
+            _refuse_plain_container(self, name, value)
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ computing
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -289,49 +174,8 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """``forward(...)``, as one pass: layers it runs inside keep their saved arrays in the same pass."""
-        return in_pass(self.forward, *args, **kwargs)
-
-    # ------------------------------------------------------------------ what forward keeps for backward
-    def save_for_backward(self, *values: Any) -> None:
-        """Keep ``values`` for the ``backward`` of this forward (nothing is kept under
-        [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]).
-
-        Each call pushes one entry on this layer's stack and each
-        [`saved_tensors`][] pops one, so a layer used at several places of a
-        model gets one entry per use. An entry of an earlier pass that never
-        got its backward is dropped here (see [`nu_xp.grad_mode`][nu_xp.grad_mode]).
-        """
-        state = THREAD.grad
-        if state.enabled:
-            if state.depth:
-                pass_id = state.pass_id
-            else:  # a layer called on its own: a pass of its own
-                pass_id = state.pass_id = state.pass_id + 1
-            if self._saved_pass != pass_id:  # the first entry of a new pass: drop the old pass's
-                self._saved_pass = pass_id
-                self._saved_stack = [values]
-            else:
-                self._saved_stack.append(values)
-
-    def saved_tensors(self) -> tuple[Any, ...]:
-        """Pop what the latest pending forward kept ([`save_for_backward`][]): the values, as a tuple.
-
-        Raises ``RuntimeError`` when no forward is pending: ``backward``
-        before ``forward``, after a forward under ``no_grad()``, or once more
-        than there were forwards.
-        """
-        try:
-            return self._saved_stack.pop()
-        except IndexError:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward (no forward is pending): call forward "
-                "first, outside nu_xp.no_grad() (which keeps nothing), once per backward"
-            ) from None
-
-    def pending_backwards(self) -> int:
-        """How many forwards of this layer (in the current pass) still wait for their backward."""
-        return len(self._saved_stack)
+        """``forward(...)``: one call of this layer (see [`nu_xp.grad_mode`][nu_xp.grad_mode])."""
+        return self.forward(*args, **kwargs)
 
     def backward_into(self, grad: Any, input_grad: bool) -> Any:
         """``backward(grad, input_grad=input_grad)`` where supported, else ``backward(grad)``.
@@ -343,18 +187,234 @@ class Layer:
             return self.backward(grad, input_grad=False)
         return self.backward(grad)
 
+    # ------------------------------------------------------------------ what forward keeps for backward
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` for the ``backward`` of this call (nothing under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]).
+
+        Called once per forward, from inside it: the values go to the node
+        of this call, which only this call's backward reads
+        ([`saved_tensors`][]).
+        """
+        state_ = THREAD.grad
+        if not state_.enabled:
+            return
+        node = state_.forward
+        if node is None or node[LAYER] is not self:
+            raise RuntimeError(
+                f"{type(self).__name__}.save_for_backward is called from inside {type(self).__name__}.forward "
+                "(it keeps values for the backward of that call)"
+            )
+        if node[SAVED] is not None:
+            raise RuntimeError(
+                f"{type(self).__name__}.save_for_backward was called twice in one forward; keep everything its "
+                "backward needs in one call"
+            )
+        node[SAVED] = values
+
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """What the forward of the call being differentiated kept ([`save_for_backward`][]), as a tuple.
+
+        Called from inside ``backward``; ``()`` when the forward kept nothing.
+        """
+        node = THREAD.grad.backward
+        if node is None or node[LAYER] is not self:
+            raise RuntimeError(
+                f"{type(self).__name__}.saved_tensors is called from inside {type(self).__name__}.backward "
+                "(it reads what the forward of that call kept)"
+            )
+        saved = node[SAVED]
+        return () if saved is None else saved
+
+    def pending_backwards(self) -> int:
+        """How many of this layer's top-level forwards wait for their backward (at most ``grad_mode.MAX_PENDING``)."""
+        return len(self._pending)
+
     def clear_cache(self) -> None:
-        """Forget what every pending ``forward`` kept for ``backward``, here and in every sub-layer (``.to()`` does)."""
-        self._saved_stack = []
-        self._saved_pass = -1
+        """Let go of every pending forward, here and in every sub-layer (``.to()`` does): a backward then raises."""
+        for layer in self.modules():
+            if layer._pending:
+                layer._let_go += len(layer._pending)
+                layer.__dict__["_pending"] = []
+
+    def _keep_pending(self, node: Node) -> None:
+        """Keep a top-level call's node for its backward, letting the oldest go beyond ``MAX_PENDING``."""
+        pending = self._pending
+        if not pending:
+            self.__dict__["_pending"] = [node]
+            return
+        pending.append(node)  # type: ignore[union-attr]
+        if len(pending) > MAX_PENDING:
+            del pending[0]  # type: ignore[union-attr]
+            self.__dict__["_let_go"] = self._let_go + 1
+
+    def _take_pending(self) -> Node:
+        """The latest pending top-level forward's node, removed; ``RuntimeError`` saying why there is none."""
+        if self._pending:
+            return self._pending.pop()  # type: ignore[union-attr]
+        name = type(self).__name__
+        if self._let_go:
+            why = (
+                f"{self._let_go} of its forwards were let go without a backward: a layer keeps its latest "
+                f"{MAX_PENDING} forwards for their backward (nu_xp.grad_mode.MAX_PENDING), and .to() or "
+                "clear_cache() lets every one go"
+            )
+        else:
+            why = (
+                "call forward first, outside nu_xp.no_grad() (which keeps nothing), once per backward; a forward "
+                "run inside another layer's call (a Sequential's, say) is differentiated by that layer's backward"
+            )
+        raise RuntimeError(f"{name}.backward called before forward (no forward of {name} is pending): {why}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy or pickle of a layer carries no pending forward (what they kept is not a layer's state)."""
+        kept = dict(self.__dict__)
+        kept.pop("_pending", None)
+        kept.pop("_let_go", None)
+        return kept
+
+    def __setstate__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    # ------------------------------------------------------------------ the tree (PyTorch's walks)
+    def named_slots(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, sub-layer)`` for every place holding a sub-layer, a layer held twice listed twice.
+
+        What a model file describes and what parameter names come from;
+        containers override it (``Sequential``: ``"0"``, ``"1"``…).
+        """
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield name, value
+            elif type(value) in (list, tuple, dict) and name not in _INTERNAL:
+                _refuse_plain_container(self, name, value)  # a plain list that received layers after assignment
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, sub-layer)`` pairs of the direct sub-layers, each once (as PyTorch)."""
+        seen: set[int] = set()
+        for name, child in self.named_slots():
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
+    def children(self) -> Iterator[Layer]:
+        """The direct sub-layers, each once."""
+        return (child for _, child in self.named_children())
+
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Layer]]:
+        """``(name, layer)`` for this layer (name ``prefix``, ``""`` by default) and every layer below it,
+        parents before children, each once unless ``remove_duplicate=False`` (PyTorch's ``named_modules``)."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, child in self.named_slots():
+            yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
+
+    def modules(self) -> Iterator[Layer]:
+        """This layer and every layer below it, each once, parents first."""
+        return (layer for _, layer in self.named_modules())
+
+    def apply(self: L, fn: Callable[[Layer], Any]) -> L:
+        """Call ``fn`` on every sub-layer (children first, recursively) and then on this layer; returns ``self``.
+
+        As ``torch.nn.Module.apply``: ``model.apply(init_weights)``.
+        """
         for child in self.children():
-            child.clear_cache()
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def _members(self, kind: str, prefix: str, recurse: bool, remove_duplicate: bool) -> Iterator[tuple[str, Any]]:
+        """``(name, item)`` of every parameter (``kind="p"``) or buffer (``"b"``), as PyTorch's ``_named_members``."""
+        layers = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        seen: set[int] = set()
+        for layer_name, layer in layers:
+            own = layer._own_parameters() if kind == "p" else layer._own_buffers()
+            for name, item in own:
+                if remove_duplicate:
+                    if id(item) in seen:
+                        continue
+                    seen.add(id(item))
+                yield (f"{layer_name}.{name}" if layer_name else name), item
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        return ((k, v) for k, v in vars(self).items() if isinstance(v, Parameter))
+
+    def _own_buffers(self) -> Iterator[tuple[str, Any]]:
+        return ((name, getattr(self, name)) for name in getattr(self, "_buffers", {}))
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """``(name, Parameter)`` pairs; names follow PyTorch (``"weight"``, ``"0.bias"``).
+
+        ``dict(model.named_parameters())`` gives the mapping. A Parameter shared
+        by several layers (weight tying) is listed once, under its first name,
+        as PyTorch does, so an optimizer steps it once (its gradient is the sum
+        over its uses); ``remove_duplicate=False`` lists every name (what
+        ``state_dict`` and ``save`` keep). ``recurse=False``: this layer's own only.
+
+        Examples
+        --------
+        >>> import nu_xp
+        >>> model = nu_xp.Sequential(nu_xp.Linear(2, 3, seed=0), nu_xp.ReLU(), nu_xp.Linear(3, 1, seed=1))
+        >>> [name for name, p in model.named_parameters()]
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        """
+        return self._members("p", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse: bool = True) -> list[Parameter]:
+        """The parameters in [`named_parameters`][] order, each once ([] for parameter-free layers)."""
+        return [p for _, p in self._members("p", "", recurse, True)]
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Any]]:
+        """``(name, array)`` of every buffer, named like parameters (``"1.running_mean"``)."""
+        return self._members("b", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse: bool = True) -> Iterator[Any]:
+        """Every buffer's array, in [`named_buffers`][] order."""
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def tied_parameters(self) -> dict[str, str]:
+        """``{name: first name}`` for every parameter name that refers to a Parameter listed earlier (ties)."""
+        first: dict[int, str] = {}
+        ties = {}
+        for name, param in self.named_parameters(remove_duplicate=False):
+            if id(param) in first:
+                ties[name] = first[id(param)]
+            else:
+                first[id(param)] = name
+        return ties
+
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep ``value`` (an array on this layer's backend) as a buffer: saved and loaded, never trained."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def layer_at(self, name: str) -> Layer:
+        """The sub-layer called ``name`` (``""``: this layer; ``"2"``, ``"0.1"`` in containers)."""
+        layer: Layer = self
+        for part in filter(None, name.split(".")):
+            children = dict(layer.named_slots())
+            if part not in children:
+                raise KeyError(f"{type(layer).__name__} has no sub-layer {part!r}")
+            layer = children[part]
+        return layer
 
     def first_layer(self) -> Layer:
-        """The layer that sees the model's input first (through containers; this layer if it holds none)."""
+        """The layer that sees the model's input first: down the first sub-layer, past empty containers."""
         layer: Layer = self
         while True:
-            child = next(layer.children(), None)
+            child = next(
+                (c for c in layer.children() if not (c.holds_layers and next(c.children(), None) is None)), None
+            )
             if child is None:
                 return layer
             layer = child
@@ -363,12 +423,35 @@ class Layer:
         """True when the model's first layer takes integer indices (``Embedding``): its data stays integer."""
         return self.first_layer().takes_indices
 
+    # ------------------------------------------------------------------ parameters as a whole
+    def requires_grad_(self: L, requires_grad: bool = True) -> L:
+        """Freeze (``False``) or unfreeze every parameter of this layer and its sub-layers; returns ``self``.
+
+        A frozen parameter gets no gradient, so optimizers and ``fit`` leave it
+        unchanged (fine-tuning: ``model[0].requires_grad_(False)`` keeps a
+        pretrained body while a new head trains).
+        """
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self) -> None:
+        """Set every ``Parameter.grad`` to None (the next backward starts from zero)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def num_parameters(self) -> int:
+        """Total number of scalars in all parameters."""
+        return sum(int(np.prod(p.shape)) for p in self.parameters())
+
+    # ------------------------------------------------------------------ inference
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """Forward pass in eval mode (Dropout off), optionally in batches.
 
         Unlike ``forward``, ``x`` may live anywhere (a list, a numpy array for a
         torch model…): like ``fit``, it is moved to the model's backend and cast
-        to its dtype. The previous train/eval mode is restored afterwards.
+        to its dtype (integer indices stay integers when the first layer takes them).
+        The previous train/eval mode is restored afterwards.
         Returns an array on the model's backend. Nothing is kept for backward
         (it runs under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]), so a pending backward is not disturbed.
         """
@@ -388,69 +471,6 @@ class Layer:
                 return be.xp.concat(parts, axis=0)
         finally:
             self.train(was_training)
-
-    # ------------------------------------------------------------------ parameters and buffers
-    def named_parameters(self, remove_duplicate: bool = True) -> dict[str, Parameter]:
-        """``{name: Parameter}``; names follow PyTorch (``"weight"``, ``"0.bias"``).
-
-        A Parameter shared by several layers (weight tying) is listed once,
-        under its first name, as PyTorch does, so an optimizer steps it once
-        (its gradient is the sum over its uses). ``remove_duplicate=False``
-        lists every name (what ``state_dict`` and ``save`` keep).
-        """
-        named: dict[str, Parameter] = {}
-        seen: set[int] = set()
-        for name, param in self._all_named_parameters():
-            if remove_duplicate:
-                if id(param) in seen:
-                    continue
-                seen.add(id(param))
-            named[name] = param
-        return named
-
-    def _all_named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        """Every ``(name, Parameter)``, own ones first, then each sub-layer's (prefixed), duplicates included."""
-        for attr, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield attr, value
-        for prefix, child in self.named_children():
-            for sub, param in child._all_named_parameters():
-                yield f"{prefix}.{sub}", param
-
-    def tied_parameters(self) -> dict[str, str]:
-        """``{name: first name}`` for every parameter name that refers to a Parameter listed earlier (ties)."""
-        first: dict[int, str] = {}
-        ties = {}
-        for name, param in self._all_named_parameters():
-            if id(param) in first:
-                ties[name] = first[id(param)]
-            else:
-                first[id(param)] = name
-        return ties
-
-    def parameters(self) -> list[Parameter]:
-        """The parameters in [`named_parameters`][] order, each once ([] for parameter-free layers)."""
-        return list(self.named_parameters().values())
-
-    def register_buffer(self, name: str, value: Any) -> None:
-        """Keep ``value`` (an array on this layer's backend) as a buffer: saved and loaded, never trained."""
-        self._buffers[name] = value
-        object.__setattr__(self, name, value)
-
-    def named_buffers(self) -> dict[str, Any]:
-        """``{name: array}`` of every buffer, named like parameters (``"1.running_mean"``)."""
-        named = {name: getattr(self, name) for name in getattr(self, "_buffers", {})}
-        for prefix, child in self.named_children():
-            named.update({f"{prefix}.{k}": v for k, v in child.named_buffers().items()})
-        return named
-
-    def named_children(self) -> Iterator[tuple[str, Layer]]:
-        """``(name, sub-layer)`` pairs, in the order their parameters are named."""
-        return ((k, v) for k, v in vars(self).items() if isinstance(v, Layer))
-
-    def children(self) -> Iterator[Layer]:
-        """Direct sub-layers."""
-        return (child for _, child in self.named_children())
 
     def summary(self, input_shape: tuple[int, ...] | int, batch_size: int = 1) -> str:
         """A table of the layers (name, type, output shape, parameters) and the totals, like Keras' ``summary()``.
@@ -476,15 +496,6 @@ class Layer:
 
         return summary(self, input_shape if not isinstance(input_shape, int) else (input_shape,), batch_size)
 
-    def num_parameters(self) -> int:
-        """Total number of scalars in all parameters."""
-        return sum(int(np.prod(p.shape)) for p in self.parameters())
-
-    def zero_grad(self) -> None:
-        """Set every ``Parameter.grad`` to None (the next backward starts from zero)."""
-        for p in self.parameters():
-            p.grad = None
-
     # ------------------------------------------------------------------ extra state
     def get_extra_state(self) -> Any:
         """JSON-able state besides parameters and buffers that a checkpoint restores (None: nothing)."""
@@ -496,23 +507,11 @@ class Layer:
     def named_extra_states(self) -> dict[str, Any]:
         """``{layer name: extra state}`` for every layer in this tree that has one (``""`` is this layer)."""
         states = {}
-        own = self.get_extra_state()
-        if own is not None:
-            states[""] = own
-        for prefix, child in self.named_children():
-            for name, state in child.named_extra_states().items():
-                states[f"{prefix}.{name}" if name else prefix] = state
+        for name, layer in self.named_modules():
+            own = layer.get_extra_state()
+            if own is not None:
+                states[name] = own
         return states
-
-    def layer_at(self, name: str) -> Layer:
-        """The sub-layer called ``name`` (``""``: this layer; ``"2"``, ``"0.1"`` in containers)."""
-        layer: Layer = self
-        for part in filter(None, name.split(".")):
-            children = dict(layer.named_children())
-            if part not in children:
-                raise KeyError(f"{type(layer).__name__} has no sub-layer {part!r}")
-            layer = children[part]
-        return layer
 
     # ------------------------------------------------------------------ backend
     @property
@@ -544,58 +543,51 @@ class Layer:
     def to(self: L, backend: Any = None, device: Any = None, dtype: Any = None) -> L:
         """Move every parameter (and gradient, and buffer) to ``backend``/``device``/``dtype``, in place.
 
-        Arguments left as None keep the current value. Returns ``self``.
+        Arguments left as None keep the current value. Returns ``self``. Pending
+        forwards are let go (what they kept lives on the old backend).
         """
         current = self.backend
         if backend is None:
             backend = current.name
             device = current.device if device is None else device
         target = get_backend(backend, device, current.dtype_name if dtype is None else dtype)
-        self._move(target)
-        return self
-
-    def _move(self, target: Backend, moved: set[int] | None = None) -> None:
-        moved = set() if moved is None else moved  # a tied Parameter moves once
-        for value in vars(self).values():
-            if isinstance(value, Parameter) and id(value) not in moved:
-                moved.add(id(value))
-                value.data = asarray(value.data, like=target, dtype=target.dtype)
-                if value.grad is not None:
-                    value.grad = asarray(value.grad, like=target, dtype=target.dtype)
-        for name, value in getattr(self, "_buffers", {}).items():
-            floating = to_host(value).dtype.kind == "f"
-            self.register_buffer(name, asarray(value, like=target, dtype=target.dtype if floating else None))
-        for child in self.children():
-            child._move(target, moved)
+        moved: set[int] = set()  # a tied Parameter moves once
+        for layer in self.modules():
+            for _, p in layer._own_parameters():
+                if id(p) not in moved:
+                    moved.add(id(p))
+                    p.data = asarray(p.data, like=target, dtype=target.dtype)
+                    if p.grad is not None:
+                        p.grad = asarray(p.grad, like=target, dtype=target.dtype)
+            for name, value in list(layer._own_buffers()):
+                floating = to_host(value).dtype.kind == "f"
+                layer.register_buffer(name, asarray(value, like=target, dtype=target.dtype if floating else None))
+            layer._backend = target
         self.clear_cache()
-        self._backend = target
+        return self
 
     def train(self: L, mode: bool = True) -> L:
         """Training mode (Dropout active); ``train(False)`` is ``eval()``. Returns ``self``."""
-        self.training = bool(mode)
-        for child in self.children():
-            child.train(mode)
+        for layer in self.modules():
+            layer.training = bool(mode)
         return self
 
     def eval(self: L) -> L:
         """Evaluation mode (Dropout is the identity). Returns ``self``."""
         return self.train(False)
 
-    # ------------------------------------------------------------------ weights
+    # ------------------------------------------------------------------ weights (the checks: nu_xp.layers.state)
     def state_dict(self) -> dict[str, np.ndarray]:
         """``{name: numpy array}``: host copies of every parameter and buffer, PyTorch-style names.
 
         ``torch.nn.Sequential.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``
         takes it directly when the architectures match.
         """
-        params = self.named_parameters(remove_duplicate=False)
-        state = {name: np.array(to_host(p.data)) for name, p in params.items()}
-        state.update({name: np.array(to_host(b)) for name, b in self.named_buffers().items()})
-        return state
+        return state.state_dict(self)
 
     def load_state_dict(
-        self, state: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
-    ) -> IncompatibleKeys:
+        self, state_dict: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
+    ) -> state.IncompatibleKeys:
         """Copy arrays (numpy, torch, cupy…) into the parameters and buffers, checking names, shapes, dtypes.
 
         Nothing changes unless every check passes. ``strict=False`` loads the
@@ -606,83 +598,11 @@ class Layer:
         Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; a mismatch
         raises ``ModelFileError`` (a ``ValueError``) naming the key.
         """
-        ready, keys = self.check_state_dict(state, strict, cast=cast, source=source)
-        self.apply_state_dict(ready)
+        ready, keys = state.check_state_dict(self, state_dict, strict, cast=cast, source=source)
+        state.apply_state_dict(self, ready)
         return keys
 
-    def check_state_dict(
-        self, state: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
-    ) -> tuple[dict[str, np.ndarray], IncompatibleKeys]:
-        """The checks of [`load_state_dict`][], changing nothing: ``(host arrays ready to apply, keys)``."""
-        import warnings
-
-        if not isinstance(state, dict):
-            raise TypeError(f"{source}: a state dict must be a dict of arrays, got {type(state).__name__}")
-        params = self.named_parameters(remove_duplicate=False)
-        mine = {k: (p.shape, "f") for k, p in params.items()}
-        mine.update({k: self._buffer_spec(b) for k, b in self.named_buffers().items()})
-        missing = [k for k in mine if k not in state]
-        unexpected = [k for k in state if k not in mine]
-        if strict and (missing or unexpected):
-            raise ModelFileError(
-                f"{source}: keys do not match the model: missing {missing} (in the model, not in {source}), "
-                f"unexpected {unexpected} (in {source}, not in the model); "
-                "pass strict=False to load the keys that match"
-            )
-        target = self.backend
-        ready: dict[str, np.ndarray] = {}
-        bad_values = []
-        for key, (shape, kind) in mine.items():
-            if key not in state:
-                continue
-            host = to_host(state[key])
-            if tuple(host.shape) != shape:
-                raise ModelFileError(
-                    f"{source}: {key!r} has shape {tuple(host.shape)}, but the model's {key!r} has shape {shape}"
-                )
-            if kind == "f":
-                if host.dtype.kind != "f":
-                    raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be floating point")
-                if host.dtype.name != target.dtype_name and not cast:
-                    raise ModelFileError(
-                        f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
-                        f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r}), "
-                        f"or rebuild it from a nu_xp file in {target.dtype_name} with "
-                        f"nu_xp.load(path, dtype={target.dtype_name!r})"
-                    )
-                with np.errstate(over="ignore"):  # an overflow to inf is reported below, as a NaN is
-                    ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
-                if not np.all(np.isfinite(ready[key])):
-                    bad_values.append(key)
-            else:
-                if host.dtype.kind not in "iu":
-                    raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be an integer")
-                ready[key] = np.array(host, dtype=np.int64, copy=True)
-        if bad_values:
-            warnings.warn(
-                f"{source}: {bad_values} contain NaN or Inf values (in the {target.dtype_name} the model uses)",
-                ModelFileWarning,
-                stacklevel=3,
-            )
-        return ready, IncompatibleKeys(missing, unexpected)
-
-    def apply_state_dict(self, ready: dict[str, np.ndarray]) -> None:
-        """Put checked host arrays (from [`check_state_dict`][]) into the parameters and buffers."""
-        target = self.backend
-        params = self.named_parameters(remove_duplicate=False)
-        for key, host in ready.items():
-            if key in params:
-                params[key].data = asarray(host, like=target)
-                params[key].grad = None
-            else:
-                owner, _, name = key.rpartition(".")
-                self.layer_at(owner).register_buffer(name, asarray(host, like=target))
-
-    @staticmethod
-    def _buffer_spec(value: Any) -> tuple[tuple[int, ...], str]:
-        return tuple(value.shape), "f" if to_host(value).dtype.kind == "f" else "i"
-
-    def load_weights(self, path: Any, strict: bool = True) -> IncompatibleKeys:
+    def load_weights(self, path: Any, strict: bool = True) -> state.IncompatibleKeys:
         """Fill this model from a file written by [`nu_xp.save`][nu_xp.model_file.save] (or ``numpy.savez``).
 
         Every name, shape and dtype is checked before anything changes; a missing,
@@ -690,9 +610,7 @@ class Layer:
         naming the key and both shapes or dtypes. ``strict=False`` loads the
         matching subset and returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
         """
-        if not _WEIGHTS_READER:
-            raise RuntimeError("no weights-file reader is installed; import nu_xp (nu_xp.model_file installs it)")
-        return self.load_state_dict(_WEIGHTS_READER[0](path), strict=strict, source=str(path))
+        return self.load_state_dict(read_weights(path), strict=strict, source=str(path))
 
     # ------------------------------------------------------------------ config
     _NOT_CONFIG: ClassVar[frozenset[str]] = frozenset({"self", "backend", "device", "dtype", "seed"})
@@ -703,13 +621,9 @@ class Layer:
         Default: each ``__init__`` argument (except backend/device/dtype/seed)
         that the instance keeps as an attribute of the same name.
         """
-        config = {}
-        for name, param in inspect.signature(type(self).__init__).parameters.items():
-            if name in self._NOT_CONFIG or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            if hasattr(self, name):
-                config[name] = getattr(self, name)
-        return config
+        names = inspect.signature(type(self).__init__).parameters
+        allowed = type(self).config_arguments()
+        return {name: getattr(self, name) for name in names if name in allowed and hasattr(self, name)}
 
     @classmethod
     def config_arguments(cls) -> frozenset[str]:
@@ -757,5 +671,5 @@ class Layer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def copy(self: L) -> L:
-        """A deep copy (parameters copied on the same backend)."""
+        """A deep copy (parameters copied on the same backend; no pending forward)."""
         return copy.deepcopy(self)

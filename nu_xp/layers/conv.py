@@ -32,7 +32,9 @@ import numpy as np
 from ..backends import Backend
 from ..initializers import check_init, host_rng, initial_weights
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 from .windows import as_tuple, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["Conv1d", "Conv2d"]
@@ -178,8 +180,9 @@ class _ConvNd(Layer):
         g = self.groups
         g_t = xp.permute_dims(grad, (1, 0, *range(2, grad.ndim)))  # (C_out, N, *out), as Y
         g3 = xp.reshape(g_t, (g, self.out_channels // g, n * math.prod(out)))
-        accumulate(self.weight, xp.reshape(g3 @ xp.matrix_transpose(cols), self.weight.data.shape))
-        if self.bias is not None:
+        if self.weight.requires_grad:  # a frozen weight costs no GEMM
+            accumulate(self.weight, xp.reshape(g3 @ xp.matrix_transpose(cols), self.weight.data.shape))
+        if self.bias is not None and self.bias.requires_grad:
             accumulate(self.bias, ops.sum(xp.reshape(g3, (self.out_channels, -1)), axis=1))
         if not input_grad:
             return None

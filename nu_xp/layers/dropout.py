@@ -8,7 +8,8 @@ import numpy as np
 
 from ..initializers import host_rng
 from .activations import Activation
-from .base import check_grad, register_layer
+from .base import check_grad
+from .registry import register_layer
 
 __all__ = ["Dropout", "dropout_mask", "restore_rng"]
 

@@ -10,7 +10,9 @@ import numpy as np
 from ..backends import Backend, dtype_kind
 from ..initializers import host_rng
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 
 __all__ = ["Embedding"]
 
@@ -101,6 +103,8 @@ class Embedding(Layer):
         indices, out_shape = self.saved_tensors()
         be = self._backend
         grad = check_grad(self, grad, out_shape, be)
+        if not self.weight.requires_grad:  # frozen: no scatter-add
+            return None
         xp = be.xp
         rows = xp.reshape(grad, (math.prod(out_shape[:-1]), self.embedding_dim))
         if self.padding_idx is not None:  # a where, not a product with 0: an inf gradient must not become NaN

@@ -9,7 +9,9 @@ import numpy as np
 from ..backends import Backend
 from ..initializers import check_init, host_rng, initial_weights
 from ..validation import check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 
 __all__ = ["Linear"]
 
@@ -119,7 +121,8 @@ class Linear(Layer):
         """Accumulate ``dL/dW = g.T @ x`` and ``dL/db = Σ g``; return ``dL/dx = g @ W``.
 
         ``input_grad=False`` skips ``g @ W`` (returns None): the first layer of a
-        model never needs it, and it costs as much as the weight gradient.
+        model never needs it, and it costs as much as the weight gradient. A
+        frozen parameter (``requires_grad=False``) skips its own product.
         """
         x, lead, shape2d = self.saved_tensors()
         be = self._backend
@@ -128,8 +131,9 @@ class Linear(Layer):
         ops = be.ops
         if lead is not None:
             grad = ops.xp.reshape(grad, (-1, self.out_features))
-        accumulate(self.weight, grad.T @ x)
-        if self.bias is not None:
+        if self.weight.requires_grad:  # a frozen weight costs no GEMM
+            accumulate(self.weight, grad.T @ x)
+        if self.bias is not None and self.bias.requires_grad:
             accumulate(self.bias, ops.sum(grad, axis=0))
         if not input_grad:
             return None

@@ -26,7 +26,9 @@ import numpy as np
 
 from ..backends import Backend
 from ..validation import check_number, check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
@@ -157,8 +159,10 @@ class _BatchNorm(Layer):
         ops, xp = be.ops, be.xp
         g_hat = grad
         if self.affine:
-            accumulate(self.weight, ops.sum(grad * x_hat, axis=axes))  # type: ignore[arg-type]
-            accumulate(self.bias, ops.sum(grad, axis=axes))  # type: ignore[arg-type]
+            if self.weight.requires_grad:  # type: ignore[union-attr]
+                accumulate(self.weight, ops.sum(grad * x_hat, axis=axes))  # type: ignore[arg-type]
+            if self.bias.requires_grad:  # type: ignore[union-attr]
+                accumulate(self.bias, ops.sum(grad, axis=axes))  # type: ignore[arg-type]
             g_hat = grad * xp.reshape(self.weight.data, self._channel_shape(grad))  # type: ignore[union-attr]
         if not input_grad:
             return None
@@ -319,9 +323,10 @@ class LayerNorm(Layer):
         lead = tuple(range(grad.ndim - len(axes)))  # the axes γ and β are shared along
         g_hat = grad
         if self.weight is not None:
-            accumulate(self.weight, ops.sum(grad * x_hat, axis=lead) if lead else grad * x_hat)
+            if self.weight.requires_grad:
+                accumulate(self.weight, ops.sum(grad * x_hat, axis=lead) if lead else grad * x_hat)
             g_hat = grad * self.weight.data
-        if self.bias is not None:
+        if self.bias is not None and self.bias.requires_grad:
             accumulate(self.bias, ops.sum(grad, axis=lead) if lead else grad)
         if not input_grad:
             return None

@@ -21,7 +21,8 @@ import math
 from typing import Any, ClassVar
 
 from ..backends import dtype_kind, ops_of
-from .base import Layer, check_grad, register_layer
+from .base import Layer, check_grad
+from .registry import register_layer
 from .windows import as_tuple, offsets_on_data, output_shape, resolve_padding, tap_slices, unpad
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]

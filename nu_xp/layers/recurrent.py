@@ -52,8 +52,9 @@ computed anyway) and the stacked inputs.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -61,8 +62,10 @@ from ..backends import Backend
 from ..functional import sigmoid
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
-from .base import Layer, Parameter, accumulate, check_grad, register_layer
+from .base import Layer, check_grad
 from .dropout import dropout_mask, restore_rng
+from .parameter import Parameter, accumulate
+from .registry import register_layer
 
 __all__ = ["GRU", "LSTM", "MAX_LAYERS", "RNN"]
 
@@ -73,21 +76,27 @@ MAX_LAYERS = 10_000
 
 # ---------------------------------------------------------------------------------------- the cells
 class _Cell:
-    """One time step of a recurrence: ``step`` forward, ``step_back`` backward (see the module docstring)."""
+    """One time step of a recurrence: ``step`` forward, ``step_back`` backward (see the module docstring).
+
+    A cell holds no state: what a step needs comes in as arguments (``consts``:
+    the constants of [`constants`][], made once per forward call and kept with
+    it for its backward), so a cell object is shared by every layer of its kind.
+    """
 
     gates: ClassVar[int] = 1
     has_cell_state: ClassVar[bool] = False
     #: whether ``b_hh`` simply adds to ``a`` (then it joins ``b_ih`` in the input part, once for all steps)
     fold_hidden_bias: ClassVar[bool] = True
 
-    def prepare(self, be: Backend, hidden: int) -> None:
-        """Make the constants a step needs, on the layer's backend (once per backend)."""
+    def constants(self, be: Backend, hidden: int) -> Any:
+        """Arrays a step needs besides the state, on the layer's backend (None: none)."""
+        return None
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
         """``(h_t, c_t or None, kept)`` from the input part ``a_in`` and the previous state."""
         raise NotImplementedError
 
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
         """``(d_in, d_hh, dh_direct or None, dc_prev or None)`` for the gradient ``dh`` (and ``dc``) at this step."""
         raise NotImplementedError
 
@@ -96,14 +105,14 @@ class _RNNCell(_Cell):
     def __init__(self, nonlinearity: str) -> None:
         self.relu = nonlinearity == "relu"
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
         a = a_in + h @ w_hh_t
         if b_hh is not None:
             a = a + b_hh
         h_new = ops.clamp_min(a, 0.0) if self.relu else ops.xp.tanh(a)
         return h_new, None, (h_new,)
 
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
         (h_new,) = kept
         d = dh * ops.astype(h_new > 0, dh.dtype) if self.relu else dh * (1.0 - h_new * h_new)
         return d, d, None, None
@@ -116,42 +125,45 @@ class _LSTMCell(_Cell):
     ``[i, f, g, o] = s ⊙ t + (½, ½, 0, ½)``: three array operations for all
     four gates (never an overflow), and their derivatives are
     ``s² ⊙ (1 - t²)`` (``σ' = ¼(1 - tanh²(a/2))``, ``tanh' = 1 - tanh²``).
+    The constants ``(s, shift, s²)`` are host arrays, made once per hidden size,
+    and moved to the backend per forward call (never an array cached from a call:
+    under ``jax.jit`` it would be a traced value).
     """
 
     gates = 4
     has_cell_state = True
 
-    def __init__(self) -> None:
-        self._constants: dict[Any, tuple[Any, Any, Any]] = {}
+    @staticmethod
+    @functools.lru_cache(maxsize=32)
+    def _host_constants(hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        blocks = np.repeat(np.array([0.5, 0.5, 1.0, 0.5]), hidden)
+        shift = np.repeat(np.array([0.5, 0.5, 0.0, 0.5]), hidden)
+        return blocks, shift, blocks**2
 
-    def prepare(self, be: Backend, hidden: int) -> None:
-        key = (be, hidden)
-        if key not in self._constants:
-            blocks = np.repeat(np.array([0.5, 0.5, 1.0, 0.5]), hidden)
-            shift = np.repeat(np.array([0.5, 0.5, 0.0, 0.5]), hidden)
-            self._constants = {key: tuple(be.from_host(a, dtype=be.dtype) for a in (blocks, shift, blocks**2))}
-        self._scale, self._shift, self._slope = self._constants[key]
+    def constants(self, be: Backend, hidden: int) -> Any:
+        return tuple(be.from_host(a, dtype=be.dtype) for a in self._host_constants(hidden))
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
+        scale, shift, _ = consts
         a = a_in + h @ w_hh_t
         if b_hh is not None:
             a = a + b_hh
         size = a.shape[1] // 4
-        t = ops.xp.tanh(a * self._scale)
-        gates = t * self._scale + self._shift  # [σ(a_i), σ(a_f), tanh(a_g), σ(a_o)]
+        t = ops.xp.tanh(a * scale)
+        gates = t * scale + shift  # [σ(a_i), σ(a_f), tanh(a_g), σ(a_o)]
         i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
         c_new = f * c + i * g
         tanh_c = ops.xp.tanh(c_new)
         return o * tanh_c, c_new, (gates, t, c, tanh_c)
 
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
         gates, t, c_prev, tanh_c = kept
         size = tanh_c.shape[1]
         i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
         through_h = dh * o * (1.0 - tanh_c * tanh_c)
         dc = through_h if dc is None else dc + through_h
         upstream = ops.xp.concat([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=1)  # dL/d[i, f, g, o]
-        d = upstream * ((1.0 - t * t) * self._slope)  # times each gate's derivative
+        d = upstream * ((1.0 - t * t) * consts[2])  # times each gate's derivative
         return d, d, None, dc * f
 
 
@@ -159,7 +171,7 @@ class _GRUCell(_Cell):
     gates = 3
     fold_hidden_bias = False  # b_hh's n part is multiplied by r
 
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any) -> tuple[Any, Any, tuple]:
+    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
         a_h = h @ w_hh_t
         if b_hh is not None:
             a_h = a_h + b_hh
@@ -170,7 +182,7 @@ class _GRUCell(_Cell):
         n = ops.xp.tanh(a_in[:, 2 * size :] + r * a_hn)
         return (1.0 - z) * n + z * h, None, (r, z, n, a_hn, h)
 
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple) -> tuple[Any, Any, Any, Any]:
+    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
         r, z, n, a_hn, h_prev = kept
         dn = dh * (1.0 - z) * (1.0 - n * n)
         dz = dh * (h_prev - n) * z * (1.0 - z)
@@ -178,12 +190,37 @@ class _GRUCell(_Cell):
         return ops.xp.concat([dr, dz, dn], axis=1), ops.xp.concat([dr, dz, dn * r], axis=1), dh * z, None
 
 
+class _Direction(NamedTuple):
+    """What one direction of one layer keeps for its backward."""
+
+    inputs: Any  #: the layer's input ``(L, N, width)``
+    h_prev: list[Any]  #: the state entering each step
+    kept: list[Any]  #: what each step's cell kept
+
+
+class _Kept(NamedTuple):
+    """What a forward of a recurrent layer keeps for its backward."""
+
+    layers: list[tuple[list[_Direction], Any]]  #: per layer: its directions and its output's dropout mask (or None)
+    consts: Any  #: the cell's constants (``_Cell.constants``)
+    steps: int
+    batch: int
+    batched: bool
+    hx_given: bool
+
+
 # ---------------------------------------------------------------------------------------- the layer
 class _RNNBase(Layer):
-    """What ``RNN``, ``LSTM`` and ``GRU`` share: parameters, shapes, the stacked loops, the checks."""
+    """What ``RNN``, ``LSTM`` and ``GRU`` share: parameters, shapes, the stacked loops, the checks.
+
+    A subclass says which cell runs each time step, in one place: ``cells``,
+    the cell for each allowed ``nonlinearity`` (only ``RNN`` has a choice).
+    """
 
     _backend: Backend
-    mode: ClassVar[str] = "RNN_TANH"
+    #: the cell of each time step, by ``nonlinearity`` (its number of gates sizes the parameters)
+    cells: ClassVar[dict[str, _Cell]] = {"tanh": _RNNCell("tanh"), "relu": _RNNCell("relu")}
+    nonlinearity: str = "tanh"
 
     def __init__(
         self,
@@ -208,14 +245,12 @@ class _RNNBase(Layer):
             "batch_first": batch_first,
             "dropout": dropout,
             "bidirectional": bidirectional,
-            "nonlinearity": getattr(self, "nonlinearity", "tanh"),  # RNN sets it before calling this
         }
         shapes = self.parameter_shapes(config)
         super().__init__(backend=backend, device=device, dtype=dtype)
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
         self.dropout = float(dropout)
-        self._cell = self._make_cell()
         # PyTorch's initialization: every weight and bias from U(-1/√H, 1/√H), drawn in parameter order
         rng = host_rng(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)
@@ -224,8 +259,9 @@ class _RNNBase(Layer):
             setattr(self, name, Parameter(be.from_host(rng.uniform(-bound, bound, shape).astype(be.dtype_name))))
         self._dropout_rng = host_rng(int(rng.integers(2**63)))
 
-    def _make_cell(self) -> _Cell:
-        return _RNNCell(getattr(self, "nonlinearity", "tanh"))
+    @property
+    def _cell(self) -> _Cell:
+        return self.cells[self.nonlinearity]
 
     # ------------------------------------------------------------------ configuration
     @classmethod
@@ -242,9 +278,10 @@ class _RNNBase(Layer):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{cls.__name__} {name} must be True or False, got {flag!r}")
         check_number("dropout", config.get("dropout", 0.0), 0.0, 1.0)
-        if cls.mode.startswith("RNN") and config.get("nonlinearity", "tanh") not in ("tanh", "relu"):
-            raise ValueError(f"RNN nonlinearity must be 'tanh' or 'relu', got {config.get('nonlinearity')!r}")
-        gates = {"LSTM": 4, "GRU": 3}.get(cls.mode, 1) * hidden
+        nonlinearity = config.get("nonlinearity", "tanh")
+        if nonlinearity not in cls.cells:
+            raise ValueError(f"{cls.__name__} nonlinearity must be one of {sorted(cls.cells)}, got {nonlinearity!r}")
+        gates = cls.cells[nonlinearity].gates * hidden
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(layers):
             width = n_in if layer == 0 else hidden * (2 if flags["bidirectional"] else 1)
@@ -302,6 +339,46 @@ class _RNNBase(Layer):
         """
         be = self._backend
         xp = be.xp
+        x, batched = self._time_major(x)
+        steps, n = x.shape[0], x.shape[1]
+        h0, c0 = self._initial_state(hx, n, batched)
+        cell = self._cell
+        consts = cell.constants(be, self.hidden_size)
+        layer_input = x
+        layers_kept = []
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs, directions = [], []
+            for direction in range(self._directions):
+                k = layer * self._directions + direction
+                c_init = c0[k, ...] if c0 is not None else None
+                out, h, c, kept = self._run_direction(layer, direction, layer_input, h0[k, ...], c_init, consts)
+                outs.append(out)
+                directions.append(kept)
+                h_n.append(h)
+                c_n.append(c)
+            out = outs[0] if len(outs) == 1 else xp.concat(outs, axis=2)
+            mask = None
+            if self.training and self.dropout > 0.0 and layer < self.num_layers - 1:
+                mask = be.from_host(dropout_mask(self._dropout_rng, tuple(out.shape), self.dropout), dtype=be.dtype)
+                out = out * mask
+            layers_kept.append((directions, mask))
+            layer_input = out
+        self.save_for_backward(_Kept(layers_kept, consts, steps, n, batched, hx is not None))
+        output = layer_input
+        h_stack = xp.stack(h_n, axis=0)
+        c_stack = xp.stack(c_n, axis=0) if cell.has_cell_state else None
+        if not batched:
+            output, h_stack = output[:, 0, :], h_stack[:, 0, :]
+            c_stack = c_stack[:, 0, :] if c_stack is not None else None
+        elif self.batch_first:
+            output = xp.permute_dims(output, (1, 0, 2))
+        return (output, (h_stack, c_stack)) if cell.has_cell_state else (output, h_stack)
+
+    def _time_major(self, x: Any) -> tuple[Any, bool]:
+        """``(x as (L, N, input_size), whether it had a batch axis)``, checked."""
+        be = self._backend
+        xp = be.xp
         name = type(self).__name__
         x = be.check(x, role=f"{name} input")
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
@@ -315,57 +392,37 @@ class _RNNBase(Layer):
             x = xp.expand_dims(x, axis=1)
         elif self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
-        steps, n = x.shape[0], x.shape[1]
-        if steps == 0:
+        if x.shape[0] == 0:
             raise ValueError(f"{name} input has no time steps (shape {tuple(x.shape)}); give at least one")
-        h0, c0 = self._initial_state(hx, n, batched)
+        return x, batched
+
+    def _run_direction(
+        self, layer: int, direction: int, inputs: Any, h: Any, c: Any, consts: Any
+    ) -> tuple[Any, Any, Any, _Direction]:
+        """One layer in one direction: ``(outputs (L, N, H), h_last, c_last, what its backward needs)``.
+
+        The input part of every step is one product; the loop runs the steps
+        forward (the reverse direction: from the end).
+        """
+        be = self._backend
+        xp = be.xp
         cell, hidden = self._cell, self.hidden_size
-        cell.prepare(be, hidden)
-        layer_input = x
-        caches = []
-        h_n, c_n = [], []
-        for layer in range(self.num_layers):
-            outs, layer_caches = [], []
-            for direction in range(self._directions):
-                k = layer * self._directions + direction
-                w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-                flat = xp.reshape(layer_input, (steps * n, layer_input.shape[2]))
-                a_in = flat @ w_ih.data.T
-                fold = b_hh is not None and cell.fold_hidden_bias
-                if b_ih is not None:
-                    a_in = a_in + (b_ih.data + b_hh.data if fold else b_ih.data)
-                a_in = xp.reshape(a_in, (steps, n, cell.gates * hidden))
-                h, c = h0[k, ...], (c0[k, ...] if c0 is not None else None)
-                hs: list[Any] = [None] * steps
-                kept: list[Any] = [None] * steps
-                h_prev: list[Any] = [None] * steps
-                order = range(steps - 1, -1, -1) if direction else range(steps)
-                w, b = w_hh.data.T, (b_hh.data if b_hh is not None and not fold else None)
-                for t in order:
-                    h_prev[t] = h
-                    h, c, kept[t] = cell.step(be.ops, a_in[t, ...], h, c, w, b)
-                    hs[t] = h
-                h_n.append(h)
-                c_n.append(c)
-                outs.append(xp.stack(hs, axis=0))
-                layer_caches.append((layer_input, h_prev, kept))
-            out = outs[0] if len(outs) == 1 else xp.concat(outs, axis=2)
-            mask = None
-            if self.training and self.dropout > 0.0 and layer < self.num_layers - 1:
-                mask = be.from_host(dropout_mask(self._dropout_rng, tuple(out.shape), self.dropout), dtype=be.dtype)
-                out = out * mask
-            caches.append((layer_caches, mask))
-            layer_input = out
-        output = layer_input
-        h_stack = xp.stack(h_n, axis=0)
-        c_stack = xp.stack(c_n, axis=0) if cell.has_cell_state else None
-        self.save_for_backward(caches, (steps, n), batched, hx is not None)
-        if not batched:
-            output, h_stack = output[:, 0, :], h_stack[:, 0, :]
-            c_stack = c_stack[:, 0, :] if c_stack is not None else None
-        elif self.batch_first:
-            output = xp.permute_dims(output, (1, 0, 2))
-        return (output, (h_stack, c_stack)) if cell.has_cell_state else (output, h_stack)
+        steps, n = inputs.shape[0], inputs.shape[1]
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        a_in = xp.reshape(inputs, (steps * n, inputs.shape[2])) @ w_ih.data.T
+        fold = b_hh is not None and cell.fold_hidden_bias
+        if b_ih is not None:
+            a_in = a_in + (b_ih.data + b_hh.data if fold else b_ih.data)
+        a_in = xp.reshape(a_in, (steps, n, cell.gates * hidden))
+        hs: list[Any] = [None] * steps
+        kept: list[Any] = [None] * steps
+        h_prev: list[Any] = [None] * steps
+        w, b = w_hh.data.T, (b_hh.data if b_hh is not None and not fold else None)
+        for t in range(steps - 1, -1, -1) if direction else range(steps):
+            h_prev[t] = h
+            h, c, kept[t] = cell.step(be.ops, a_in[t, ...], h, c, w, b, consts)
+            hs[t] = h
+        return xp.stack(hs, axis=0), h, c, _Direction(inputs, h_prev, kept)
 
     def _initial_state(self, hx: Any, n: int, batched: bool) -> tuple[Any, Any]:
         """``(h0, c0 or None)`` as ``(num_layers·D, N, H)`` arrays (zeros for None), checked."""
@@ -404,66 +461,81 @@ class _RNNBase(Layer):
         ``(g_output, g_h_n)`` (``(g_output, (g_h_n, g_c_n))`` for LSTM), with ``None`` for
         any part that has no gradient. Every parameter gradient is accumulated.
         """
-        caches, (steps, n), batched, hx_given = self.saved_tensors()
-        be = self._backend
-        xp = be.xp
-        g_out, g_h, g_c = self._split_grad(grad, steps, n, batched)
-        cell, hidden, dirs = self._cell, self.hidden_size, self._directions
+        kept: _Kept = self.saved_tensors()[0]
+        xp = self._backend.xp
+        g_out, g_h, g_c = self._split_grad(grad, kept.steps, kept.batch, kept.batched)
+        dirs = self._directions
         dh0: list[Any] = [None] * (self.num_layers * dirs)
         dc0: list[Any] = [None] * (self.num_layers * dirs)
         for layer in range(self.num_layers - 1, -1, -1):
-            layer_caches, mask = caches[layer]
+            directions, mask = kept.layers[layer]
             if g_out is not None and mask is not None:
                 g_out = g_out * mask
             dx = None
             for direction in range(dirs):
                 k = layer * dirs + direction
-                layer_input, h_prev, kept = layer_caches[direction]
-                w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+                hidden = self.hidden_size
                 g_dir = None if g_out is None else g_out[:, :, direction * hidden : (direction + 1) * hidden]
                 dh = None if g_h is None else g_h[k, ...]
                 dc = None if g_c is None else g_c[k, ...]
-                d_in: list[Any] = [None] * steps
-                d_hh: list[Any] = [None] * steps
-                order = range(steps) if direction else range(steps - 1, -1, -1)  # the forward's order, reversed
-                w = w_hh.data
-                for t in order:
-                    if g_dir is not None:
-                        dh = g_dir[t, ...] if dh is None else dh + g_dir[t, ...]
-                    if dh is None:  # no gradient reached this step yet (only c_n had one)
-                        dh = xp.zeros_like(h_prev[t])
-                    d_in[t], d_hh[t], direct, dc = cell.step_back(be.ops, dh, dc, kept[t])
-                    dh = d_hh[t] @ w if direct is None else d_hh[t] @ w + direct
-                dh0[k], dc0[k] = dh, dc
-                gates = cell.gates * hidden
-                d_in_all = xp.reshape(xp.stack(d_in, axis=0), (steps * n, gates))
-                d_hh_all = d_in_all  # RNN and LSTM: the same pre-activation gradient
-                if d_hh[0] is not d_in[0]:  # GRU: r scales the hidden part of n
-                    d_hh_all = xp.reshape(xp.stack(d_hh, axis=0), (steps * n, gates))
-                flat_in = xp.reshape(layer_input, (steps * n, layer_input.shape[2]))
-                flat_prev = xp.reshape(xp.stack(h_prev, axis=0), (steps * n, hidden))
-                accumulate(w_ih, d_in_all.T @ flat_in)
-                accumulate(w_hh, d_hh_all.T @ flat_prev)
-                if b_ih is not None and b_hh is not None:
-                    accumulate(b_ih, xp.sum(d_in_all, axis=0))
-                    accumulate(b_hh, xp.sum(d_hh_all, axis=0))
-                if layer > 0 or input_grad:
-                    part = xp.reshape(d_in_all @ w_ih.data, (steps, n, layer_input.shape[2]))
-                    dx = part if dx is None else dx + part
+                part, dh0[k], dc0[k] = self._back_direction(
+                    layer, direction, directions[direction], g_dir, dh, dc, kept.consts, layer > 0 or input_grad
+                )
+                dx = part if dx is None else dx + part
             g_out = dx
         dx = g_out
         if dx is not None:
-            if not batched:
+            if not kept.batched:
                 dx = dx[:, 0, :]
             elif self.batch_first:
                 dx = xp.permute_dims(dx, (1, 0, 2))
-        if not hx_given:
+        if not kept.hx_given:
             return dx
-        dh_stack = self._state_grad(dh0, batched)
-        if cell.has_cell_state:
+        dh_stack = self._state_grad(dh0, kept.batched)
+        if self._cell.has_cell_state:
             dc_filled = [c if c is not None else xp.zeros_like(dh0[0]) for c in dc0]
-            return dx, (dh_stack, self._state_grad(dc_filled, batched))
+            return dx, (dh_stack, self._state_grad(dc_filled, kept.batched))
         return dx, dh_stack
+
+    def _back_direction(
+        self, layer: int, direction: int, kept: _Direction, g_out: Any, dh: Any, dc: Any, consts: Any, want_dx: bool
+    ) -> tuple[Any, Any, Any]:
+        """Backpropagation through time for one layer and direction: ``(dL/d(its input) or None, dh_0, dc_0)``.
+
+        The loop runs the steps in the reverse of the forward's order; the
+        weight gradients are then one product each (sums over time).
+        """
+        be = self._backend
+        xp = be.xp
+        cell, hidden = self._cell, self.hidden_size
+        steps = len(kept.kept)
+        n = kept.inputs.shape[1]
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        d_in: list[Any] = [None] * steps
+        d_hh: list[Any] = [None] * steps
+        w = w_hh.data
+        for t in range(steps) if direction else range(steps - 1, -1, -1):
+            if g_out is not None:
+                dh = g_out[t, ...] if dh is None else dh + g_out[t, ...]
+            if dh is None:  # no gradient reached this step yet (only c_n had one)
+                dh = xp.zeros_like(kept.h_prev[t])
+            d_in[t], d_hh[t], direct, dc = cell.step_back(be.ops, dh, dc, kept.kept[t], consts)
+            dh = d_hh[t] @ w if direct is None else d_hh[t] @ w + direct
+        gates = cell.gates * hidden
+        d_in_all = xp.reshape(xp.stack(d_in, axis=0), (steps * n, gates))
+        d_hh_all = d_in_all  # RNN and LSTM: the same pre-activation gradient
+        if d_hh[0] is not d_in[0]:  # GRU: r scales the hidden part of n
+            d_hh_all = xp.reshape(xp.stack(d_hh, axis=0), (steps * n, gates))
+        width = kept.inputs.shape[2]
+        if w_ih.requires_grad:
+            accumulate(w_ih, d_in_all.T @ xp.reshape(kept.inputs, (steps * n, width)))
+        if w_hh.requires_grad:
+            accumulate(w_hh, d_hh_all.T @ xp.reshape(xp.stack(kept.h_prev, axis=0), (steps * n, hidden)))
+        if b_ih is not None and b_hh is not None:
+            accumulate(b_ih, xp.sum(d_in_all, axis=0))
+            accumulate(b_hh, xp.sum(d_hh_all, axis=0))
+        dx = xp.reshape(d_in_all @ w_ih.data, (steps, n, width)) if want_dx else None
+        return dx, dh, dc
 
     def _state_grad(self, parts: list[Any], batched: bool) -> Any:
         stacked = self._backend.xp.stack(parts, axis=0)
@@ -574,7 +646,8 @@ class RNN(_RNNBase):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        self.nonlinearity = nonlinearity  # read by the checks and the cell in _RNNBase.__init__
+        if nonlinearity not in self.cells:
+            raise ValueError(f"RNN nonlinearity must be one of {sorted(self.cells)}, got {nonlinearity!r}")
         super().__init__(
             input_size,
             hidden_size,
@@ -588,6 +661,7 @@ class RNN(_RNNBase):
             device=device,
             dtype=dtype,
         )
+        self.nonlinearity = nonlinearity
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "nonlinearity": self.nonlinearity}
@@ -634,10 +708,7 @@ class LSTM(_RNNBase):
     ((2, 5, 4), (1, 2, 4), (1, 2, 4))
     """
 
-    mode = "LSTM"
-
-    def _make_cell(self) -> _Cell:
-        return _LSTMCell()
+    cells: ClassVar[dict[str, _Cell]] = {"tanh": _LSTMCell()}
 
 
 @register_layer
@@ -665,7 +736,4 @@ class GRU(_RNNBase):
         As for [`LSTM`][nu_xp.layers.recurrent.LSTM] (three gates ``r, z, n`` per layer instead of four).
     """
 
-    mode = "GRU"
-
-    def _make_cell(self) -> _Cell:
-        return _GRUCell()
+    cells: ClassVar[dict[str, _Cell]] = {"tanh": _GRUCell()}

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..backends import ops_of
-from .base import Layer, check_grad, register_layer
+from .base import Layer, check_grad
+from .registry import register_layer
 
 __all__ = ["Flatten"]
 

@@ -25,7 +25,6 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
     # two samples at least: a normalization without running statistics needs a batch to normalize over
     batch_size = max(int(batch_size), 2)
     probe = copy.deepcopy(model).eval()
-    probe.clear_cache()  # the copy of what pending forwards kept is not needed
     rows: list[tuple[str, str, str, int]] = []
     _record(probe, "", rows, top=True)
     be = probe.backend
@@ -35,7 +34,7 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
         out = probe(x)
     shapes = {name: text for name, text in getattr(probe, "_summary_shapes", {}).items()}
     total = model.num_parameters()
-    buffers = sum(int(np.prod(b.shape)) for b in model.named_buffers().values())
+    buffers = sum(int(np.prod(b.shape)) for b in model.buffers())
     table = [("layer", "type", "output shape", "parameters")]
     for name, kind, _, count in rows:
         table.append((name, kind, shapes.get(name, "?"), f"{count:,}"))
@@ -67,7 +66,7 @@ def _record(layer: Any, name: str, rows: list, top: bool = False) -> None:
     stack = [(layer, name)]
     while stack:
         current, path = stack.pop(0)
-        children = list(current.named_children())
+        children = list(current.named_slots())
         if not (top and current is root):
             rows.append((path, type(current).__name__, "", current.num_parameters()))
             _hook(current, path, root)

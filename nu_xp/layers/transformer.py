@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
-from ..grad_mode import in_pass
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
 from .activations import GELU, ReLU
 from .attention import MultiheadAttention
-from .base import Layer, register_layer
+from .base import Layer
 from .dropout import Dropout
 from .linear import Linear
 from .normalization import LayerNorm
+from .registry import register_layer
 
 __all__ = ["TransformerEncoderLayer"]
 
@@ -37,9 +37,11 @@ class TransformerEncoderLayer(Layer):
         norm_first=False (post-norm, the default):  x = norm1(x + SA(x));   y = norm2(x + FF(x))
         norm_first=True  (pre-norm, GPT's):         x = x + SA(norm1(x));   y = x + FF(norm2(x))
 
-    Backward, for a residual ``z = x + f(u(x))``: ``dL/dx = g + J_uᵀ J_fᵀ g`` —
-    the gradient takes both paths and they add. Post-norm runs each norm's
-    backward first; pre-norm runs it inside the branch.
+    Backward, for a residual ``z = x + f(x)``: ``dL/dx = g + J_fᵀ g`` —
+    the gradient takes both paths and they add. Both directions read one
+    plan of the block (``_plan``: the sub-layers and the residual branches in
+    forward order), so the backward is the plan run in reverse, never a second
+    hand-written copy of the forward.
 
     Parameters
     ----------
@@ -193,43 +195,45 @@ class TransformerEncoderLayer(Layer):
         return text
 
     # ------------------------------------------------------------------ forward and backward
+    def _plan(self) -> tuple[tuple[str, ...] | str, ...]:
+        """The block as data, read by both ``forward`` and ``backward``: a name is a sub-layer applied to
+        ``x``, a tuple of names a residual branch ``x + f(x)`` with ``f`` those sub-layers in order."""
+        if self.norm_first:
+            return (("norm1", *_ATTENTION), ("norm2", *_FEED_FORWARD))
+        return (_ATTENTION, "norm1", _FEED_FORWARD, "norm2")
+
     def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False) -> Any:
         """The block's output, of the shape of ``src`` (masks as in
         [`MultiheadAttention.forward`][nu_xp.layers.attention.MultiheadAttention.forward])."""
-        return in_pass(self._forward, src, src_mask, src_key_padding_mask, is_causal)
+        x = self._backend.check(src, role="TransformerEncoderLayer src")
+        masks = {
+            "key_padding_mask": src_key_padding_mask,
+            "need_weights": False,
+            "attn_mask": src_mask,
+            "is_causal": self.causal or bool(is_causal),
+        }
+        for step in self._plan():
+            x = x + self._run(step, x, masks) if isinstance(step, tuple) else self._run((step,), x, masks)
+        return x
 
-    def _forward(self, x: Any, src_mask: Any, padding: Any, is_causal: bool) -> Any:
-        x = self._backend.check(x, role="TransformerEncoderLayer src")
-        causal = self.causal or bool(is_causal)
-        if self.norm_first:
-            x = x + self._attention_block(self.norm1.forward(x), src_mask, padding, causal)
-            return x + self._feed_forward_block(self.norm2.forward(x))
-        x = self.norm1.forward(x + self._attention_block(x, src_mask, padding, causal))
-        return self.norm2.forward(x + self._feed_forward_block(x))
-
-    def _attention_block(self, x: Any, mask: Any, padding: Any, causal: bool) -> Any:
-        out, _ = self.self_attn.forward(
-            x, x, x, key_padding_mask=padding, need_weights=False, attn_mask=mask, is_causal=causal
-        )
-        return self.dropout1.forward(out)
-
-    def _feed_forward_block(self, x: Any) -> Any:
-        hidden = self.dropout.forward(self.activation_layer.forward(self.linear1.forward(x)))
-        return self.dropout2.forward(self.linear2.forward(hidden))
+    def _run(self, names: tuple[str, ...], x: Any, masks: dict[str, Any]) -> Any:
+        for name in names:
+            layer = getattr(self, name)
+            x = layer(x, **masks)[0] if name == "self_attn" else layer(x)  # self-attention: the query alone
+        return x
 
     def backward(self, grad: Any) -> Any:
-        """``dL/dsrc``, the chain rule over the two residual sums (see the class docstring)."""
-        if self.norm_first:
-            g = grad + self.norm2.backward(self._feed_forward_back(grad))
-            return g + self.norm1.backward(self._attention_back(g))
-        g = self.norm2.backward(grad)
-        g = g + self._feed_forward_back(g)
-        g = self.norm1.backward(g)
-        return g + self._attention_back(g)
+        """``dL/dsrc``: the plan backwards; a residual branch passes ``g + J_fᵀ g`` (both paths add)."""
+        for step in reversed(self._plan()):
+            grad = grad + self._run_back(step, grad) if isinstance(step, tuple) else self._run_back((step,), grad)
+        return grad
 
-    def _attention_back(self, grad: Any) -> Any:
-        return self.self_attn.backward(self.dropout1.backward(grad), sum_inputs=True)
+    def _run_back(self, names: tuple[str, ...], grad: Any) -> Any:
+        for name in reversed(names):
+            grad = getattr(self, name).backward(grad)
+        return grad
 
-    def _feed_forward_back(self, grad: Any) -> Any:
-        g = self.linear2.backward(self.dropout2.backward(grad))
-        return self.linear1.backward(self.activation_layer.backward(self.dropout.backward(g)))
+
+#: the self-attention branch and the feed-forward branch, as sub-layer names in forward order
+_ATTENTION = ("self_attn", "dropout1")
+_FEED_FORWARD = ("linear1", "activation_layer", "dropout", "linear2", "dropout2")

@@ -11,14 +11,15 @@
 * ``"none"``: ``L = ℓ``, the per-element losses; ``backward(grad)`` takes
   ``dL'/dℓ`` of that shape (``grad`` is required).
 
-Each subclass computes its elementwise loss ``ℓ`` and ``_grad(scale)``, the
-derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``). A
-subclass's ``forward`` puts what ``_grad`` needs in ``self._cache`` and ends
-with ``_reduce``/``_reduce_total``, which hand it, with the scale, to
-[`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward] (nothing is kept under ``no_grad()``);
-``backward`` pops it back. Losses have
-no parameters and are never registered as layers, so a model file can never
-name one as part of a model.
+Each subclass computes its elementwise loss ``ℓ`` and ``_grad(kept, scale)``,
+the derivative ``dℓ/dpred`` times ``scale`` (``1/n``, 1, or ``grad``) from
+``kept``, what its forward computed for it. A subclass's ``forward`` ends with
+``_reduce``/``_reduce_total``, which keep ``kept`` and the scale for the
+backward of that call ([`Layer.save_for_backward`][nu_xp.layers.base.Layer.save_for_backward]:
+one node per call, nothing under ``no_grad()``, nothing on the instance), so a
+loss used twice before its backwards gives each backward its own values.
+Losses have no parameters and are never registered as layers, so a model
+file can never name one as part of a model.
 """
 
 from __future__ import annotations
@@ -49,9 +50,6 @@ class Loss(Layer):
         if reduction not in REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-        self._cache: Any = None
-        self._scale: Any = None
-        self._value_shape: tuple[int, ...] = ()
 
     def forward(self, pred: Any, target: Any) -> Any:
         """The loss value for ``pred`` against ``target`` (a 0-d array unless ``reduction="none"``)."""
@@ -59,64 +57,60 @@ class Loss(Layer):
 
     def backward(self, grad: Any = None) -> Any:
         """``dL/dpred`` for the last ``forward``; ``grad`` is dL'/dL (required with ``reduction="none"``)."""
-        self._cache, scale, value_shape = self.saved_tensors()  # _cache: what _grad reads
+        kept, scale, value_shape = self.saved_tensors()
         if self.reduction == "none":
             if grad is None or tuple(getattr(grad, "shape", ())) != value_shape:
                 raise ValueError(
                     f"{type(self).__name__}(reduction='none').backward needs grad = dL/d(value) of the value's "
                     f"shape {value_shape}, got {None if grad is None else tuple(getattr(grad, 'shape', ()))}"
                 )
-            return self._grad(self._expand(grad))
+            return self._grad(kept, self._expand(grad))
         if grad is None:
-            return self._grad(scale)
+            return self._grad(kept, scale)
         if tuple(getattr(grad, "shape", ())) != ():
             raise ValueError(
                 f"{type(self).__name__}(reduction={self.reduction!r}) has a scalar value, so backward(grad) takes "
                 f"dL'/dL as a scalar; got grad of shape {tuple(grad.shape)} (for per-element gradients use "
                 "reduction='none')"
             )
-        return self._grad(scale) * grad
+        return self._grad(kept, scale) * grad
 
     def _expand(self, grad: Any) -> Any:
         """``grad`` of the value's shape, broadcastable against ``pred`` (losses that reduce an axis override)."""
         return grad
 
-    def _reduce(self, ops: Ops, elementwise: Any, count: Any) -> Any:
-        """The value for the reduction, remembering the scale ``backward`` applies (``1/count`` for mean)."""
+    def _reduce(self, ops: Ops, elementwise: Any, count: Any, kept: Any) -> Any:
+        """The value for the reduction; keeps ``kept`` (what ``_grad`` reads) and the scale ``backward`` applies."""
         if self.reduction == "none":
-            self._value_shape = tuple(elementwise.shape)
-            return self._kept(elementwise)
-        return self._reduce_total(ops, ops.sum(elementwise), count)
+            self.save_for_backward(kept, None, tuple(elementwise.shape))
+            return elementwise
+        return self._reduce_total(ops, ops.sum(elementwise), count, kept)
 
-    def _kept(self, value: Any) -> Any:
-        """The end of every forward: ``_cache`` and the scale go to
-        [`save_for_backward`][nu_xp.layers.base.Layer.save_for_backward]; returns ``value``."""
-        self.save_for_backward(self._cache, self._scale, self._value_shape)
-        self._cache = None
-        return value
-
-    def _reduce_total(self, ops: Ops, total: Any, count: Any) -> Any:
-        """The value from the sum of the elementwise losses (for "mean" and "sum" only)."""
+    def _reduce_total(self, ops: Ops, total: Any, count: Any, kept: Any) -> Any:
+        """The value from the sum of the elementwise losses (for "mean" and "sum" only); keeps ``kept`` and the
+        scale ``dL/dℓ``: ``1/count`` for the mean, 1 for the sum."""
         reduction = self.reduction
         if reduction == "mean" and type(count) is int and count:  # the common case first: no other test
-            self._scale = scale = 1.0 / count
-            self.save_for_backward(self._cache, scale, ())
-            self._cache = None
-            return ops.asarray(total * scale)
-        if reduction == "sum":
-            self._scale = 1.0
-            return self._kept(ops.asarray(total))
-        if isinstance(count, (int, float)):
-            self._scale = 1.0 / max(count, 1)
-            return self._kept(ops.asarray(total * self._scale) if count else ops.asarray(total * float("nan")))
-        # an array normalizer (summed weights): where it is 0 the value is NaN and the gradient 0, as PyTorch's,
-        # and no divide warning
-        xp = ops.xp
-        safe = xp.where(count > 0, count, xp.ones_like(count))
-        self._scale = xp.where(count > 0, 1.0 / safe, xp.zeros_like(count))
-        return self._kept(total * xp.where(count > 0, 1.0 / safe, xp.full_like(count, float("nan"))))
+            scale: Any = 1.0 / count
+            value = ops.asarray(total * scale)
+        elif reduction == "sum":
+            scale = 1.0
+            value = ops.asarray(total)
+        elif isinstance(count, (int, float)):
+            scale = 1.0 / max(count, 1)
+            value = ops.asarray(total * scale) if count else ops.asarray(total * float("nan"))
+        else:
+            # an array normalizer (summed weights): where it is 0 the value is NaN and the gradient 0, as PyTorch's,
+            # and no divide warning
+            xp = ops.xp
+            safe = xp.where(count > 0, count, xp.ones_like(count))
+            scale = xp.where(count > 0, 1.0 / safe, xp.zeros_like(count))
+            value = total * xp.where(count > 0, 1.0 / safe, xp.full_like(count, float("nan")))
+        self.save_for_backward(kept, scale, ())
+        return value
 
-    def _grad(self, scale: Any) -> Any:
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        """``dℓ/dpred · scale`` from ``kept``, what this loss's forward passed to ``_reduce``."""
         raise NotImplementedError
 
     def _weights(self, value: Any, like: Any, name: str) -> Any:

@@ -39,12 +39,11 @@ class BCELoss(Loss):
             )
         if not ops.all((t >= 0.0) & (t <= 1.0)):
             raise ValueError("BCELoss: target must hold values in [0, 1] (labels 0/1 or probabilities)")
-        self._cache = (p, t)
         elementwise = -(t * clamped_log(ops, p) + (1.0 - t) * clamped_log(ops, 1.0 - p))
-        return self._reduce(ops, elementwise, math.prod(p.shape))
+        return self._reduce(ops, elementwise, math.prod(p.shape), (p, t))
 
-    def _grad(self, scale: Any) -> Any:
-        p, t = self._cache
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        p, t = kept
         return (p - t) / ops_of(p).clamp_min(p * (1.0 - p), 1e-12) * scale
 
 
@@ -80,8 +79,7 @@ class BCEWithLogitsLoss(Loss):
             elementwise = softplus - x * t
         else:
             elementwise = w * t * (softplus - x) + (1.0 - t) * softplus
-        self._cache = (sig, t, w)
-        return self._reduce(ops, elementwise, math.prod(x.shape))
+        return self._reduce(ops, elementwise, math.prod(x.shape), (sig, t, w))
 
     def _pos_weight(self, x: Any) -> Any:
         """``pos_weight`` on x's backend; it must broadcast to x's shape without changing it (one per class)."""
@@ -97,8 +95,8 @@ class BCEWithLogitsLoss(Loss):
             )
         return w
 
-    def _grad(self, scale: Any) -> Any:
-        sig, t, w = self._cache
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        sig, t, w = kept
         if w is None:
             return (sig - t) * scale
         return (w * t * (sig - 1.0) + (1.0 - t) * sig) * scale

@@ -173,14 +173,14 @@ class CrossEntropyLoss(_ClassLoss):
         e = xp.exp(shifted)
         sum_e = ops.sum(e, axis=1, keepdims=True)
         log_sum = xp.log(sum_e) if a_sum is None else a_sum * xp.log(sum_e)
-        self._cache = (e / sum_e, coeff, a_sum)
+        kept = (e / sum_e, coeff, a_sum)
         if self.reduction != "none":  # the total directly: one reduction fewer than summing ℓ per sample
-            return self._reduce_total(ops, ops.sum(log_sum) - ops.sum(coeff * shifted), normalizer)
+            return self._reduce_total(ops, ops.sum(log_sum) - ops.sum(coeff * shifted), normalizer, kept)
         elementwise = xp.reshape(log_sum, (log_sum.shape[0], *log_sum.shape[2:])) - ops.sum(coeff * shifted, axis=1)
-        return self._reduce(ops, elementwise, normalizer)
+        return self._reduce(ops, elementwise, normalizer, kept)
 
-    def _grad(self, scale: Any) -> Any:
-        probs, coeff, a_sum = self._cache
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        probs, coeff, a_sum = kept
         return ((probs if a_sum is None else probs * a_sum) - coeff) * scale
 
 
@@ -209,8 +209,7 @@ class NLLLoss(_ClassLoss):
                 f"{(pred.shape[0], *pred.shape[2:])}, got {tuple(getattr(target, 'shape', ()))}"
             )
         coeff, _, normalizer = self._coefficients(ops, logp, target, 0.0)
-        self._cache = coeff
-        return self._reduce(ops, -ops.sum(coeff * logp, axis=1), normalizer)
+        return self._reduce(ops, -ops.sum(coeff * logp, axis=1), normalizer, coeff)
 
-    def _grad(self, scale: Any) -> Any:
-        return -self._cache * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        return -kept * scale

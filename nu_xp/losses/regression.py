@@ -24,11 +24,10 @@ class MSELoss(Loss):
     def forward(self, pred: Any, target: Any) -> Any:
         ops, pred, target = self._prepare(pred, target)
         diff = pred - target
-        self._cache = diff
-        return self._reduce(ops, diff * diff, math.prod(pred.shape))
+        return self._reduce(ops, diff * diff, math.prod(pred.shape), diff)
 
-    def _grad(self, scale: Any) -> Any:
-        return self._cache * (2.0 * scale) if isinstance(scale, float) else self._cache * 2.0 * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        return kept * (2.0 * scale) if isinstance(scale, float) else kept * 2.0 * scale
 
 
 class L1Loss(Loss):
@@ -43,11 +42,10 @@ class L1Loss(Loss):
     def forward(self, pred: Any, target: Any) -> Any:
         ops, pred, target = self._prepare(pred, target)
         diff = pred - target
-        self._cache = diff
-        return self._reduce(ops, ops.xp.abs(diff), math.prod(pred.shape))
+        return self._reduce(ops, ops.xp.abs(diff), math.prod(pred.shape), diff)
 
-    def _grad(self, scale: Any) -> Any:
-        return ops_of(self._cache).xp.sign(self._cache) * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        return ops_of(kept).xp.sign(kept) * scale
 
 
 class HuberLoss(Loss):
@@ -69,11 +67,10 @@ class HuberLoss(Loss):
         ops, pred, target = self._prepare(pred, target)
         diff = pred - target
         a = ops.xp.abs(diff)
-        self._cache = diff
         quadratic = 0.5 * diff * diff
         linear = self.delta * (a - 0.5 * self.delta)
-        return self._reduce(ops, ops.xp.where(a < self.delta, quadratic, linear), math.prod(pred.shape))
+        return self._reduce(ops, ops.xp.where(a < self.delta, quadratic, linear), math.prod(pred.shape), diff)
 
-    def _grad(self, scale: Any) -> Any:
-        ops = ops_of(self._cache)
-        return ops.clamp_max(ops.clamp_min(self._cache, -self.delta), self.delta) * scale
+    def _grad(self, kept: Any, scale: Any) -> Any:
+        ops = ops_of(kept)
+        return ops.clamp_max(ops.clamp_min(kept, -self.delta), self.delta) * scale

@@ -31,7 +31,7 @@ def _reorder(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
 
 
 def _recurrent(g: Graph, layer: Any, x: Value) -> tuple[str, Any]:
-    mode = layer.mode
+    mode = type(layer).__name__  # RNN, LSTM or GRU: ONNX has an operator of each name
     order = GATE_ORDER.get(mode, (0,))
     dirs = 2 if layer.bidirectional else 1
     suffixes = ("", "_reverse")[:dirs]

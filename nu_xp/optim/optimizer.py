@@ -125,7 +125,7 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient, with its group's hyper-parameters.
+        """Update every parameter that has a gradient (and is not frozen), with its group's hyper-parameters.
 
         When no parameter has a gradient, nothing can change: a
         ``RuntimeWarning`` (once per optimizer) says the model's ``backward``
@@ -141,10 +141,13 @@ class Optimizer:
         stepped = False
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is not None and p.requires_grad:  # a frozen parameter stays as it is
+                    entries = state.get(index)
+                    if entries is None:
+                        entries = state[index] = {}
                     # θ ← θ - Δθ, the one place a parameter changes: an augmented assignment, in place where
                     # the backend's arrays are writeable (no new array), rebound where they are immutable (JAX)
-                    delta = self._update(p, p.grad, state.setdefault(index, {}), group)  # may rebind p.data (AdamW)
+                    delta = self._update(p, p.grad, entries, group)  # may rebind p.data (AdamW)
                     p.data -= delta
                     stepped = True
                 index += 1

@@ -47,8 +47,8 @@ def compare_with_torch(
         else:
             np.testing.assert_allclose(host(dx), xt.grad.numpy(), rtol=tol, atol=tol, err_msg="dL/dx")
         theirs = dict(module.named_parameters())
-        for name, p in layer.named_parameters().items():
+        for name, p in layer.named_parameters():
             np.testing.assert_allclose(host(p.grad), theirs[name].grad.numpy(), rtol=tol, atol=tol, err_msg=name)
         buffers = dict(module.named_buffers())
-        for name, b in layer.named_buffers().items():
+        for name, b in layer.named_buffers():
             np.testing.assert_allclose(host(b), buffers[name].numpy(), rtol=tol, atol=tol, err_msg=name)

@@ -220,5 +220,5 @@ def test_whole_model_gradients_match_torch_autograd(backend, torch, rng):
     ref.backward()
     np.testing.assert_allclose(float(host(value)), ref.item(), rtol=1e-12)
     ref_grads = dict(twin.named_parameters())
-    for name, p in model.named_parameters().items():
+    for name, p in model.named_parameters():
         np.testing.assert_allclose(host(p.grad), ref_grads[name].grad.numpy(), rtol=1e-9, atol=1e-12)

@@ -65,7 +65,7 @@ def test_forward_and_backward_run_low_master_weights_stay_float32(backend, preci
     for p in model.parameters():
         assert nu_xp.backends.dtype_name(p.data.dtype) == "float32"
         assert nu_xp.backends.dtype_name(p.grad.dtype) == "float32"
-    for name, buffer in model.named_buffers().items():
+    for name, buffer in model.named_buffers():
         if "running" in name:
             assert nu_xp.backends.dtype_name(buffer.dtype) == "float32"
     for state in opt.state.values():
