@@ -3,7 +3,7 @@
 The other checkout (a ``git worktree`` of an older commit, say) is imported
 under the name ``nu_xp_before``, so both versions train the same networks
 (the MLP workloads of ``run.py`` and the convolutional ones of ``conv.py``,
-same seeds, same data) in the same process, with the two interleaved (the
+same seeds, same data; and the LSTM and tiny GPT of ``sequence.py``) in the same process, with the two interleaved (the
 order alternates each round, each timed run after a short idle pause). The
 result per workload is the median over rounds of ``time(now) / time(before)``
 (paired: a slow phase of a shared machine hits both):
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conv  # the convolutional networks
 import run  # the MLP workloads and the timing helpers
+import sequence  # the LSTM and the tiny GPT
 
 import nu_xp
 
@@ -77,6 +78,38 @@ def conv_runner(lib: Any, name: str) -> Any:
     return step
 
 
+def sequence_runner(lib: Any, name: str) -> Any:
+    """An Adam step of ``sequence.py``'s LSTM or tiny GPT, built from ``lib``'s own layers and demos."""
+    import argparse
+    import importlib
+
+    x_host, y_host = sequence.data(name)
+    if name == "lstm":
+        last_step = importlib.import_module(f"{lib.__name__}.demos.sequences").LastStep
+        model = lib.Sequential(
+            lib.Embedding(sequence.VOCAB, 32, seed=0),
+            lib.LSTM(32, 128, batch_first=True, seed=1),
+            lib.Select(0),
+            last_step(),
+            lib.Linear(128, 10, seed=2),
+        )
+    else:
+        build = importlib.import_module(f"{lib.__name__}.demos.chargpt").build
+        model = build(sequence.VOCAB, argparse.Namespace(backend="numpy", seed=0, width=128, heads=4, context=64,
+                                                         layers=2))  # fmt: skip
+    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+    loss = lib.CrossEntropyLoss()
+    x, y = lib.asarray(x_host, like=model), lib.asarray(y_host, like=model)
+
+    def step() -> float:
+        value: Any = 0.0
+        for _ in range(sequence.STEPS_PER_RUN):
+            value = sequence.step_nu_xp(name, model, opt, loss, x, y)
+        return float(value)
+
+    return step
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
     try:
@@ -92,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("other", type=Path, help="the other checkout (its root folder)")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,mnist1d_cnn,lenet5")
+    parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,mnist1d_cnn,lenet5,lstm,tiny_gpt")
     args = parser.parse_args(argv)
     before = load_other(args.other.resolve())
     print(f"CPU {cpu_model()}; BLAS {run.blas_info()}")
     print(f"{'workload':12s} {'now ms':>9s} {'before ms':>10s} {'now/before':>11s}  ({args.rounds} paired rounds)")
     for name in args.workloads.split(","):
-        make = mlp_runner if name in run.WORKLOADS else conv_runner
+        make = mlp_runner if name in run.WORKLOADS else sequence_runner if name in ("lstm", "tiny_gpt") else conv_runner
         runners = {"now": make(nu_xp, name), "before": make(before, name)}
         for fn in runners.values():
             fn()  # warm-up

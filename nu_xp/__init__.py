@@ -1,6 +1,6 @@
 """nu_xp: a neural-network library where every layer states its own forward and backward.
 
-The same layer code runs on NumPy, CuPy, PyTorch tensors and array-api-strict:
+The same layer code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict:
 layers get their array namespace through ``array-api-compat``.
 
 >>> import nu_xp
@@ -61,6 +61,7 @@ from .model_file import load, load_checkpoint, save
 from .onnx_export import export_onnx
 from .training import EarlyStopping, History, evaluate, fit
 from .training.precision import set_float32_matmul_precision
+from .training.threads import get_num_threads, set_num_threads
 
 __all__ = [
     "ELU",
@@ -124,6 +125,7 @@ __all__ = [
     "fit",
     "functional",
     "get_backend",
+    "get_num_threads",
     "gradcheck",
     "is_grad_enabled",
     "layers",
@@ -138,6 +140,7 @@ __all__ = [
     "save",
     "set_backend",
     "set_float32_matmul_precision",
+    "set_num_threads",
     "to_host",
     "use_backend",
 ]

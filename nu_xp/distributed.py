@@ -15,7 +15,7 @@ every function here does the single-process thing.
   contiguous buffer, reused from step to step;
 * [`DistributedOptimizer`][] averages the gradients, then steps.
 
-``fit(..., distributed=True)`` builds on these (see [`nu_xp.training.distributed`][nu_xp.training.distributed]).
+``fit(..., distributed=True)`` builds on these (see [`nu_xp.training.data_parallel`][nu_xp.training.data_parallel]).
 
 Where the buffer lives: for arrays in host memory (NumPy, PyTorch on the CPU,
 array-api-strict) a float buffer in host memory, filled with one copy per
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from . import world
 from .backends import dtype_name, ops_of, to_host
 from .layers import Layer, Parameter
 
@@ -71,6 +72,7 @@ def init() -> None:
     except (ImportError, RuntimeError):  # not installed, or no MPI library found: one process
         return
     _comm = MPI.COMM_WORLD
+    world.joined(_comm.Get_rank(), _comm.Get_size())
     if _comm.Get_size() > 1:
         _install_abort_hook()
 

@@ -1,4 +1,4 @@
-"""What a forward keeps for its backward: one [`Node`][] per call of a layer, and ``no_grad()``.
+"""What a forward keeps for its backward: one node per call of a layer, and ``no_grad()``.
 
 Every call of a layer's ``forward`` outside [`no_grad`][] makes a node:
 the layer, what its forward kept (``Layer.save_for_backward``) and the
@@ -21,7 +21,7 @@ every layer and loss, built-in or written by a user:
   truncated backpropagation through time), and a sub-layer called on its
   own between a model's forward and backward never disturbs the model's.
 * **how long.** A node lives until its backward consumes it. A layer keeps
-  at most [`MAX_PENDING`][] top-level forwards waiting for a backward; a
+  at most ``MAX_PENDING`` (16) top-level forwards waiting for a backward; a
   newer one lets the oldest go, so forwards that are never followed by a
   backward (inference outside ``no_grad``) hold bounded memory.
 * **errors.** A backward that cannot be matched to its forward raises
@@ -125,7 +125,9 @@ def _signature_text(fn: Callable[..., Any]) -> tuple[str, str, dict[str, Any]] |
     (no tuple and dict packed and unpacked), and every layer call goes through one.
     None for a signature with ``*args`` or ``**kwargs`` (then the wrapper takes those).
     """
-    params, args, defaults = [], [], {}
+    params: list[str] = []
+    args: list[str] = []
+    defaults: dict[str, Any] = {}
     star = False
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name.startswith("_"):

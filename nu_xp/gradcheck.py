@@ -196,13 +196,13 @@ def numeric_gradients(layer_or_loss: Any, *inputs: Any, eps: float = 1e-6, seed:
         for name, p in model.named_parameters()
     }
     for name, p in base.named_parameters():
-        values = np.array(to_host(p.data), dtype=np.float64)
-        num = np.zeros_like(values)
-        for index in np.ndindex(values.shape):
+        theta = np.array(to_host(p.data), dtype=np.float64)
+        num = np.zeros_like(theta)
+        for index in np.ndindex(theta.shape):
             evals = []
             for step in (eps, -eps):
                 trial = copy.deepcopy(base)
-                shifted = values.copy()
+                shifted = theta.copy()
                 shifted[index] += step
                 dict(trial.named_parameters())[name].data = on_backend(shifted)
                 evals.append(scalar(trial, host_leaves))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import namespace_of, to_host
+from .backends import ops_of, to_host
 
 __all__ = ["METRICS", "Metric", "make_metric", "make_metrics"]
 
@@ -70,7 +70,7 @@ class BinaryAccuracy(Metric):
     name = "binary_accuracy"
 
     def update(self, pred: Any, target: Any) -> None:
-        xp = namespace_of(pred)
+        xp = ops_of(pred).xp
         hit = (pred >= 0.5) == (target >= 0.5)
         self._add(xp.sum(xp.astype(hit, xp.int32)), count=int(np.prod(pred.shape)))  # int32: every backend has it
 
@@ -92,7 +92,7 @@ class Accuracy(BinaryAccuracy):
         if pred.ndim == 1 or pred.shape[1] == 1:
             super().update(pred, target if target.ndim == pred.ndim else target[:, None])
             return
-        xp = namespace_of(pred)
+        xp = ops_of(pred).xp
         guess = xp.argmax(pred, axis=1)  # (N,) or, for (N, C, d1, …) logits, one class per position (N, d1, …)
         labels = target if target.ndim == guess.ndim else xp.argmax(target, axis=1)
         if tuple(labels.shape) != tuple(guess.shape):
@@ -113,7 +113,7 @@ class MeanSquaredError(Metric):
         return diff * diff
 
     def update(self, pred: Any, target: Any) -> None:
-        xp = namespace_of(pred)
+        xp = ops_of(pred).xp
         diff = xp.astype(pred, xp.float64) - xp.astype(target, xp.float64)
         self._add(xp.sum(self._err(xp, diff)), count=int(np.prod(pred.shape)))
 
@@ -136,7 +136,7 @@ class R2Score(Metric):
     name = "r2"
 
     def update(self, pred: Any, target: Any) -> None:
-        xp = namespace_of(pred)
+        xp = ops_of(pred).xp
         p = xp.astype(pred, xp.float64)
         t = xp.astype(target, xp.float64)
         if p.ndim == 1:

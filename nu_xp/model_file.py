@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from . import distributed
+from . import world
 from ._version import __version__
 from .archive import RESERVED_PREFIX, atomic_savez, read_archive, read_weights, weight_arrays
 from .backends import dtype_name, get_backend, use_backend
@@ -194,7 +194,7 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     if not isinstance(model, Layer) or model.is_loss:
         raise TypeError(f"save expects a nu_xp Layer or Sequential, got {type(model).__name__}")
     path = Path(os.fspath(path))
-    if _writes_files_elsewhere():
+    if not world.writes_files():  # under MPI, rank 0 writes
         return path
     arrays: dict[str, Any] = model.state_dict()
     meta: dict[str, Any] = {
@@ -241,11 +241,6 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     arrays[META_KEY] = np.array(text)
     atomic_savez(path, arrays)
     return path
-
-
-def _writes_files_elsewhere() -> bool:
-    """True on MPI ranks other than 0 (rank 0 writes the files), without starting MPI for it."""
-    return distributed.initialized() and distributed.rank() != 0
 
 
 # ============================================================================ reading
@@ -384,9 +379,8 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
             "build the model in code and call model.load_weights(path)"
         )
     weights = weight_arrays(arrays)
-    target_dtype = dtype_name(dtype) if dtype is not None else meta["dtype"]
-    target = get_backend(backend, device, target_dtype)
-    with _as_model_file_error(path), use_backend(target.name, target.device, target.dtype_name):
+    be = get_backend(backend, device, dtype_name(dtype) if dtype is not None else meta["dtype"])
+    with _as_model_file_error(path), use_backend(be.name, be.device, be.dtype_name):
         model = _build(meta["architecture"], str(path), weights)
         if "ties" in meta:
             _restore_ties(model, meta["ties"], str(path))

@@ -291,3 +291,69 @@ def test_coefs_may_be_assigned_by_hand():
     fitted[0][0, 0] = 5.0
     clf.coefs_ = fitted
     assert clf.coefs_[0][0, 0] == 5.0
+
+
+def test_assigned_weights_of_the_wrong_shape_are_refused():
+    """A transposed or reshaped coefs_ entry of the right size is an error, never silently reshaped."""
+    X, y = small("c")
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        clf.fit(X, y)
+    good = clf.coefs_
+    with pytest.raises(ValueError, match=r"coefs_\[0\] must have shape \(4, 5\)"):
+        clf.coefs_ = [good[0].T, good[1]]
+    with pytest.raises(ValueError, match=r"intercepts_\[1\] must have shape \(3,\)"):
+        clf.intercepts_ = [clf.intercepts_[0], np.zeros((3, 1))]
+    with pytest.raises(ValueError, match="2 entries each"):
+        clf.coefs_ = good[:1]
+    np.testing.assert_array_equal(clf.coefs_[0], good[0])  # nothing changed
+    fresh = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, warm_start=True)
+    fresh.coefs_ = [good[0].reshape(5, 4), good[1]]
+    fresh.intercepts_ = clf.intercepts_
+    with pytest.raises(ValueError, match=r"coefs_\[0\] must have shape \(4, 5\)"):
+        fresh.fit(X, y)
+
+
+def test_negative_sample_weights_are_accepted_as_scikit_learn():
+    from sklearn import neural_network
+
+    X, y = small("r")
+    w = np.ones(len(y))
+    w[:5] = -0.5
+    kw = {"hidden_layer_sizes": (8,), "solver": "lbfgs", "max_iter": 20, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours = MLPRegressor(dtype="float64", **kw).fit(X, y, sample_weight=w)
+        theirs = neural_network.MLPRegressor(**kw).fit(X, y, sample_weight=w)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-4)
+
+
+def test_warm_start_to_another_kind_of_target_is_refused():
+    X, y = small("c")
+    multilabel = np.eye(3)[y].astype(int)
+    multilabel[:, 0] = 1 - multilabel[:, 1]
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        clf.fit(X, y)
+        with pytest.raises(ValueError, match="fitted on classes"):
+            clf.fit(X, multilabel)
+        other = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, warm_start=True, random_state=0).fit(X, multilabel)
+        with pytest.raises(ValueError, match="fitted on a multilabel indicator matrix"):
+            other.fit(X, y)
+
+
+def test_sgd_loss_curve_follows_scikit_learn_with_shuffling():
+    """Each epoch reshuffles the previous epoch's order (scikit-learn's ``sample_idx = shuffle(sample_idx)``)."""
+    from sklearn import neural_network
+
+    X, y = small("r")
+    y = (y - y.mean()) / y.std()
+    kw = {"hidden_layer_sizes": (10,), "solver": "sgd", "max_iter": 6, "random_state": 0, "batch_size": 16,
+          "shuffle": True, "momentum": 0.0, "learning_rate_init": 0.01}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours = MLPRegressor(dtype="float64", **kw).fit(X, y)
+        theirs = neural_network.MLPRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)

@@ -2,16 +2,16 @@
 
 * [`ops`][] — ``Ops``, the base class: what nu_xp needs from an array
   library, each hot-path kernel defaulting to the array-API standard;
-* [`numpy_ops`][], [`torch_ops`][], [`cupy_ops`][], [`strict_ops`][] —
+* [`numpy_ops`][], [`torch_ops`][], [`cupy_ops`][], [`strict_ops`][], [`jax_ops`][] —
   one class per backend, holding everything particular to it;
 * [`registry`][] — names → classes (one line per backend);
 * [`backend`][] — ``Backend`` (ops, device, dtype) and the default
   (``get_backend``, ``set_backend``, ``use_backend``);
-* [`arrays`][] — ``ops_of``/``namespace_of`` an array, ``asarray``, ``to_host``;
+* [`arrays`][] — ``ops_of`` an array (its namespace: ``ops_of(x).xp``), ``asarray``, ``to_host``;
 * [`dtypes`][] — dtype names and kinds.
 """
 
-from .arrays import asarray, backend_of, describe, is_writeable, namespace_of, ops_of, to_host
+from .arrays import asarray, backend_of, describe, is_writeable, ops_of, to_host
 from .backend import Backend, get_backend, same_device, set_backend, use_backend
 from .dtypes import FLOAT_DTYPES, dtype_kind, dtype_name
 from .ops import Ops
@@ -30,7 +30,6 @@ __all__ = [
     "dtype_name",
     "get_backend",
     "is_writeable",
-    "namespace_of",
     "normalize_name",
     "ops_for",
     "ops_of",

@@ -1,7 +1,7 @@
 """Arrays of any backend: their namespace and ``Ops``, and moving them between backends.
 
-``ops_of(x)`` / ``namespace_of(x)`` are what parameter-free layers and losses
-call on their input; both are one dict lookup per call (cached per array
+``ops_of(x)`` (and its namespace ``ops_of(x).xp``) is what parameter-free layers and losses
+call on their input: one dict lookup per call (cached per array
 type), because ``array_api_compat.array_namespace`` costs microseconds and the
 hot paths ask on every minibatch.
 """
@@ -25,7 +25,6 @@ __all__ = [
     "dtype_kind",
     "dtype_name",
     "is_writeable",
-    "namespace_of",
     "ops_of",
     "to_host",
 ]
@@ -67,11 +66,6 @@ def is_writeable(x: Any) -> bool:
     except KeyError:
         _WRITEABLE[type(x)] = ok = bool(array_api_compat.is_writeable_array(x))
         return ok
-
-
-def namespace_of(x: Any) -> Any:
-    """The array-API namespace of ``x`` (``ops_of(x).xp``)."""
-    return ops_of(x).xp
 
 
 def backend_of(x: Any) -> Backend:

@@ -122,6 +122,16 @@ class Backend:
         """Move a host (numpy) array here, as ``dtype`` (default: keep its dtype)."""
         return self.ops.asarray(a, dtype=dtype, device=self.device)
 
+    def with_dtype(self, dtype: Any) -> Backend:
+        """This backend (library and device) computing in ``dtype`` (a name such as ``"bfloat16"``, or a dtype).
+
+        What a model's layers compute with inside
+        [`compute_dtype`][nu_xp.training.precision.compute_dtype] (mixed precision).
+        """
+        if isinstance(dtype, str):
+            dtype = self.ops.low_dtype(dtype) if dtype not in FLOAT_DTYPES else getattr(self.xp, dtype)
+        return Backend(self.ops, self.device, dtype, array_type=self.array_type)
+
     def owns(self, x: Any) -> bool:
         """True when ``x`` is an array of this backend on this device (or a traced value, which has no device)."""
         if ops_class_of(x) is not type(self.ops):

@@ -1,7 +1,7 @@
 """``Ops``: everything nu_xp knows about one array library, with the standard as the fallback.
 
 One subclass per backend, each in its own module (``numpy_ops``,
-``torch_ops``, ``cupy_ops``, ``strict_ops``), in the manner of Thinc's
+``torch_ops``, ``cupy_ops``, ``strict_ops``, ``jax_ops``), in the manner of Thinc's
 ``NumpyOps``/``CupyOps``. A subclass states
 
 * who it is: ``name``, the ``modules`` a user may pass to ``set_backend``,
@@ -269,6 +269,10 @@ class Ops:
     @classmethod
     def set_float32_matmul_precision(cls, precision: str) -> None:
         """Allow TF32 (``"high"``, ``"medium"``) or not (``"highest"``) in float32 products; nothing by default."""
+
+    @classmethod
+    def set_num_threads(cls, threads: int) -> None:
+        """The library's own CPU thread count, where it keeps one apart from BLAS's; nothing by default."""
 
     # ------------------------------------------------------------------ native convolution, where there is one
     #: True where the library has its own convolution kernels (oneDNN, cuDNN): ``Conv1d``/``Conv2d`` then call

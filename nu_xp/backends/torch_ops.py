@@ -10,6 +10,7 @@ argument translation. Measured on the benchmark machine (``benchmarks/RESULTS.md
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -95,6 +96,13 @@ class TorchOps(Ops):
         except ImportError:
             return
         torch.set_float32_matmul_precision(precision)
+
+    @classmethod
+    def set_num_threads(cls, threads: int) -> None:
+        """``torch.set_num_threads`` (its intra-op threads), when torch is already imported (never imports it)."""
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads)
 
     # convolution: oneDNN on the CPU, cuDNN on CUDA (the im2col path stays the reference, and the test)
     native_conv = True

@@ -137,9 +137,15 @@ def torch_twin(model: nu_xp.Sequential, args: Any) -> Any:
             return self.tok(x) + self.pos(torch.arange(x.shape[1]))[None]
 
     class CausalBlock(torch.nn.TransformerEncoderLayer):
-        def forward(self, x: Any) -> Any:  # type: ignore[override]
-            mask = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1])
-            return super().forward(x, src_mask=mask, is_causal=True)
+        """Every call causal, as nu_xp's ``causal=True`` (a mask given as well applies too)."""
+
+        def forward(
+            self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False
+        ) -> Any:
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(src.shape[1])
+            if src_mask is not None:
+                mask = mask + src_mask
+            return super().forward(src, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=True)
 
     vocab_size = model[0].vocab_size
     blocks = [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..backends import BACKENDS, get_backend
 
 __all__ = [
     "DEFAULT_OUT",
     "DemoParser",
+    "RunnableBackend",
     "demo_parser",
     "folder",
     "non_negative_int",
@@ -63,20 +64,22 @@ def folder(text: str) -> Path:
 
 
 class DemoParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` that also checks ``--backend`` can run here: every mistake is one line, exit 2."""
+    """An ``ArgumentParser`` whose every mistake is one line on stderr, then exit status 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """One line on stderr (the mistake and where to look), then exit status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        parsed = super().parse_args(args, namespace)
-        if getattr(parsed, "backend", None) is not None:
-            try:
-                get_backend(parsed.backend)
-            except (ImportError, RuntimeError, ValueError) as exc:
-                self.error(f"--backend {parsed.backend}: {exc}")
-        return parsed
+
+class RunnableBackend(argparse.Action):
+    """``--backend``: a name of the registry that can also run here (CuPy needs a GPU), else one line, exit 2."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        try:
+            get_backend(values)
+        except (ImportError, RuntimeError, ValueError) as exc:
+            parser.error(f"--backend {values}: {exc}")
+        setattr(namespace, self.dest, values)
 
 
 def demo_parser(
@@ -87,7 +90,9 @@ def demo_parser(
         prog=f"nu-xp demo {name}", description=doc.splitlines()[0], epilog="\n".join(doc.splitlines()[1:])
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--backend", default="numpy", choices=BACKENDS, help="where to compute (default numpy)")
+    parser.add_argument(
+        "--backend", default="numpy", choices=BACKENDS, action=RunnableBackend, help="where to compute (default numpy)"
+    )
     if epochs is not None:
         parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"{epochs_help} (default {epochs})")
     parser.add_argument(

@@ -10,7 +10,7 @@
 * [`activations`][] — ``Identity``, ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
   ``LeakyReLU``, ``ELU``, ``GELU``, ``SiLU``, ``Softplus``, ``LogSoftmax``;
 * [`dropout`][] — ``Dropout``;  [`shape`][] — ``Flatten``;
-* [`recurrent`][] — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time);
+* [`recurrent`][] — ``RNN``, ``LSTM``, ``GRU`` (backpropagation through time), their cells in [`cells`][];
 * [`attention`][] — ``MultiheadAttention``;  [`transformer`][] — ``TransformerEncoderLayer``;
 * [`containers`][] — ``LayerList``, ``LayerDict``, ``Sequential``, ``Residual``, ``Select``.
 

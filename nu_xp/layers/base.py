@@ -546,23 +546,23 @@ class Layer:
         Arguments left as None keep the current value. Returns ``self``. Pending
         forwards are let go (what they kept lives on the old backend).
         """
-        current = self.backend
+        before = self.backend
         if backend is None:
-            backend = current.name
-            device = current.device if device is None else device
-        target = get_backend(backend, device, current.dtype_name if dtype is None else dtype)
+            backend = before.name
+            device = before.device if device is None else device
+        be = get_backend(backend, device, before.dtype_name if dtype is None else dtype)
         moved: set[int] = set()  # a tied Parameter moves once
         for layer in self.modules():
             for _, p in layer._own_parameters():
                 if id(p) not in moved:
                     moved.add(id(p))
-                    p.data = asarray(p.data, like=target, dtype=target.dtype)
+                    p.data = asarray(p.data, like=be, dtype=be.dtype)
                     if p.grad is not None:
-                        p.grad = asarray(p.grad, like=target, dtype=target.dtype)
+                        p.grad = asarray(p.grad, like=be, dtype=be.dtype)
             for name, value in list(layer._own_buffers()):
                 floating = to_host(value).dtype.kind == "f"
-                layer.register_buffer(name, asarray(value, like=target, dtype=target.dtype if floating else None))
-            layer._backend = target
+                layer.register_buffer(name, asarray(value, like=be, dtype=be.dtype if floating else None))
+            layer._backend = be
         self.clear_cache()
         return self
 

@@ -134,8 +134,9 @@ class _BatchNorm(Layer):
             if self.training and self.track_running_stats:
                 self._update_running(xp.reshape(mean, (-1,)), xp.reshape(var, (-1,)), m)
         else:
-            mean = xp.reshape(self.running_mean, shape)
-            var = xp.reshape(self.running_var, shape)
+            mean, var = xp.reshape(self.running_mean, shape), xp.reshape(self.running_var, shape)
+            if mean.dtype != x.dtype:  # float32 running statistics in a low-precision step (mixed precision)
+                mean, var = be.ops.astype(mean, x.dtype), be.ops.astype(var, x.dtype)
             centered = x - mean
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         x_hat = centered * inv_std
@@ -149,6 +150,9 @@ class _BatchNorm(Layer):
         count = self.num_batches_tracked + 1
         self.register_buffer("num_batches_tracked", count)
         f = self.momentum if self.momentum is not None else 1.0 / float(count)
+        if mean.dtype != self.running_mean.dtype:  # low-precision batch statistics (mixed precision): kept float32
+            ops = self._backend.ops
+            mean, var = ops.astype(mean, self.running_mean.dtype), ops.astype(var, self.running_var.dtype)
         self.register_buffer("running_mean", (1.0 - f) * self.running_mean + f * mean)
         self.register_buffer("running_var", (1.0 - f) * self.running_var + f * var * (m / (m - 1)))
 

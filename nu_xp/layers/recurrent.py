@@ -52,17 +52,16 @@ computed anyway) and the stacked inputs.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from ..backends import Backend
-from ..functional import sigmoid
 from ..initializers import host_rng
 from ..validation import check_number, check_positive_int
 from .base import Layer, check_grad
+from .cells import Cell, GRUCell, LSTMCell, RNNCell
 from .dropout import dropout_mask, restore_rng
 from .parameter import Parameter, accumulate
 from .registry import register_layer
@@ -72,122 +71,6 @@ __all__ = ["GRU", "LSTM", "MAX_LAYERS", "RNN"]
 #: the most stacked layers a recurrent layer may have: ``parameter_shapes`` lists four arrays per layer
 #: and direction, and ``nu_xp.load`` calls it on a file's config before comparing with the file's arrays
 MAX_LAYERS = 10_000
-
-
-# ---------------------------------------------------------------------------------------- the cells
-class _Cell:
-    """One time step of a recurrence: ``step`` forward, ``step_back`` backward (see the module docstring).
-
-    A cell holds no state: what a step needs comes in as arguments (``consts``:
-    the constants of [`constants`][], made once per forward call and kept with
-    it for its backward), so a cell object is shared by every layer of its kind.
-    """
-
-    gates: ClassVar[int] = 1
-    has_cell_state: ClassVar[bool] = False
-    #: whether ``b_hh`` simply adds to ``a`` (then it joins ``b_ih`` in the input part, once for all steps)
-    fold_hidden_bias: ClassVar[bool] = True
-
-    def constants(self, be: Backend, hidden: int) -> Any:
-        """Arrays a step needs besides the state, on the layer's backend (None: none)."""
-        return None
-
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
-        """``(h_t, c_t or None, kept)`` from the input part ``a_in`` and the previous state."""
-        raise NotImplementedError
-
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
-        """``(d_in, d_hh, dh_direct or None, dc_prev or None)`` for the gradient ``dh`` (and ``dc``) at this step."""
-        raise NotImplementedError
-
-
-class _RNNCell(_Cell):
-    def __init__(self, nonlinearity: str) -> None:
-        self.relu = nonlinearity == "relu"
-
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
-        a = a_in + h @ w_hh_t
-        if b_hh is not None:
-            a = a + b_hh
-        h_new = ops.clamp_min(a, 0.0) if self.relu else ops.xp.tanh(a)
-        return h_new, None, (h_new,)
-
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
-        (h_new,) = kept
-        d = dh * ops.astype(h_new > 0, dh.dtype) if self.relu else dh * (1.0 - h_new * h_new)
-        return d, d, None, None
-
-
-class _LSTMCell(_Cell):
-    """The four gates with one ``tanh`` over all of ``a``: ``σ(x) = (1 + tanh(x/2)) / 2``.
-
-    With ``s = (½, ½, 1, ½)`` per gate block, ``t = tanh(s ⊙ a)`` and
-    ``[i, f, g, o] = s ⊙ t + (½, ½, 0, ½)``: three array operations for all
-    four gates (never an overflow), and their derivatives are
-    ``s² ⊙ (1 - t²)`` (``σ' = ¼(1 - tanh²(a/2))``, ``tanh' = 1 - tanh²``).
-    The constants ``(s, shift, s²)`` are host arrays, made once per hidden size,
-    and moved to the backend per forward call (never an array cached from a call:
-    under ``jax.jit`` it would be a traced value).
-    """
-
-    gates = 4
-    has_cell_state = True
-
-    @staticmethod
-    @functools.lru_cache(maxsize=32)
-    def _host_constants(hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        blocks = np.repeat(np.array([0.5, 0.5, 1.0, 0.5]), hidden)
-        shift = np.repeat(np.array([0.5, 0.5, 0.0, 0.5]), hidden)
-        return blocks, shift, blocks**2
-
-    def constants(self, be: Backend, hidden: int) -> Any:
-        return tuple(be.from_host(a, dtype=be.dtype) for a in self._host_constants(hidden))
-
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
-        scale, shift, _ = consts
-        a = a_in + h @ w_hh_t
-        if b_hh is not None:
-            a = a + b_hh
-        size = a.shape[1] // 4
-        t = ops.xp.tanh(a * scale)
-        gates = t * scale + shift  # [σ(a_i), σ(a_f), tanh(a_g), σ(a_o)]
-        i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
-        c_new = f * c + i * g
-        tanh_c = ops.xp.tanh(c_new)
-        return o * tanh_c, c_new, (gates, t, c, tanh_c)
-
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
-        gates, t, c_prev, tanh_c = kept
-        size = tanh_c.shape[1]
-        i, f, g, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
-        through_h = dh * o * (1.0 - tanh_c * tanh_c)
-        dc = through_h if dc is None else dc + through_h
-        upstream = ops.xp.concat([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=1)  # dL/d[i, f, g, o]
-        d = upstream * ((1.0 - t * t) * consts[2])  # times each gate's derivative
-        return d, d, None, dc * f
-
-
-class _GRUCell(_Cell):
-    gates = 3
-    fold_hidden_bias = False  # b_hh's n part is multiplied by r
-
-    def step(self, ops: Any, a_in: Any, h: Any, c: Any, w_hh_t: Any, b_hh: Any, consts: Any) -> tuple:
-        a_h = h @ w_hh_t
-        if b_hh is not None:
-            a_h = a_h + b_hh
-        size = a_h.shape[1] // 3
-        rz = sigmoid(ops, a_in[:, : 2 * size] + a_h[:, : 2 * size])
-        r, z = rz[:, :size], rz[:, size:]
-        a_hn = a_h[:, 2 * size :]
-        n = ops.xp.tanh(a_in[:, 2 * size :] + r * a_hn)
-        return (1.0 - z) * n + z * h, None, (r, z, n, a_hn, h)
-
-    def step_back(self, ops: Any, dh: Any, dc: Any, kept: tuple, consts: Any) -> tuple[Any, Any, Any, Any]:
-        r, z, n, a_hn, h_prev = kept
-        dn = dh * (1.0 - z) * (1.0 - n * n)
-        dz = dh * (h_prev - n) * z * (1.0 - z)
-        dr = dn * a_hn * r * (1.0 - r)
-        return ops.xp.concat([dr, dz, dn], axis=1), ops.xp.concat([dr, dz, dn * r], axis=1), dh * z, None
 
 
 class _Direction(NamedTuple):
@@ -202,7 +85,7 @@ class _Kept(NamedTuple):
     """What a forward of a recurrent layer keeps for its backward."""
 
     layers: list[tuple[list[_Direction], Any]]  #: per layer: its directions and its output's dropout mask (or None)
-    consts: Any  #: the cell's constants (``_Cell.constants``)
+    consts: Any  #: the cell's constants (``Cell.constants``)
     steps: int
     batch: int
     batched: bool
@@ -219,7 +102,7 @@ class _RNNBase(Layer):
 
     _backend: Backend
     #: the cell of each time step, by ``nonlinearity`` (its number of gates sizes the parameters)
-    cells: ClassVar[dict[str, _Cell]] = {"tanh": _RNNCell("tanh"), "relu": _RNNCell("relu")}
+    cells: ClassVar[dict[str, Cell]] = {"tanh": RNNCell("tanh"), "relu": RNNCell("relu")}
     nonlinearity: str = "tanh"
 
     def __init__(
@@ -260,7 +143,7 @@ class _RNNBase(Layer):
         self._dropout_rng = host_rng(int(rng.integers(2**63)))
 
     @property
-    def _cell(self) -> _Cell:
+    def _cell(self) -> Cell:
         return self.cells[self.nonlinearity]
 
     # ------------------------------------------------------------------ configuration
@@ -708,7 +591,7 @@ class LSTM(_RNNBase):
     ((2, 5, 4), (1, 2, 4), (1, 2, 4))
     """
 
-    cells: ClassVar[dict[str, _Cell]] = {"tanh": _LSTMCell()}
+    cells: ClassVar[dict[str, Cell]] = {"tanh": LSTMCell()}
 
 
 @register_layer
@@ -736,4 +619,4 @@ class GRU(_RNNBase):
         As for [`LSTM`][nu_xp.layers.recurrent.LSTM] (three gates ``r, z, n`` per layer instead of four).
     """
 
-    cells: ClassVar[dict[str, _Cell]] = {"tanh": _GRUCell()}
+    cells: ClassVar[dict[str, Cell]] = {"tanh": GRUCell()}

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 __all__ = ["BUILTIN_LAYERS", "LAYER_REGISTRY", "register_layer"]
 
-L = TypeVar("L", bound=type)
+L = TypeVar("L", bound=Any)
 
 #: class name -> Layer subclass; what ``nu_xp.load`` may rebuild (nothing else is ever imported).
 LAYER_REGISTRY: dict[str, Any] = {}
@@ -48,7 +48,7 @@ def register_layer(cls: L) -> L:
     """
     if not (isinstance(cls, type) and all(hasattr(cls, a) for a in ("config_arguments", "is_loss", "forward"))):
         raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
-    if cls.is_loss:
+    if getattr(cls, "is_loss", False):
         raise TypeError(f"{cls.__name__} is a loss; only layers can be registered (a model file holds layers)")
     name = cls.__name__
     if name in BUILTIN_LAYERS and LAYER_REGISTRY.get(name) is not cls:

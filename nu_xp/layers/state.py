@@ -60,7 +60,7 @@ def check_state_dict(
             f"unexpected {unexpected} (in {source}, not in the model); "
             "pass strict=False to load the keys that match"
         )
-    target = layer.backend
+    be = layer.backend
     ready: dict[str, np.ndarray] = {}
     bad_values = []
     for key, (shape, kind) in mine.items():
@@ -74,15 +74,15 @@ def check_state_dict(
         if kind == "f":
             if host.dtype.kind != "f":
                 raise ModelFileError(f"{source}: {key!r} has dtype {host.dtype}; it must be floating point")
-            if host.dtype.name != target.dtype_name and not cast:
+            if host.dtype.name != be.dtype_name and not cast:
                 raise ModelFileError(
                     f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
-                    f"{target.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r}), "
-                    f"or rebuild it from a nu_xp file in {target.dtype_name} with "
-                    f"nu_xp.load(path, dtype={target.dtype_name!r})"
+                    f"{be.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r}), "
+                    f"or rebuild it from a nu_xp file in {be.dtype_name} with "
+                    f"nu_xp.load(path, dtype={be.dtype_name!r})"
                 )
             with np.errstate(over="ignore"):  # an overflow to inf is reported below, as a NaN is
-                ready[key] = np.array(host, dtype=target.dtype_name, copy=True)
+                ready[key] = np.array(host, dtype=be.dtype_name, copy=True)
             if not np.all(np.isfinite(ready[key])):
                 bad_values.append(key)
         else:
@@ -91,7 +91,7 @@ def check_state_dict(
             ready[key] = np.array(host, dtype=np.int64, copy=True)
     if bad_values:
         warnings.warn(
-            f"{source}: {bad_values} contain NaN or Inf values (in the {target.dtype_name} the model uses)",
+            f"{source}: {bad_values} contain NaN or Inf values (in the {be.dtype_name} the model uses)",
             ModelFileWarning,
             stacklevel=4,
         )
@@ -100,12 +100,12 @@ def check_state_dict(
 
 def apply_state_dict(layer: Any, ready: dict[str, np.ndarray]) -> None:
     """Put checked host arrays (from [`check_state_dict`][]) into the parameters and buffers."""
-    target = layer.backend
+    be = layer.backend
     params = dict(layer.named_parameters(remove_duplicate=False))
     for key, host in ready.items():
         if key in params:
-            params[key].data = asarray(host, like=target)
+            params[key].data = asarray(host, like=be)
             params[key].grad = None
         else:
             owner, _, name = key.rpartition(".")
-            layer.layer_at(owner).register_buffer(name, asarray(host, like=target))
+            layer.layer_at(owner).register_buffer(name, asarray(host, like=be))

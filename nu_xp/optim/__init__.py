@@ -7,13 +7,15 @@ PyTorch-style parameter groups (``[{"params": [...], "lr": 0.1}, {"params": [...
 
 * [`optimizer`][] — ``Optimizer``, the base;
 * [`sgd`][] — ``SGD``;  [`adam`][] — ``Adam``, ``AdamW``;  [`rmsprop`][] — ``RMSprop``;
-* [`schedules`][] — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``.
+* [`schedules`][] — ``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``;
+* [`loss_scale`][] — ``LossScaleOptimizer`` (dynamic loss scaling for float16, around any optimizer).
 
 A new optimizer is a new module here with an ``Optimizer`` subclass that
 implements ``_update(p, grad, state)``.
 """
 
 from .adam import Adam, AdamW
+from .loss_scale import LossScaleOptimizer
 from .optimizer import Optimizer, unwrap
 from .rmsprop import RMSprop
 from .schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
@@ -26,6 +28,7 @@ __all__ = [
     "CosineAnnealingLR",
     "ExponentialLR",
     "LRScheduler",
+    "LossScaleOptimizer",
     "Optimizer",
     "RMSprop",
     "StepLR",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import namespace_of, to_host
+from ..backends import ops_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -77,7 +77,7 @@ class Adam(Optimizer):
         b1, b2 = group["betas"]
         lr, decay = group["lr"], group["weight_decay"]
         if not state:
-            xp = namespace_of(theta)
+            xp = ops_of(theta).xp
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(theta)
             state["exp_avg_sq"] = xp.zeros_like(theta)
@@ -96,7 +96,7 @@ class Adam(Optimizer):
         v += (1.0 - b2) * (grad * grad)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         step_size = lr / (1.0 - b1**t)
-        denom = namespace_of(v).sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
+        denom = ops_of(v).xp.sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
         return step_size * (m / denom)
 
 

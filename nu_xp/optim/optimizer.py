@@ -27,8 +27,8 @@ def unwrap(optimizer: Any) -> Any:
 class Optimizer:
     """Base class: parameter groups with their hyper-parameters, per-parameter ``state``, ``step()``.
 
-    ``params`` may be a model (a [`Layer`][nu_xp.layers.base.Layer]), a dict from
-    ``named_parameters()``, an iterable of [`Parameter`][nu_xp.layers.base.Parameter], or
+    ``params`` may be a model (a [`Layer`][nu_xp.layers.base.Layer]), ``named_parameters()`` (its pairs, or a
+    dict of them), an iterable of [`Parameter`][nu_xp.layers.parameter.Parameter], or
     PyTorch-style parameter groups: a list of dicts, each with ``"params"``
     and any hyper-parameters that differ from the optimizer's arguments::
 
@@ -40,7 +40,7 @@ class Optimizer:
 
     Parameters
     ----------
-    params : Layer, dict, iterable of Parameter, or list of dict
+    params : Layer, named pairs, dict, iterable of Parameter, or list of dict
         What to optimize (see above).
     defaults : dict
         The optimizer's hyper-parameters, the defaults of every group.
@@ -95,8 +95,8 @@ class Optimizer:
             params = params.parameters()
         elif isinstance(params, Parameter):
             params = [params]
-        items = list(params)
-        for p in items:
+        items = [p[1] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) else p for p in params]
+        for p in items:  # (name, Parameter) pairs, as named_parameters() yields them, count as their Parameter
             if not isinstance(p, Parameter):
                 raise TypeError(f"{type(self).__name__} takes Parameters (model.parameters()), got {type(p).__name__}")
         return items

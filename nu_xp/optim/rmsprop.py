@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import namespace_of, to_host
+from ..backends import ops_of, to_host
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -82,7 +82,7 @@ class RMSprop(Optimizer):
 
     def _update(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         theta = p.data
-        xp = namespace_of(theta)
+        xp = ops_of(theta).xp
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * theta

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import namespace_of
+from ..backends import ops_of
 from ..layers import Parameter
 from ..validation import check_number
 from .optimizer import Optimizer
@@ -87,7 +87,7 @@ class SGD(Optimizer):
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = namespace_of(grad).asarray(grad, copy=True)
+                buf = ops_of(grad).xp.asarray(grad, copy=True)
             else:  # in place where arrays are writeable, a new array where they are immutable (JAX)
                 buf *= momentum
                 buf += (1.0 - dampening) * grad if dampening else grad

@@ -1,5 +1,6 @@
-"""Training: ``fit`` ([`fit`][]: the loop of [`loop`][], or [`distributed`][] over MPI), ``evaluate``,
-``History`` ([`history`][]), callbacks ([`callbacks`][])."""
+"""Training: ``fit`` ([`fit`][]: the loop of [`loop`][], or [`data_parallel`][] over MPI), ``evaluate``,
+``History`` ([`history`][]), callbacks ([`callbacks`][]); mixed precision ([`precision`][]) and the BLAS thread
+rule ([`threads`][]) around the same loop."""
 
 from .callbacks import Callback, EarlyStopping
 from .fit import fit

@@ -1,5 +1,5 @@
 """``nu_xp.fit``: its keywords become one [`FitOptions`][nu_xp.training.loop.FitOptions], run by
-[`loop`][nu_xp.training.loop] (or [`distributed`][nu_xp.training.distributed])."""
+[`loop`][nu_xp.training.loop] (or [`data_parallel`][nu_xp.training.data_parallel])."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
 from ..validation import check_number
-from .distributed import fit_distributed
+from .data_parallel import fit_distributed
 from .history import History
 from .loop import FitOptions, fit_local
 
@@ -98,18 +98,22 @@ def fit(
         ``batch_size`` is the global batch, each rank computes its share of
         every minibatch and the gradients are averaged (weighted by the
         shares); the result equals one process's up to reduction order. See
-        [`nu_xp.training.distributed`][nu_xp.training.distributed]. With one process it is plain ``fit``.
+        [`nu_xp.training.data_parallel`][nu_xp.training.data_parallel]. With one process it is plain ``fit``.
     precision : {"32", "bf16-mixed", "16-mixed"}, default "32"
         Lightning's names. ``"bf16-mixed"``/``"16-mixed"``: forward and backward
         in bfloat16/float16, float32 master weights (the optimizer and the
         validation see float32); ``"16-mixed"`` scales the loss dynamically and
         skips a step whose gradients overflow, as ``torch.amp.GradScaler``. On
         torch (CPU and CUDA, both modes) and cupy (``"16-mixed"``); elsewhere a
-        ``ValueError`` naming those backends. See [`nu_xp.training.precision`][nu_xp.training.precision].
+        ``ValueError`` naming those backends. A step that overflows at the smallest
+        loss scale stops training with ``NonFiniteLossError`` (the model stays
+        float32). See [`nu_xp.training.precision`][nu_xp.training.precision].
     threads : "auto", int or None, default "auto"
-        BLAS threads while training, on the CPU. ``"auto"`` times the first
-        steps at the library's thread count and at one thread and keeps the
-        faster (one thread wins on small products and on a busy machine);
+        BLAS threads while training, on the CPU. ``"auto"`` decides from the
+        work, never from a timing: one thread when ``batch_size × parameters``
+        is small (small products, where a second thread buys little and a busy
+        machine costs much), the libraries' own count otherwise, or what
+        ``nu_xp.set_num_threads`` set; so seeded runs reproduce bit for bit.
         ``n`` uses ``n`` threads; ``None`` leaves the libraries alone. Restored
         when ``fit`` returns. See [`nu_xp.training.threads`][nu_xp.training.threads].
 

@@ -7,10 +7,9 @@
     batch_loss = hooks.after_backward(batch_loss, ...)    # e.g. the allreduce of the gradients
     hooks.step(optimizer)
 
-and ``hooks.end_epoch`` after each epoch. The data-parallel loop (``distributed.py``),
-mixed precision (``precision.py``), the thread chooser (``threads.py``) and the
-scikit-learn penalty (``nu_xp.sklearn``) are subclasses; ``WrappingHooks`` lets one
-wrap another.
+and ``hooks.end_epoch`` after each epoch. The data-parallel loop (``data_parallel.py``)
+and mixed precision (``precision.py``) are subclasses; ``WrappingHooks`` lets one
+wrap another (mixed precision wraps the plain or the data-parallel hooks).
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ PLAIN = StepHooks()
 
 class WrappingHooks(StepHooks):
     """Hooks around other hooks: every step hook goes to ``inner`` unless a subclass overrides it
-    (mixed precision wraps the plain or the data-parallel hooks, the thread chooser wraps those).
+    (mixed precision wraps the plain or the data-parallel hooks).
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ One epoch, for each minibatch ``(x_b, y_b)`` of a permutation drawn from
 The steps are separate functions ([`prepare_data`][], [`minibatches`][],
 [`train_step`][], [`run_epoch`][], [`train`][]). There is ONE loop:
 ``fit`` runs [`train`][] with the plain [`StepHooks`][]; the
-data-parallel ``fit`` ([`distributed`][nu_xp.training.distributed]) runs it with hooks that shard
+data-parallel ``fit`` ([`data_parallel`][nu_xp.training.data_parallel]) runs it with hooks that shard
 each minibatch over the MPI ranks and average the gradients; the
 scikit-learn estimators ([`nu_xp.sklearn`][nu_xp.sklearn]) run [`run_epoch`][] with a
 hook that adds the L2 penalty. [`FitOptions`][] holds ``fit``'s options. Training loss and metrics are streamed over
@@ -24,6 +24,7 @@ recorded in a [`History`][nu_xp.training.history.History].
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,7 +47,7 @@ from .history import History
 from .hooks import PLAIN, StepHooks
 from .precision import check_precision, with_precision
 from .progress import Progress, make_progress
-from .threads import ThreadPolicy, check_threads
+from .threads import auto_threads, blas_threads, check_threads
 
 __all__ = [
     "FitOptions",
@@ -311,21 +312,25 @@ def check_model_and_loss(model: Any, loss: Any, call: str) -> None:
         )
 
 
-def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> None:
-    """``TypeError``/``ValueError`` for a model, loss, optimizer or size that ``fit`` cannot use."""
+def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> FitOptions:
+    """``options`` checked (a copy, ``precision`` and ``threads`` in their plain form); ``TypeError``/``ValueError``
+    for a model, loss, optimizer or size that ``fit`` cannot use."""
     check_model_and_loss(model, loss, "fit(model, loss, optimizer, x, y)")
     if not isinstance(unwrap(optimizer), Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
-    check_positive_int("epochs", options.epochs)
-    check_positive_int("batch_size", options.batch_size, allow_none=True)
-    options.precision = check_precision(options.precision, model.backend)
-    options.threads = check_threads(options.threads)
     mine = {id(p) for p in model.parameters()}
     if mine and not any(id(p) in mine for p in optimizer.params):
         raise ValueError(
             "the optimizer holds none of this model's parameters, so training would change nothing; "
             "build it from this model: optimizer = nu_xp.optim.Adam(model.parameters())"
         )
+    return dataclasses.replace(
+        options,
+        epochs=check_positive_int("epochs", options.epochs),
+        batch_size=check_positive_int("batch_size", options.batch_size, allow_none=True),
+        precision=check_precision(options.precision, model.backend),
+        threads=check_threads(options.threads),
+    )
 
 
 def train(
@@ -347,8 +352,7 @@ def train(
     progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
     ``options.seed`` may be a seed or a generator with ``permutation``.
     """
-    hooks = with_precision(model, options.precision, hooks)
-    threads = ThreadPolicy(options.threads, model.backend.ops.is_host(model.backend.device))
+    hooks = with_precision(model, options.precision, hooks, optimizer)
     callbacks = list(options.callbacks)
     metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
     n = xs.shape[0]
@@ -359,40 +363,50 @@ def train(
     notify(callbacks, "on_train_begin", model, optimizer)
     model.train()
     try:
-        hooks = threads.wrap(hooks)
-        for epoch in range(options.epochs):
-            report.start_epoch(epoch)
-            batches = minibatches(xs, ys, bs, shuffle=options.shuffle, rng=rng)
-            logs = run_epoch(
-                model,
-                loss,
-                optimizer,
-                batches,
-                metrics,
-                report,
-                epoch=epoch,
-                stop_on_nan=options.stop_on_nan,
-                hooks=hooks,
-            )
-            if validation is not None:
-                x_val, y_val = validation
-                logs.update(
-                    evaluate(model, loss, x_val, y_val, options.metrics, batch_size=options.batch_size, prefix="val_")
+        with blas_threads(_thread_count(model, options.threads, bs)):
+            for epoch in range(options.epochs):
+                report.start_epoch(epoch)
+                batches = minibatches(xs, ys, bs, shuffle=options.shuffle, rng=rng)
+                logs = run_epoch(
+                    model,
+                    loss,
+                    optimizer,
+                    batches,
+                    metrics,
+                    report,
+                    epoch=epoch,
+                    stop_on_nan=options.stop_on_nan,
+                    hooks=hooks,
                 )
-            if finish_epoch(epoch, logs, history, callbacks, report):
-                break
+                if validation is not None:
+                    x_val, y_val = validation
+                    logs.update(
+                        evaluate(
+                            model, loss, x_val, y_val, options.metrics, batch_size=options.batch_size, prefix="val_"
+                        )
+                    )
+                if finish_epoch(epoch, logs, history, callbacks, report):
+                    break
     except KeyboardInterrupt:
         interrupted(history)
     finally:
-        threads.restore()
         report.close()
     notify(callbacks, "on_train_end", history)
     return history
 
 
+def _thread_count(model: Layer, threads: Any, batch_size: int) -> int | None:
+    """The BLAS threads of a ``fit`` ([`nu_xp.training.threads`][nu_xp.training.threads]); None on a GPU or for
+    ``threads=None`` (the libraries' own)."""
+    be = model.backend
+    if threads is None or not be.ops.is_host(be.device):
+        return None
+    return auto_threads(model.num_parameters(), batch_size) if threads == "auto" else int(threads)
+
+
 def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, options: FitOptions) -> History:
     """The single-process ``fit``: arguments checked, data prepared once, then [`train`][]."""
-    check_fit_arguments(model, loss, optimizer, options)
+    options = check_fit_arguments(model, loss, optimizer, options)
     xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
     val = prepare_validation(model, loss, options.validation_data, check_finite=options.check_inputs)
     return train(model, loss, optimizer, xs, ys, options, validation=val)

@@ -3,46 +3,52 @@
 ``fit(..., precision="bf16-mixed" | "16-mixed")`` (Lightning's names) trains
 with these steps, one minibatch at a time::
 
-    W_low = cast(W, low)                    # every parameter and buffer, for this step only
-    pred  = model(cast(x, low))             # forward in low precision (the layers' own code)
-    L     = loss(cast(pred, float32), y)    # the loss in float32, as autocast runs it
-    g     = cast(S · dL/dpred, low)         # S: the loss scale (1 for bfloat16)
-    model.backward(g)                       # backward in low precision
-    W.grad = cast(W.grad, float32) / S      # back on the float32 master weights
-    optimizer.step()                        # skipped when a gradient overflowed (float16)
+    with compute_dtype(model, low):          # the parameters as low copies, each layer computing in low
+        pred = model(cast(x, low))           #   forward in low precision (the layers' own code)
+        L = loss(cast(pred, float32), y)     #   the loss in float32, as autocast runs it
+        g = cast(S · dL/dpred, low)          #   S: the loss scale (float16 only)
+        model.backward(g)                    #   backward in low precision
+    # on exit: the float32 master weights are back, θ.grad cast to float32
+    optimizer.step()                         # float16: LossScaleOptimizer.step (θ.grad / S; skip on overflow)
+
+Three pieces, each in one place: the compute dtype is [`compute_dtype`][], the
+one context in which a model computes in another dtype than its parameters'
+(each layer's backend for the step is ``Backend.with_dtype(low)``); loss
+scaling is [`LossScaleOptimizer`][nu_xp.optim.loss_scale.LossScaleOptimizer], a wrapper of the optimizer;
+[`MixedPrecision`][] joins them as the loop's step hooks. Buffers (BatchNorm's
+running statistics) and the optimizer's state stay float32 throughout.
 
 bfloat16 keeps float32's exponent range, so its gradients do not underflow
 and it needs no scale. float16 has 5 exponent bits: small gradients round to
-zero unless the loss is multiplied by a large ``S`` first; ``S`` is
-dynamic, as ``torch.amp.GradScaler``: it starts at 2¹⁶, halves (and the step
-is skipped) whenever a gradient is infinite or NaN, and doubles after 2000
-steps without overflow. The master weights, the optimizer's state and the
-running statistics stay float32 between steps (the running statistics are
-updated in the low precision during the step, then kept as float32).
+zero unless the loss is multiplied by a large scale first (see
+[`nu_xp.optim.loss_scale`][nu_xp.optim.loss_scale]).
 
 Backends: torch (CPU and CUDA; both modes) and cupy (``"16-mixed"``: CuPy has
 no bfloat16). The layers need nothing special: each computes in its
-backend's dtype, and for the step the model's backend *is* the low one.
+backend's dtype, and inside [`compute_dtype`][] that is the low one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from ..backends import OPS_CLASSES, Backend
 from ..layers import Layer
 from ..losses import Loss
-from ..optim import Optimizer
+from ..optim import LossScaleOptimizer, Optimizer
 from .hooks import StepHooks, WrappingHooks
 
 __all__ = [
     "PRECISIONS",
-    "LossScaler",
     "MixedPrecision",
     "check_precision",
+    "compute_dtype",
     "set_float32_matmul_precision",
     "supporting",
+    "with_precision",
 ]
 
 #: the accepted values of ``fit(precision=...)``
@@ -80,48 +86,37 @@ def check_precision(precision: Any, backend: Backend) -> str:
     return precision
 
 
-class LossScaler:
-    """The dynamic loss scale of ``torch.amp.GradScaler``: ``×growth`` after ``interval`` clean steps, ``×backoff``
-    (and the step skipped) after an overflow.
+@contextlib.contextmanager
+def compute_dtype(model: Layer, dtype: str) -> Iterator[Backend]:
+    """Inside, ``model`` computes in ``dtype`` (``"bfloat16"``, ``"float16"``); its float32 parameters stay the masters.
 
-    Parameters
-    ----------
-    init_scale : float, default 2**16
-        The first scale.
-    growth : float, default 2.0
-        The factor after ``interval`` steps without overflow.
-    backoff : float, default 0.5
-        The factor after a step whose gradients overflowed.
-    interval : int, default 2000
-        Clean steps between two growths.
+    The one place where a model computes in another dtype than its
+    parameters': on entry each parameter's ``data`` becomes a ``dtype`` copy
+    and each layer's backend ``Backend.with_dtype(dtype)`` (so every layer's
+    own code computes in it, checks and casts its inputs to it); on exit, also
+    after an error, the float32 arrays are back and every gradient is cast to
+    float32. Buffers are not touched (BatchNorm updates its float32 running
+    statistics from low-precision batch statistics). Yields the low backend.
     """
-
-    def __init__(self, init_scale: float = 2.0**16, growth: float = 2.0, backoff: float = 0.5, interval: int = 2000):
-        self.scale, self.growth, self.backoff, self.interval = float(init_scale), growth, backoff, interval
-        self.clean_steps = 0
-        self.skipped = 0
-
-    def update(self, overflowed: bool) -> None:
-        if overflowed:
-            self.scale *= self.backoff
-            self.clean_steps = 0
-            self.skipped += 1
-        else:
-            self.clean_steps += 1
-            if self.clean_steps == self.interval:
-                self.scale *= self.growth
-                self.clean_steps = 0
-
-
-def _layers(model: Layer) -> list[Layer]:
-    seen: dict[int, Layer] = {}
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) not in seen:
-            seen[id(layer)] = layer
-            stack.extend(layer.children())
-    return list(seen.values())
+    high = model.backend
+    low = high.with_dtype(dtype)
+    layers = list(model.modules())
+    params = model.parameters()
+    masters = [p.data for p in params]
+    ops = high.ops
+    try:
+        for p in params:
+            p.data = ops.astype(p.data, low.dtype)
+        for layer in layers:
+            layer._backend = low
+        yield low
+    finally:
+        for layer in layers:
+            layer._backend = high
+        for p, master in zip(params, masters):
+            p.data = master
+            if p.grad is not None:
+                p.grad = ops.astype(p.grad, high.dtype)
 
 
 class MixedPrecision(WrappingHooks):
@@ -135,18 +130,16 @@ class MixedPrecision(WrappingHooks):
         The low precision of the forward and backward passes.
     inner : StepHooks
         What the loop would do otherwise (sharding, the allreduce); it sees float32 gradients.
+    optimizer : Optimizer
+        The optimizer of the loop; for float16 it is stepped through a [`LossScaleOptimizer`][] (``scaler``).
     """
 
-    def __init__(self, model: Layer, precision: str, inner: StepHooks) -> None:
+    def __init__(self, model: Layer, precision: str, inner: StepHooks, optimizer: Any) -> None:
         super().__init__(inner)
-        be = model.backend
         self.precision = precision
-        low = be.ops.low_dtype(LOW_DTYPES[precision])
-        self.high = be
-        self.low = Backend(be.ops, be.device, low, array_type=be.array_type)
-        self.layers = _layers(model)
-        self.params = model.parameters()
-        self.scaler = LossScaler() if precision == "16-mixed" else None
+        self.low = LOW_DTYPES[precision]
+        self.scaler = LossScaleOptimizer(optimizer) if precision == "16-mixed" else None
+        be = model.backend
         if precision == "16-mixed" and be.ops.is_host(be.device):
             warnings.warn(
                 "precision='16-mixed' on the CPU: float16 matrix products are slow on CPUs (33x float32 with "
@@ -155,66 +148,28 @@ class MixedPrecision(WrappingHooks):
                 stacklevel=2,
             )
 
-    # ------------------------------------------------------------------ the step in low precision
     def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
-        ops = self.high.ops
-        masters = self._to(self.low)
-        try:
-            pred = ops.astype(model(xs), self.high.dtype)
+        ops = model.backend.ops
+        high = model.backend.dtype
+        with compute_dtype(model, self.low) as low:
+            pred = ops.astype(model(xs), high)
             batch_loss = loss.forward(pred, ys) * xs.shape[0]
             grad = loss.backward()
             if self.scaler is not None:
-                grad = grad * self.scaler.scale
-            model.backward_into(ops.astype(grad, self.low.dtype), input_grad=False)
-        finally:
-            self._back(masters)
+                grad = self.scaler.scale_grad(grad)
+            model.backward_into(ops.astype(grad, low.dtype), input_grad=False)
         return batch_loss, pred
 
     def step(self, optimizer: Optimizer) -> None:
         if self.scaler is None:
             super().step(optimizer)
-            return
-        ops, xp = self.high.ops, self.high.xp
-        # one count of non-finite entries over every gradient, read once (one device sync per step)
-        bad = sum(ops.sum(ops.astype(~xp.isfinite(p.grad), xp.int32)) for p in self.params if p.grad is not None)
-        finite = not int(bad)
-        self.scaler.update(not finite)
-        if finite:
-            super().step(optimizer)
-
-    def _to(self, target: Backend) -> list[Any]:
-        """Every layer on ``target``; parameters and floating buffers cast. Returns the float32 originals."""
-        ops = self.high.ops
-        masters = [p.data for p in self.params]
-        for p in self.params:
-            p.data = ops.astype(p.data, target.dtype)
-        self._layers_on(target, self.high)
-        return masters
-
-    def _back(self, masters: list[Any]) -> None:
-        """Master weights back; gradients and buffers to float32, gradients divided by the loss scale."""
-        ops, high = self.high.ops, self.high.dtype
-        scale = 1.0 / self.scaler.scale if self.scaler is not None else None
-        for p, master in zip(self.params, masters):
-            p.data = master
-            if p.grad is not None:
-                grad = ops.astype(p.grad, high)
-                p.grad = grad * scale if scale is not None else grad
-        self._layers_on(self.high, self.low)
-
-    def _layers_on(self, target: Backend, source: Backend) -> None:
-        """Every layer computes on ``target``; its floating buffers of ``source``'s dtype are cast to ``target``'s."""
-        for layer in self.layers:
-            layer._backend = target
-            for name in list(getattr(layer, "_buffers", {})):
-                value = getattr(layer, name)
-                if value.dtype == source.dtype:
-                    layer.register_buffer(name, self.high.ops.astype(value, target.dtype))
+        else:
+            self.scaler.step()
 
 
-def with_precision(model: Layer, precision: str, hooks: StepHooks) -> StepHooks:
+def with_precision(model: Layer, precision: str, hooks: StepHooks, optimizer: Any) -> StepHooks:
     """``hooks`` wrapped for ``precision`` (unchanged for ``"32"``)."""
-    return hooks if precision == "32" else MixedPrecision(model, precision, hooks)
+    return hooks if precision == "32" else MixedPrecision(model, precision, hooks, optimizer)
 
 
 def set_float32_matmul_precision(precision: str) -> None:

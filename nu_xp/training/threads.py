@@ -1,54 +1,70 @@
-"""How many BLAS threads training uses: measured on the first steps, or set by the user.
+"""How many BLAS threads the CPU's matrix products use: by a rule, never by a timing.
 
 OpenBLAS (and MKL, and OpenMP) start one thread per core and spin while they
 wait for work. On small matrix products a second thread buys little even on
 a quiet machine, and when another process holds a core the spinning threads
 wait for each other: a digits CNN that trains in 0.9 s took 3.2 s with one
 busy process beside it at the default two threads, and 1.0 s at one thread
-(``benchmarks/RESULTS.md``).
+(``benchmarks/RESULTS.md``). And the thread count changes the order in which
+a product sums, so the last bits of a result: a seeded run reproduces bit for
+bit only at one thread count.
 
-``fit(..., threads="auto")`` (the default) therefore times the steps: after
-one warm-up step, ``TRIAL`` steps at the library's thread count, then
-``TRIAL`` steps at one thread, and it keeps one thread when those ran at
-least 10 % faster (the median step), else the default. The steps are real
-training steps: nothing is wasted, and the thread count never changes
-results beyond the reduction order of a product. ``threads=n`` fixes ``n``
-threads for the whole ``fit``; ``threads=None`` leaves the libraries alone.
-Everything is restored when ``fit`` returns. The choice is made on the CPU
-only (a GPU step's time is not the host's threads'), with
+So ``fit(..., threads="auto")`` (the default) decides from the work, never
+from the clock: [`auto_threads`][] gives one thread when a step's products
+are small (``batch_size × parameters`` below `AUTO_LIMIT` multiply-adds in
+the forward), and the libraries' own count otherwise. The same model and
+batch size always get the same count, whatever the load, so two seeded runs
+give bit-identical weights. ``threads=n`` fixes ``n`` threads, ``threads=None``
+leaves the libraries alone; everything is restored when ``fit`` returns
+([`blas_threads`][], a context around the loop). For a hand-written loop,
+[`set_num_threads`][] and [`get_num_threads`][] (PyTorch's names) set and
+read the count for the whole process. The choice acts on the CPU only, through
 ``threadpoolctl``, which finds the BLAS and OpenMP libraries loaded in the
 process (numpy's OpenBLAS, PyTorch's OpenMP…).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import contextlib
+import operator
+from collections.abc import Iterator
 from typing import Any
 
-from ..layers import Layer
-from ..losses import Loss
-from .hooks import StepHooks, WrappingHooks
+from ..backends import OPS_CLASSES
 
-__all__ = ["TRIAL", "AutoThreads", "ThreadPolicy", "check_threads"]
+__all__ = ["AUTO_LIMIT", "auto_threads", "blas_threads", "check_threads", "get_num_threads", "set_num_threads"]
 
-#: steps timed at each thread count by ``threads="auto"``
-TRIAL = 3
-#: one thread is kept when its median step is below this share of the default's
-FASTER = 0.9
-#: the clock the steps are timed with
-clock = time.perf_counter
+#: multiply-adds in one step's forward (``batch_size × parameters``) below which ``threads="auto"`` takes one thread
+AUTO_LIMIT = 2**22
+#: the most threads a BLAS library can be given (its thread count is a C ``int``)
+MAX_THREADS = 2**31 - 1
+_PROCESS_LIMIT: list[Any] = []  # the threadpoolctl limit that set_num_threads holds for the process
 
 
-def check_threads(value: Any) -> Any:
-    """``"auto"``, ``None`` or a positive int; ``ValueError``/``TypeError`` naming ``threads`` otherwise."""
-    if value is None or value == "auto":
+def check_threads(value: Any) -> str | int | None:
+    """``"auto"``, ``None`` or a positive int (numpy ints too); ``TypeError``/``ValueError`` naming ``threads``."""
+    if value is None or (isinstance(value, str) and value == "auto"):
         return value
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or isinstance(value, str):
         raise TypeError(f"threads must be 'auto', None or a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"threads must be 'auto', None or a positive int, got {value!r}")
-    return value
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"threads must be 'auto', None or a positive int, got {value!r}") from None
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(
+            f"threads must be a positive int of at most {MAX_THREADS} (what a BLAS library takes), got {value!r}"
+        )
+    return count
+
+
+def auto_threads(parameters: int, batch_size: int) -> int | None:
+    """``threads="auto"``: 1 when ``batch_size × parameters < AUTO_LIMIT`` (small products), else None (the
+    libraries' own count). A function of the model and the batch only: the same run always gets the same count.
+    After [`set_num_threads`][] the count set there stays (None)."""
+    if _PROCESS_LIMIT:
+        return None
+    return 1 if parameters * batch_size < AUTO_LIMIT else None
 
 
 def _controller() -> Any:
@@ -57,87 +73,46 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
-class ThreadPolicy:
-    """The thread count of one ``fit``: applied by ``start``, wrapped around the step hooks, undone by ``restore``.
+@contextlib.contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Inside, every BLAS/OpenMP library of the process uses ``threads`` threads (None: leaves them alone)."""
+    if threads is None:
+        yield
+        return
+    limit = _controller().limit(limits=threads)
+    try:
+        yield
+    finally:
+        limit.restore_original_limits()
 
-    Parameters
-    ----------
-    setting : "auto", int or None
-        What ``fit(threads=...)`` asked for.
-    on_host : bool
-        Whether the model computes on the CPU (otherwise nothing is changed).
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` BLAS/OpenMP threads in this process from now on (``torch.set_num_threads``'s name).
+
+    For hand-written training loops: small products run faster at one thread,
+    and a count fixed by you makes seeded runs reproduce. Sets numpy's BLAS
+    (and every library ``threadpoolctl`` finds) and, when torch is imported,
+    ``torch.set_num_threads``. ``fit`` chooses its own count while it runs
+    (its ``threads=``) and restores this one afterwards.
+
+    Examples
+    --------
+    >>> import nu_xp
+    >>> nu_xp.set_num_threads(1)
+    >>> nu_xp.get_num_threads()
+    1
     """
-
-    def __init__(self, setting: Any, on_host: bool) -> None:
-        self.setting = check_threads(setting)
-        self.active = on_host and self.setting is not None
-        self.controller = _controller() if self.active else None
-        self.limit: Any = None
-        self.chooser: AutoThreads | None = None
-
-    @property
-    def default_threads(self) -> int:
-        infos = self.controller.info() if self.controller is not None else []
-        return max((int(i.get("num_threads", 1)) for i in infos), default=1)
-
-    def wrap(self, hooks: StepHooks) -> StepHooks:
-        """Fix the thread count now (an int), or return hooks that choose it (``"auto"``)."""
-        if not self.active:
-            return hooks
-        if self.setting == "auto":
-            if self.default_threads < 2:
-                return hooks  # one thread already: nothing to choose
-            self.chooser = AutoThreads(hooks, self)
-            return self.chooser
-        self.set(int(self.setting))
-        return hooks
-
-    def set(self, threads: int | None) -> None:
-        """``threads`` for every BLAS/OpenMP library from now on (None: their own count again)."""
-        if self.limit is not None:
-            self.limit.restore_original_limits()
-            self.limit = None
-        if threads is not None and self.controller is not None:
-            self.limit = self.controller.limit(limits=threads)
-
-    def restore(self) -> None:
-        """The libraries' thread counts as they were before ``fit``."""
-        self.set(None)
+    count = check_threads(threads)
+    if not isinstance(count, int):
+        raise TypeError(f"set_num_threads takes a positive int, got {threads!r}")
+    if _PROCESS_LIMIT:
+        _PROCESS_LIMIT.pop().restore_original_limits()
+    _PROCESS_LIMIT.append(_controller().limit(limits=count))
+    for cls in OPS_CLASSES.values():  # a library's own thread count besides BLAS's (torch's intra-op threads)
+        cls.set_num_threads(count)
 
 
-class AutoThreads(WrappingHooks):
-    """Step hooks that time the first steps at the default thread count and at one thread, then keep the faster.
-
-    Parameters
-    ----------
-    inner : StepHooks
-        The hooks the loop would use otherwise.
-    policy : ThreadPolicy
-        Applies the choice (and undoes it after ``fit``).
-    """
-
-    def __init__(self, inner: StepHooks, policy: ThreadPolicy) -> None:
-        super().__init__(inner)
-        self.policy = policy
-        self.steps = 0
-        self.times: dict[int | None, list[float]] = {None: [], 1: []}
-        self.chosen: int | str | None = "undecided"
-
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
-        if self.chosen != "undecided":
-            return super().forward_backward(model, loss, xs, ys)
-        trial = None if self.steps <= TRIAL else 1  # step 0 warms up, 1..TRIAL default, then one thread
-        if self.steps == TRIAL + 1:
-            self.policy.set(1)
-        start = clock()
-        out = super().forward_backward(model, loss, xs, ys)
-        elapsed = clock() - start
-        if self.steps > 0:  # the first step warms caches and allocators up: not timed
-            self.times[trial].append(elapsed)
-        self.steps += 1
-        if len(self.times[1]) == TRIAL:
-            one, default = statistics.median(self.times[1]), statistics.median(self.times[None])
-            self.chosen = 1 if one < FASTER * default else None
-            if self.chosen is None:
-                self.policy.set(None)
-        return out
+def get_num_threads() -> int:
+    """The threads the BLAS libraries of this process use now (the largest count among them)."""
+    infos = _controller().info()
+    return max((int(info.get("num_threads", 1)) for info in infos), default=1)

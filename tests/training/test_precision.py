@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from nu_xp.training.precision import LossScaler, check_precision, supporting
+from nu_xp.training.precision import check_precision, supporting
 
 pytestmark = pytest.mark.filterwarnings("ignore:precision='16-mixed' on the CPU")
 
@@ -115,7 +115,7 @@ def test_float16_skips_a_step_that_overflows_and_halves_the_scale(backend):
     model = nu_xp.Sequential(nu_xp.Linear(64, 10, seed=0), Probe(poison_steps=1)).to(backend)
     before = nu_xp.to_host(model[0].weight.data).copy()
     opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
-    hooks = MixedPrecision(model, "16-mixed", nu_xp.training.hooks.PLAIN)
+    hooks = MixedPrecision(model, "16-mixed", nu_xp.training.hooks.PLAIN, opt)
     xs, ys = nu_xp.asarray(x[:32], like=model), nu_xp.asarray(y[:32], like=model)
     nu_xp.training.loop.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
     np.testing.assert_array_equal(nu_xp.to_host(model[0].weight.data), before)  # the poisoned step was skipped
@@ -125,12 +125,42 @@ def test_float16_skips_a_step_that_overflows_and_halves_the_scale(backend):
     assert hooks.scaler.scale == 2.0**15
 
 
-def test_loss_scaler_rule():
-    scaler = LossScaler(init_scale=8.0, interval=3)
+def test_a_scale_that_cannot_fall_further_stops_training_with_a_float32_model(backend):
+    """Every step overflows: the scale halves down to its floor, then NonFiniteLossError; the model stays float32."""
+    if not _runs(backend, "16-mixed"):
+        pytest.skip("16-mixed runs on torch and cupy")
+    x, y = _digits()
+    model = nu_xp.Sequential(nu_xp.Linear(64, 10, seed=0), Probe(poison_steps=10**9)).to(backend)
+    before = nu_xp.to_host(model[0].weight.data).copy()
+    opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(nu_xp.NonFiniteLossError, match="smallest loss scale"):
+        nu_xp.fit(model, nu_xp.CrossEntropyLoss(), opt, x[:64], y[:64], epochs=2000, batch_size=1, progress=False,
+                  precision="16-mixed")  # fmt: skip
+    assert model.backend.dtype_name == "float32"
+    for p in model.parameters():
+        assert nu_xp.backends.dtype_name(p.data.dtype) == "float32"
+    np.testing.assert_array_equal(nu_xp.to_host(model[0].weight.data), before)  # no step was taken
+
+
+def test_loss_scale_rule():
+    model = nu_xp.Linear(2, 1, seed=0)
+    scaler = nu_xp.optim.LossScaleOptimizer(nu_xp.optim.SGD(model.parameters(), lr=0.1), init_scale=8.0,
+                                            growth_interval=3, min_scale=4.0)  # fmt: skip
     for overflowed, scale in [(False, 8), (False, 8), (False, 16), (True, 8), (False, 8), (True, 4)]:
-        scaler.update(overflowed)
+        value = float("inf") if overflowed else 1.0
+        for p in model.parameters():
+            p.grad = nu_xp.asarray(np.full(p.shape, value, dtype=np.float32), like=model)
+        assert scaler.step() is not overflowed
         assert scaler.scale == scale
-    assert scaler.skipped == 2
+    assert scaler.skipped == 2 and scaler.lr == 0.1
+    for p in model.parameters():
+        p.grad = nu_xp.asarray(np.full(p.shape, np.nan, dtype=np.float32), like=model)
+    with pytest.raises(nu_xp.NonFiniteLossError, match="smallest loss scale"):
+        scaler.step()
+    with pytest.raises(TypeError, match="wraps a nu_xp.optim optimizer"):
+        nu_xp.optim.LossScaleOptimizer(object())
+    with pytest.raises(ValueError, match="backoff_factor"):
+        nu_xp.optim.LossScaleOptimizer(scaler, backoff_factor=2.0)
 
 
 class _Where:

@@ -1,8 +1,7 @@
-"""``fit(threads=...)``: the BLAS thread count while training, fixed or chosen from timed steps, then restored."""
+"""``fit(threads=...)``: the BLAS thread count while training, fixed or chosen from the work, then restored."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -53,32 +52,48 @@ def test_none_leaves_the_libraries_alone():
         assert set(_fit(None).seen) == {2}
 
 
-def _fake_clock(monkeypatch: pytest.MonkeyPatch, default_step: float, one_thread_step: float) -> None:
-    """perf_counter as seen by the chooser: each step lasts what its thread count is told to cost."""
-    now = itertools.count()
-    state = {"t": 0.0}
-
-    def perf_counter() -> float:
-        tick = next(now)
-        if tick % 2:  # the end of a step: advance by that step's cost
-            state["t"] += one_thread_step if _blas_threads() == 1 else default_step
-        return state["t"]
-
-    monkeypatch.setattr(policy, "clock", perf_counter)
-
-
-@pytest.mark.parametrize(("default_step", "one_step", "expected"), [(2.0, 1.0, 1), (1.0, 0.95, 2), (1.0, 2.0, 2)])
-def test_auto_keeps_the_faster_count(monkeypatch, default_step, one_step, expected):
-    """One warm-up step and TRIAL steps at the default count, TRIAL at one thread; one thread stays only when
-    at least 10 % faster. Times come from a fake clock: the rule is tested, not this machine."""
-    _fake_clock(monkeypatch, default_step, one_step)
+@pytest.mark.parametrize(("width", "expected"), [(8, 1), (200_000, 2)])
+def test_auto_decides_from_the_work_never_the_clock(width, expected):
+    """``"auto"``: one thread for small products (batch × parameters below AUTO_LIMIT), the libraries' count else."""
+    probe = ThreadProbe()
+    model = nu_xp.Sequential(nu_xp.Linear(4, width, seed=0), probe, nu_xp.ReLU(), nu_xp.Linear(width, 1, seed=1))
+    assert (model.num_parameters() * 4 < policy.AUTO_LIMIT) == (expected == 1)
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
     with threadpool_limits(limits=2, user_api="blas"):
-        seen = _fit("auto").seen
+        nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model.parameters(), lr=0.01), x, x[:, :1], epochs=1,
+                  batch_size=4, progress=False)  # fmt: skip
         assert _blas_threads() == 2  # restored
-    trial = policy.TRIAL
-    assert seen[: trial + 1] == [2] * (trial + 1)
-    assert seen[trial + 1 : 2 * trial + 1] == [1] * trial
-    assert set(seen[2 * trial + 1 :]) == {expected}
+    assert set(probe.seen) == {expected}
+
+
+def test_seeded_runs_with_auto_threads_are_bit_identical():
+    weights = []
+    for _ in range(2):
+        model = nu_xp.Sequential(nu_xp.Linear(4, 32, seed=0), nu_xp.Tanh(), nu_xp.Linear(32, 1, seed=1))
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+        nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.Adam(model.parameters(), lr=0.01), x, x[:, :1], epochs=3,
+                  batch_size=8, seed=0, progress=False)  # fmt: skip
+        weights.append([nu_xp.to_host(p.data) for p in model.parameters()])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_num_threads_for_hand_written_loops():
+    torch = pytest.importorskip("torch")
+    before_torch = torch.get_num_threads()
+    with threadpool_limits(limits=2, user_api="blas"):
+        try:
+            nu_xp.set_num_threads(np.int64(1))
+            assert nu_xp.get_num_threads() == 1 and _blas_threads() == 1 and torch.get_num_threads() == 1
+            assert set(_fit("auto").seen) == {1}  # fit keeps the count the user set
+            assert _blas_threads() == 1
+            nu_xp.set_num_threads(2)
+            assert nu_xp.get_num_threads() == 2
+        finally:
+            policy._PROCESS_LIMIT.pop().restore_original_limits()
+            torch.set_num_threads(before_torch)
+    with pytest.raises(TypeError, match="set_num_threads takes a positive int"):
+        nu_xp.set_num_threads("auto")
 
 
 def test_auto_on_one_thread_changes_nothing():
@@ -87,8 +102,20 @@ def test_auto_on_one_thread_changes_nothing():
 
 
 @pytest.mark.parametrize(
-    ("value", "error"), [(0, ValueError), (-2, ValueError), ("many", TypeError), (True, TypeError)]
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        ("many", TypeError),
+        (True, TypeError),
+        (2.0, TypeError),
+        (2**32 + 1, ValueError),
+    ],
 )
 def test_bad_threads(value, error):
-    with pytest.raises(error, match="threads must be 'auto', None or a positive int"):
+    with pytest.raises(error, match="threads must be"):
         _fit(value)
+
+
+def test_numpy_integers_are_thread_counts():
+    assert set(_fit(np.int64(1)).seen) == {1}

@@ -77,7 +77,7 @@ def fit_distributed(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: A
     """
     dist.init()
     try:
-        check_fit_arguments(model, loss, optimizer, options)
+        options = check_fit_arguments(model, loss, optimizer, options)
         if options.seed is None and dist.is_active():
             raise ValueError("distributed fit needs seed=: every rank must draw the same minibatches")
         xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
