@@ -78,25 +78,60 @@ def conv_runner(lib: Any, name: str) -> Any:
     return step
 
 
-def sequence_runner(lib: Any, name: str) -> Any:
-    """An Adam step of ``sequence.py``'s LSTM or tiny GPT, built from ``lib``'s own layers and demos."""
-    import argparse
-    import importlib
+def _sequence_model(lib: Any, name: str) -> Any:
+    """``sequence.py``'s LSTM classifier or tiny GPT, written with ``lib``'s own layers only (the demos import
+    ``nu_xp`` by name, so they would mix the two checkouts)."""
 
-    x_host, y_host = sequence.data(name)
+    class LastStep(lib.Layer):  # y = x[:, -1, :]
+        def forward(self, x: Any) -> Any:
+            self.save_for_backward(tuple(x.shape))
+            return x[:, -1, :]
+
+        def backward(self, grad: Any) -> Any:
+            (shape,) = self.saved_tensors()
+            xp = lib.backends.ops_of(grad).xp
+            zeros = xp.zeros((shape[0], shape[1] - 1, shape[2]), dtype=grad.dtype)
+            return xp.concat([zeros, grad[:, None, :]], axis=1)
+
+    class TokenAndPosition(lib.Layer):  # y[n, t] = E_tok[x[n, t]] + E_pos[t]
+        takes_indices = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok, self.pos = lib.Embedding(sequence.VOCAB, 128), lib.Embedding(64, 128)
+
+        def forward(self, x: Any) -> Any:
+            xp = self.tok.backend.xp
+            return self.tok(x) + self.pos(xp.arange(x.shape[1]))[None, ...]
+
+        def backward(self, grad: Any) -> None:
+            self.pos.backward(self.tok.backend.xp.sum(grad, axis=0))
+            self.tok.backward(grad)
+
     if name == "lstm":
-        last_step = importlib.import_module(f"{lib.__name__}.demos.sequences").LastStep
-        model = lib.Sequential(
+        return lib.Sequential(
             lib.Embedding(sequence.VOCAB, 32, seed=0),
             lib.LSTM(32, 128, batch_first=True, seed=1),
             lib.Select(0),
-            last_step(),
+            LastStep(),
             lib.Linear(128, 10, seed=2),
         )
-    else:
-        build = importlib.import_module(f"{lib.__name__}.demos.chargpt").build
-        model = build(sequence.VOCAB, argparse.Namespace(backend="numpy", seed=0, width=128, heads=4, context=64,
-                                                         layers=2))  # fmt: skip
+    blocks = [
+        lib.TransformerEncoderLayer(
+            128, 4, 512, dropout=0.0, activation="gelu", batch_first=True, norm_first=True, causal=True, seed=i
+        )
+        for i in range(2)
+    ]
+    embed = TokenAndPosition()
+    head = lib.Linear(128, sequence.VOCAB, bias=False)
+    head.weight = embed.tok.weight
+    return lib.Sequential(embed, *blocks, lib.LayerNorm(128), head)
+
+
+def sequence_runner(lib: Any, name: str) -> Any:
+    """An Adam step of ``sequence.py``'s LSTM or tiny GPT on ``lib``."""
+    x_host, y_host = sequence.data(name)
+    model = _sequence_model(lib, name)
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     loss = lib.CrossEntropyLoss()
     x, y = lib.asarray(x_host, like=model), lib.asarray(y_host, like=model)

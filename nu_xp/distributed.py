@@ -40,6 +40,7 @@ import numpy as np
 from . import world
 from .backends import dtype_name, ops_of, to_host
 from .layers import Layer, Parameter
+from .optim.optimizer import OptimizerWrapper, unwrap
 
 __all__ = [
     "DistributedOptimizer",
@@ -283,7 +284,7 @@ def _checksum(value: Any) -> int:
     return zlib.crc32(repr(value).encode())
 
 
-class DistributedOptimizer:
+class DistributedOptimizer(OptimizerWrapper):
     """Wraps an optimizer: ``step()`` averages every gradient over the ranks (one allreduce), then steps.
 
     Everything else (``zero_grad``, ``lr``, ``state_dict``…) is the wrapped
@@ -295,30 +296,10 @@ class DistributedOptimizer:
         The ``nu_xp.optim`` optimizer to wrap.
     """
 
-    def __init__(self, optimizer: Any) -> None:
-        from .optim import Optimizer
-
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"DistributedOptimizer wraps a nu_xp.optim optimizer, got {type(optimizer).__name__}")
-        object.__setattr__(self, "optimizer", optimizer)
-
     def step(self) -> None:
         """``allreduce_gradients`` over the optimizer's parameters, then the wrapped ``step()``."""
-        allreduce_gradients(self.optimizer.params)
+        allreduce_gradients(unwrap(self.optimizer).params)
         self.optimizer.step()
-
-    def __getattr__(self, name: str) -> Any:
-        """Everything else is the wrapped optimizer's (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…)."""
-        if name == "optimizer":  # not set yet (a copy or an unpickling in progress): no recursion
-            raise AttributeError(name)
-        return getattr(self.optimizer, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Assignments reach the wrapped optimizer: ``dopt.lr = 0.5`` sets its learning rate."""
-        setattr(self.optimizer, name, value)
-
-    def __repr__(self) -> str:
-        return f"DistributedOptimizer({self.optimizer!r})"
 
 
 def report_failure_and_abort(exc: BaseException) -> None:

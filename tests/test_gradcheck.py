@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nu_xp
+from nu_xp.gradcheck import numeric_gradients
 from tests.helpers import host, on
 
 TOL = 1e-6
@@ -83,3 +84,39 @@ def test_the_callers_model_is_left_exactly_as_found(backend, rng):
     np.testing.assert_array_equal(host(model.backward(g)), host(snapshot.backward(g)))  # what it kept is intact
     for p, q in zip(model.parameters(), snapshot.parameters()):
         np.testing.assert_array_equal(host(p.grad), host(q.grad))
+
+
+def test_gradcheck_takes_several_inputs(backend, rng):
+    """Attention's (query, key, value) with a mask, and a recurrent layer's (x, hx): every floating input checked."""
+    mha = nu_xp.MultiheadAttention(4, 2, seed=0, backend=backend, dtype="float64")
+    q, k, v = (on(backend, rng.normal(size=shape)) for shape in ((3, 2, 4), (5, 2, 4), (5, 2, 4)))
+    mask = nu_xp.asarray(np.array([[False] * 4 + [True], [False] * 5]), like=backend)
+    assert nu_xp.gradcheck(mha, q, k, v) < 1e-6
+    assert nu_xp.gradcheck(mha, q, k, v, mask) < 1e-6
+    assert nu_xp.gradcheck(mha, q) < 1e-6  # self-attention: one input, one gradient
+    x = on(backend, rng.normal(size=(4, 2, 3)))
+    h0, c0 = on(backend, rng.normal(size=(2, 2, 5))), on(backend, rng.normal(size=(2, 2, 5)))
+    lstm = nu_xp.LSTM(3, 5, num_layers=2, seed=0, backend=backend, dtype="float64")
+    pairs = numeric_gradients(lstm, x, (h0, c0))
+    assert {"input0", "input1", "input2"} <= set(pairs)  # x, h0 and c0 each checked
+    assert nu_xp.gradcheck(lstm, x, (h0, c0)) < 1e-6
+    gru = nu_xp.GRU(3, 5, bidirectional=True, seed=0, backend=backend, dtype="float64")
+    assert nu_xp.gradcheck(gru, x, on(backend, rng.normal(size=(2, 2, 5)))) < 1e-6
+
+
+def test_a_wrong_input_gradient_among_several_is_found(backend, rng):
+    class Wrong(nu_xp.Layer):
+        """y = a · b; a deliberately wrong dL/db."""
+
+        def forward(self, a, b):
+            self.save_for_backward(a, b)
+            return a * b
+
+        def backward(self, grad):
+            _a, b = self.saved_tensors()
+            return grad * b, grad * b  # dL/db should be grad * _a
+
+    a, b = on(backend, rng.normal(size=(3,))), on(backend, rng.normal(size=(3,)))
+    pairs = numeric_gradients(Wrong(), a, b)
+    errors = {name: float(np.max(np.abs(x - y))) for name, (x, y) in pairs.items()}
+    assert errors["input0"] < 1e-6 < errors["input1"]

@@ -23,6 +23,7 @@ __all__ = [
     "ELU",
     "GELU",
     "Activation",
+    "AlongDim",
     "Identity",
     "LeakyReLU",
     "LogSoftmax",
@@ -156,19 +157,13 @@ class Tanh(Activation):
         return grad * (1.0 - y * y)
 
 
-@register_layer
-class Softmax(Activation):
-    """``y_i = exp(x_i - m) / Σ_j exp(x_j - m)`` along ``dim`` (m = max, for stability).
-
-    Backward: ``dL/dx_i = Σ_j g_j dy_j/dx_i = y_i · (g_i - Σ_j g_j y_j)`` along
-    ``dim``, from ``dy_j/dx_i = y_j (δ_ij - y_i)``. For classification prefer
-    [`CrossEntropyLoss`][nu_xp.losses.crossentropy.CrossEntropyLoss] on logits, which fuses both and is
-    more accurate.
+class AlongDim(Activation):
+    """Base of ``Softmax`` and ``LogSoftmax``: an activation along one axis, ``dim`` (PyTorch's name) or ``axis``.
 
     Parameters
     ----------
     dim : int, default -1
-        The axis whose entries sum to 1 (PyTorch's name).
+        The axis (PyTorch's name).
     axis : int, optional
         The same, under NumPy's name (give one of the two).
     """
@@ -184,6 +179,24 @@ class Softmax(Activation):
 
     def get_config(self) -> dict[str, Any]:
         return {"dim": self.dim}
+
+
+@register_layer
+class Softmax(AlongDim):
+    """``y_i = exp(x_i - m) / Σ_j exp(x_j - m)`` along ``dim`` (m = max, for stability).
+
+    Backward: ``dL/dx_i = Σ_j g_j dy_j/dx_i = y_i · (g_i - Σ_j g_j y_j)`` along
+    ``dim``, from ``dy_j/dx_i = y_j (δ_ij - y_i)``. For classification prefer
+    [`CrossEntropyLoss`][nu_xp.losses.crossentropy.CrossEntropyLoss] on logits, which fuses both and is
+    more accurate.
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The axis whose entries sum to 1 (PyTorch's name).
+    axis : int, optional
+        The same, under NumPy's name (give one of the two).
+    """
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
@@ -350,7 +363,7 @@ class Softplus(Activation):
 
 
 @register_layer
-class LogSoftmax(Activation):
+class LogSoftmax(AlongDim):
     """``y_i = x_i - m - log Σ_j exp(x_j - m)`` along ``dim`` (m = max);
     ``dL/dx = g - softmax(x) · Σ_j g_j`` (from ``dy_j/dx_i = δ_ij - softmax_i``).
 
@@ -361,18 +374,6 @@ class LogSoftmax(Activation):
     axis : int, optional
         The same, under NumPy's name (give one of the two).
     """
-
-    def __init__(self, dim: int = -1, *, axis: int | None = None) -> None:
-        super().__init__()
-        self.dim = _check_dim(type(self).__name__, dim, axis)
-
-    @property
-    def axis(self) -> int:
-        """``dim``, under NumPy's name."""
-        return self.dim
-
-    def get_config(self) -> dict[str, Any]:
-        return {"dim": self.dim}
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)

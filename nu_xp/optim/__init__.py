@@ -16,7 +16,7 @@ implements ``_update(p, grad, state)``.
 
 from .adam import Adam, AdamW
 from .loss_scale import LossScaleOptimizer
-from .optimizer import Optimizer, unwrap
+from .optimizer import Optimizer, OptimizerWrapper, unwrap
 from .rmsprop import RMSprop
 from .schedules import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
 from .sgd import SGD
@@ -30,6 +30,7 @@ __all__ = [
     "LRScheduler",
     "LossScaleOptimizer",
     "Optimizer",
+    "OptimizerWrapper",
     "RMSprop",
     "StepLR",
     "unwrap",

@@ -26,12 +26,12 @@ from typing import Any
 from ..backends import ops_of
 from ..errors import NonFiniteLossError
 from ..validation import check_number, check_positive_int
-from .optimizer import Optimizer, unwrap
+from .optimizer import OptimizerWrapper, unwrap
 
 __all__ = ["LossScaleOptimizer"]
 
 
-class LossScaleOptimizer:
+class LossScaleOptimizer(OptimizerWrapper):
     """Wraps an optimizer: gradients of a loss scaled by ``scale`` are unscaled, checked, then stepped or skipped.
 
     Everything else (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…)
@@ -69,10 +69,8 @@ class LossScaleOptimizer:
         growth_interval: int = 2000,
         min_scale: float = 2.0**-16,
     ) -> None:
-        if not isinstance(unwrap(optimizer), Optimizer):
-            raise TypeError(f"LossScaleOptimizer wraps a nu_xp.optim optimizer, got {type(optimizer).__name__}")
+        super().__init__(optimizer)
         values = {
-            "optimizer": optimizer,
             "scale": check_number("init_scale", init_scale, 0.0, open_low=True),
             "growth_factor": check_number("growth_factor", growth_factor, 1.0),
             "backoff_factor": check_number("backoff_factor", backoff_factor, 0.0, 1.0, open_low=True),
@@ -121,16 +119,6 @@ class LossScaleOptimizer:
             clean = 0
         object.__setattr__(self, "clean_steps", clean)
         return True
-
-    def __getattr__(self, name: str) -> Any:
-        """Everything else is the wrapped optimizer's (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…)."""
-        if name == "optimizer":  # not set yet (a copy or an unpickling in progress): no recursion
-            raise AttributeError(name)
-        return getattr(self.optimizer, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Assignments reach the wrapped optimizer: ``scaler.lr = 0.5`` sets its learning rate."""
-        setattr(self.optimizer, name, value)
 
     def __repr__(self) -> str:
         return f"LossScaleOptimizer({self.optimizer!r}, scale={self.scale})"

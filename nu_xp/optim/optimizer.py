@@ -11,17 +11,51 @@ from ..backends import asarray, to_host
 from ..layers import Layer, Parameter
 from ..validation import check_number
 
-__all__ = ["Optimizer", "unwrap"]
+__all__ = ["Optimizer", "OptimizerWrapper", "unwrap"]
 
 
 def unwrap(optimizer: Any) -> Any:
-    """The optimizer inside a wrapper that holds one as ``.optimizer`` (``DistributedOptimizer``), or itself.
+    """The optimizer inside a wrapper that holds one as ``.optimizer`` (an [`OptimizerWrapper`][]), or itself.
 
     Schedules, ``fit`` and checkpoints act on the wrapped optimizer, so a wrapper works wherever it does.
     """
     while not isinstance(optimizer, Optimizer) and "optimizer" in getattr(optimizer, "__dict__", {}):
         optimizer = vars(optimizer)["optimizer"]
     return optimizer
+
+
+class OptimizerWrapper:
+    """Base of the wrappers of an optimizer (``DistributedOptimizer``, ``LossScaleOptimizer``): they change
+    ``step()``; everything else (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…) is the wrapped
+    optimizer's, and an assignment (``wrapper.lr = 0.5``) reaches it.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The ``nu_xp.optim`` optimizer (or another wrapper) to wrap.
+    """
+
+    def __init__(self, optimizer: Any) -> None:
+        if not isinstance(unwrap(optimizer), Optimizer):
+            raise TypeError(f"{type(self).__name__} wraps a nu_xp.optim optimizer, got {type(optimizer).__name__}")
+        object.__setattr__(self, "optimizer", optimizer)
+
+    def step(self) -> Any:
+        """The wrapped optimizer's step (a subclass does something around it)."""
+        return self.optimizer.step()
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the wrapped optimizer's (``zero_grad``, ``lr``, ``param_groups``, ``state_dict``…)."""
+        if name == "optimizer":  # not set yet (a copy or an unpickling in progress): no recursion
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignments reach the wrapped optimizer: ``wrapper.lr = 0.5`` sets its learning rate."""
+        setattr(self.optimizer, name, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.optimizer!r})"
 
 
 class Optimizer:
