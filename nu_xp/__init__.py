@@ -9,7 +9,7 @@ layers get their array namespace through ``array-api-compat``.
 (1, 1)
 """
 
-from . import backends, distributed, functional, layers, losses, onnx_export, optim
+from . import backends, data, distributed, functional, layers, losses, onnx_export, optim
 from ._version import __version__
 from .backends import Backend, asarray, get_backend, set_backend, to_host, use_backend
 from .errors import ModelFileError, ModelFileWarning, NonFiniteLossError
@@ -59,7 +59,8 @@ from .layers import (
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss, NLLLoss
 from .model_file import load, load_checkpoint, save
 from .onnx_export import export_onnx
-from .training import EarlyStopping, History, evaluate, fit
+from .optim import clip_grad_norm_, clip_grad_value_
+from .training import EarlyStopping, History, callbacks, evaluate, fit
 from .training.precision import set_float32_matmul_precision
 from .training.threads import get_num_threads, set_num_threads
 
@@ -118,6 +119,10 @@ __all__ = [
     "__version__",
     "asarray",
     "backends",
+    "callbacks",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "data",
     "distributed",
     "enable_grad",
     "evaluate",

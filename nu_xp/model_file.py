@@ -21,7 +21,9 @@ File format (version 1): a zip archive as written by ``numpy.savez`` holding
 * for a checkpoint, optimizer state under ``"__optimizer__/<index>/<name>"``
   and its hyper-parameters in the JSON (``"optimizer"``), the state of every
   layer's extra state (``"extra_state"``: a Dropout mask generator's state,
-  by layer name), so training resumes to the bit, plus the user's ``"extra"``.
+  by layer name), so training resumes to the bit; a schedule's state
+  (``"scheduler"``); and the user's ``"extra"`` (arrays in it stored under
+  ``"__extra__/<n>"``, numbers that are not finite tagged ``{"__float__": "inf"}``).
 
 Safety: the archive is read by [`nu_xp.archive`][nu_xp.archive] (``allow_pickle=False``,
 member by member, CRC-checked, object arrays refused); the architecture may
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +53,7 @@ import numpy as np
 from . import world
 from ._version import __version__
 from .archive import RESERVED_PREFIX, atomic_savez, read_archive, read_weights, weight_arrays
-from .backends import dtype_name, get_backend, use_backend
+from .backends import dtype_name, get_backend, to_host, use_backend
 from .errors import ModelFileError, ModelFileWarning
 from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter
 from .layers.state import apply_state_dict, check_state_dict
@@ -91,7 +94,11 @@ def describe_architecture(layer: Layer) -> dict[str, Any]:
         )
     spec: dict[str, Any] = {"class": name, "config": layer.get_config()}
     if layer.holds_layers:
-        spec["layers"] = [describe_architecture(child) for _, child in layer.named_slots()]
+        slots = list(layer.named_slots())
+        spec["layers"] = [describe_architecture(child) for _, child in slots]
+        names = [name for name, _ in slots]
+        if names != [str(i) for i in range(len(slots))]:  # not a Sequential's positions (AveragedModel's "module")
+            spec["names"] = names
     try:
         json.dumps(spec["config"], allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -132,7 +139,14 @@ def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, 
         entries = spec.get("layers")
         if not isinstance(entries, list):
             raise ModelFileError(f"{source}: {name} entry without a 'layers' list")
-        children = [_build(child, source, arrays, f"{prefix}{i}.") for i, child in enumerate(entries)]
+        names = spec.get("names", [str(i) for i in range(len(entries))])
+        if (
+            not isinstance(names, list)
+            or len(names) != len(entries)
+            or not all(isinstance(n, str) and n and "." not in n for n in names)
+        ):
+            raise ModelFileError(f"{source}: {name} entry has malformed sub-layer names {names!r}")
+        children = [_build(child, source, arrays, f"{prefix}{n}.") for n, child in zip(names, entries)]
     elif arrays is not None:
         _check_shapes(cls, config, arrays, prefix, source)
     try:
@@ -161,8 +175,10 @@ def _check_shapes(
 # ============================================================================ writing
 
 
-def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra: dict | None = None) -> Path:
-    """Write ``model`` (and optionally its optimizer's state) to one ``.npz`` file.
+def save(
+    model: Layer, path: str | os.PathLike, optimizer: Any = None, scheduler: Any = None, extra: dict | None = None
+) -> Path:
+    """Write ``model`` (and optionally its optimizer's and schedule's state) to one ``.npz`` file.
 
     Parameters
     ----------
@@ -173,8 +189,12 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
     optimizer : nu_xp.optim.Optimizer, optional
         Save its state beside the weights: a checkpoint that
         [`load_checkpoint`][] resumes exactly.
+    scheduler : schedule, optional
+        A learning-rate schedule of ``nu_xp.optim``: its ``state_dict()`` is kept too.
     extra : dict, optional
-        JSON values to keep with a checkpoint (epoch, history…).
+        Values to keep with a checkpoint (epoch, history…): JSON values, numbers
+        that are not finite, and arrays (stored as arrays, returned by
+        ``load_checkpoint`` as numpy arrays).
 
     Returns
     -------
@@ -225,8 +245,14 @@ def save(model: Layer, path: str | os.PathLike, *, optimizer: Any = None, extra:
             "scalars": scalars,
         }
         meta["extra_state"] = model.named_extra_states()
+    if scheduler is not None:
+        if not hasattr(scheduler, "state_dict"):
+            raise TypeError(f"save: scheduler must be a nu_xp.optim schedule, got {type(scheduler).__name__}")
+        meta["scheduler"] = {"class": type(scheduler).__name__, "state": _pack(scheduler.state_dict(), arrays)}
     if extra is not None:
-        meta["extra"] = extra
+        if not isinstance(extra, dict):
+            raise TypeError(f"save: extra must be a dict, got {type(extra).__name__}")
+        meta["extra"] = _pack(extra, arrays)
     try:
         text = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -436,15 +462,23 @@ def _optimizer_state(path: Any, meta: dict[str, Any] | None, arrays: dict[str, n
     return {"state": state, "param_groups": saved.get("param_groups")}
 
 
-def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None) -> dict[str, Any]:
-    """Restore ``model`` (and ``optimizer``) from a file of ``save(model, path, optimizer=..., extra=...)``.
+def load_checkpoint(
+    path: str | os.PathLike, model: Layer, optimizer: Any = None, scheduler: Any = None, *, callbacks: Any = ()
+) -> dict[str, Any]:
+    """Restore ``model`` (and ``optimizer``, ``scheduler``, ``fit``'s ``callbacks``) from a file of
+    ``save(model, path, optimizer=..., scheduler=..., extra=...)`` (``ModelCheckpoint`` writes them).
 
     All or nothing: the weights, the optimizer's hyper-parameters and state
-    (through the same checks as its constructor) and every layer's extra state
-    (Dropout's generator) are checked first; only then is anything changed.
-    Returns the ``extra`` dict that was saved (empty if none).
+    (through the same checks as its constructor), every layer's extra state
+    (Dropout's generator), the schedule's state and the callbacks' states
+    (those that ``ModelCheckpoint`` kept, for callbacks of the same classes in
+    the same order) are checked first; only then is anything changed.
+    Returns the ``extra`` dict that was saved (empty if none); after a
+    ``ModelCheckpoint``, ``fit(..., initial_epoch=extra["epoch"] + 1)`` resumes
+    the run exactly.
     """
     arrays, meta = read_model_file(path)
+    meta = meta or {}
     with _as_model_file_error(path):
         ready, _ = check_state_dict(model, weight_arrays(arrays), strict=True, source=str(path))
         if optimizer is not None:
@@ -452,10 +486,113 @@ def load_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None
             extra_states = _extra_states(meta)
             for name, layer_state in extra_states.items():
                 copy.deepcopy(model.layer_at(name)).set_extra_state(layer_state)  # a rehearsal on a copy
+        extra = _unpack(meta.get("extra", {}), arrays, path)
+        extra = extra if isinstance(extra, dict) else {"extra": extra}
+        schedule_state = _schedule_state(path, meta, arrays, scheduler)
+        restore = _callback_states(path, extra, list(callbacks))
+    for cb, cb_state in restore:
+        cb.load_state_dict(cb_state)
     apply_state_dict(model, ready)
     if optimizer is not None:
         optimizer.apply_state_dict(hyper, state)
         for name, layer_state in extra_states.items():
             model.layer_at(name).set_extra_state(layer_state)
-    extra = (meta or {}).get("extra", {})
-    return extra if isinstance(extra, dict) else {"extra": extra}
+    if scheduler is not None:
+        scheduler.load_state_dict(schedule_state)
+    return extra
+
+
+def _schedule_state(path: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray], scheduler: Any) -> Any:
+    """The schedule's saved state, tried on ``scheduler`` (then its own state put back); None without one."""
+    if scheduler is None:
+        return None
+    saved = meta.get("scheduler")
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{path} holds no schedule state; it was saved without scheduler=")
+    if saved.get("class") != type(scheduler).__name__:
+        raise ModelFileError(f"{path} holds {saved.get('class')} state, not {type(scheduler).__name__}")
+    state = _unpack(saved.get("state"), arrays, path)
+    before = scheduler.state_dict()
+    lrs = [group["lr"] for group in unwrap(scheduler.optimizer).param_groups]
+    try:
+        scheduler.load_state_dict(state)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: the {type(scheduler).__name__} state does not fit: {exc}") from exc
+    finally:
+        scheduler.load_state_dict(before)
+        for group, lr in zip(unwrap(scheduler.optimizer).param_groups, lrs):
+            group["lr"] = lr
+    return state
+
+
+def _callback_states(path: Any, extra: dict[str, Any], callbacks: list[Any]) -> list[tuple[Any, Any]]:
+    """``[(callback, its saved state)]`` for each of ``callbacks`` that keeps state: the saved state of the
+    callback of the same class at the same place among those of its class (``ModelCheckpoint`` saved them)."""
+    keeping = [cb for cb in callbacks if hasattr(cb, "load_state_dict")]
+    if not keeping:
+        return []
+    states, classes = extra.get("callbacks"), extra.get("callback_classes")
+    if not isinstance(states, list) or not isinstance(classes, list) or len(states) != len(classes):
+        raise ModelFileError(f"{path} holds no callback states (it was not written by ModelCheckpoint)")
+    saved: dict[str, list[Any]] = {}
+    for name, state in zip(classes, states):
+        saved.setdefault(str(name), []).append(state)
+    seen: dict[str, int] = {}
+    out = []
+    for cb in keeping:
+        name = type(cb).__name__
+        place = seen.get(name, 0)
+        seen[name] = place + 1
+        mine = saved.get(name, [])
+        if place >= len(mine) or mine[place] is None:
+            raise ModelFileError(
+                f"{path} holds no state for the callback {name} (number {place + 1} of its class); the checkpoint "
+                f"kept {classes}: pass fit's callbacks as they were"
+            )
+        out.append((cb, mine[place]))
+    return out
+
+
+#: where arrays inside ``extra`` (and schedule states) are stored: ``"__extra__/<n>"``
+EXTRA_PREFIX = f"{RESERVED_PREFIX}extra__/"
+
+
+def _pack(value: Any, arrays: dict[str, Any]) -> Any:
+    """``value`` as JSON: arrays moved into ``arrays`` (and named there), non-finite floats tagged."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"save: keys of extra= must be strings, got {key!r}")
+            out[key] = _pack(item, arrays)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_pack(item, arrays) for item in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else {"__float__": repr(number)}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        name = f"{EXTRA_PREFIX}{sum(k.startswith(EXTRA_PREFIX) for k in arrays)}"
+        arrays[name] = np.array(to_host(value))
+        return {"__array__": name}
+    return value
+
+
+def _unpack(value: Any, arrays: dict[str, np.ndarray], path: Any) -> Any:
+    """The inverse of [`_pack`][]: tagged arrays and numbers back (a tag naming no array is an error)."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            name = value["__array__"]
+            if not isinstance(name, str) or not name.startswith(EXTRA_PREFIX) or name not in arrays:
+                raise ModelFileError(f"{path}: the metadata names an array {name!r} that the file does not hold")
+            return arrays[name]
+        if set(value) == {"__float__"}:
+            if value["__float__"] not in ("inf", "-inf", "nan"):
+                raise ModelFileError(f"{path}: malformed number {value!r} in the metadata")
+            return float(value["__float__"])
+        return {k: _unpack(v, arrays, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack(v, arrays, path) for v in value]
+    return value

@@ -21,6 +21,17 @@ def host(a: Any) -> np.ndarray:
     return nu_xp.to_host(a)
 
 
+def small_mlp(backend: str) -> nu_xp.Sequential:
+    """Linear(3, 5) → BatchNorm1d → Tanh → Dropout(0) → Linear(5, 2), seeded, float64: state of every kind."""
+    return nu_xp.Sequential(
+        nu_xp.Linear(3, 5, seed=0, backend=backend, dtype="float64"),
+        nu_xp.BatchNorm1d(5, backend=backend, dtype="float64"),
+        nu_xp.Tanh(),
+        nu_xp.Dropout(0.0),
+        nu_xp.Linear(5, 2, seed=1, backend=backend, dtype="float64"),
+    )
+
+
 def torch_reference_grads(torch_module: Any, fn: Any, *arrays: np.ndarray) -> tuple[Any, list[np.ndarray]]:
     """Value of ``fn(*tensors)`` and the autograd gradients w.r.t. every float input (float64, CPU)."""
     tensors = [

@@ -107,6 +107,19 @@ def test_sequences_example(backend, tmp_path, capsys):
     assert (tmp_path / "sequences.png").stat().st_size > 5000
 
 
+def test_realrun_example_resumes_to_the_bit(backend, tmp_path, capsys):
+    out = run_example(
+        "realrun", capsys, "--samples", "8000", "--batch-size", "64", "--epochs", "4", "--backend", backend,
+        "--out", str(tmp_path), "--no-progress",
+    )  # fmt: skip
+    assert "resumed run == uninterrupted run, bit for bit (weights and EMA): True" in out
+    assert "resumed from" in out and "-- stopped after epoch 2 --" in out
+    assert float(re.search(r"test accuracy ([\d.]+)", out).group(1)) > 0.85
+    rows = (tmp_path / "realrun.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    assert (tmp_path / "realrun.png").stat().st_size > 5000
+
+
 def test_examples_run_as_scripts(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "xor.py"), "--epochs", "50", "--out", str(tmp_path)],

@@ -45,3 +45,23 @@ def test_readme_custom_layer_is_exact_and_saves(backend, tmp_path):
         assert type(nu_xp.load(tmp_path / "swish.npz", backend=backend)[1]).__name__ == "Swish"
     finally:
         nu_xp.LAYER_REGISTRY.pop("Swish", None)
+
+
+def test_readme_real_run_resumes_to_the_bit(tmp_path, monkeypatch):
+    """The README's stop-and-resume snippet runs, and ends on the bits of a run that never stopped."""
+    import numpy as np
+
+    import nu_xp
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    block = next(b for b in blocks if "ArrayDataset" in b and "load_checkpoint" in b)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {"__name__": "readme_real_run"}
+    exec(compile(block, "README.md", "exec"), scope)
+    model, opt, _, ema, callbacks = scope["build"]()
+    nu_xp.fit(model, nu_xp.CrossEntropyLoss(), opt, scope["loader"], epochs=5, clip_grad_norm=1.0,
+              callbacks=callbacks, progress=False)  # fmt: skip
+    resumed = [*scope["model"].parameters(), *scope["ema"].parameters()]
+    for a, b in zip(resumed, [*model.parameters(), *ema.parameters()], strict=True):
+        np.testing.assert_array_equal(nu_xp.to_host(a.data), nu_xp.to_host(b.data))
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 1 + 5

@@ -5,9 +5,10 @@
 * `digits` — scikit-learn's bundled 8×8 digits (an MLP, or a CNN);
 * `mnist1d` — the MNIST-1D paper's three models, beside PyTorch;
 * `chargpt` — a character-level GPT on the Python docs, beside PyTorch;
-* `sequences` — an LSTM reads digits row by row.
+* `sequences` — an LSTM reads digits row by row;
+* `realrun` — data streamed from disk, schedules, clipping, EMA, checkpoints; stopped and resumed.
 
 Each has ``main(argv) -> int``; ``examples/*.py`` run them as plain scripts.
 """
 
-DEMOS = ("xor", "regression", "digits", "mnist1d", "chargpt", "sequences")
+DEMOS = ("xor", "regression", "digits", "mnist1d", "chargpt", "sequences", "realrun")

@@ -44,6 +44,9 @@ class Loss(Layer):
     """
 
     is_loss: ClassVar[bool] = True
+    #: True when the target may be integer class labels without the class axis (``CrossEntropyLoss``,
+    #: ``NLLLoss``): ``fit`` keeps such labels integer and 1-D; for the other losses a 1-D target is one column
+    takes_labels: ClassVar[bool] = False
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()

@@ -33,6 +33,8 @@ __all__ = ["CrossEntropyLoss", "NLLLoss"]
 class _ClassLoss(Loss):
     """What ``CrossEntropyLoss`` and ``NLLLoss`` share: targets, class weights, ignored labels."""
 
+    takes_labels = True
+
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
         super().__init__(reduction)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):

@@ -2,33 +2,42 @@
 ``History`` ([`history`][]), callbacks ([`callbacks`][]); mixed precision ([`precision`][]) and the BLAS thread
 rule ([`threads`][]) around the same loop."""
 
-from .callbacks import Callback, EarlyStopping
+from .batches import minibatches, prepare_data
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    ScheduleStepper,
+    WeightAveraging,
+)
+from .evaluate import evaluate
 from .fit import fit
 from .history import History
-from .loop import (
-    FitOptions,
-    NonFiniteLossError,
-    StepHooks,
-    evaluate,
-    minibatches,
-    prepare_data,
-    run_epoch,
-    train,
-    train_step,
-)
+from .hooks import StepHooks
+from .loop import FitOptions, NonFiniteLossError, run_epoch, train, train_group, train_step
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "EarlyStopping",
     "FitOptions",
     "History",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
     "NonFiniteLossError",
+    "ReduceLROnPlateau",
+    "ScheduleStepper",
     "StepHooks",
+    "WeightAveraging",
     "evaluate",
     "fit",
     "minibatches",
     "prepare_data",
     "run_epoch",
     "train",
+    "train_group",
     "train_step",
 ]

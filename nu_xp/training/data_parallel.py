@@ -23,13 +23,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import distributed as dist
+from ..data import EpochOrder
 from ..layers import Layer
 from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
+from .batches import ArrayBatches, batches_of
 from .history import History
 from .hooks import StepHooks
-from .loop import FitOptions, check_fit_arguments, prepare_data, prepare_validation, train
+from .loop import FitOptions, check_fit_arguments, train, validation_batches
 
 __all__ = ["DataParallel", "fit_distributed", "share"]
 
@@ -80,15 +82,17 @@ def fit_distributed(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: A
         options = check_fit_arguments(model, loss, optimizer, options)
         if options.seed is None and dist.is_active():
             raise ValueError("distributed fit needs seed=: every rank must draw the same minibatches")
-        xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
-        val = prepare_validation(model, loss, options.validation_data, check_finite=options.check_inputs)
+        data = batches_of(model, loss, x, y, "training", batch_size=options.batch_size, shuffle=options.shuffle,
+                          order=EpochOrder(options.seed), check_finite=options.check_inputs)  # fmt: skip
+        val = validation_batches(model, loss, options)
         arguments = {"epochs": options.epochs, "batch_size": options.batch_size, "shuffle": options.shuffle}
-        dist.check_same_everywhere({"x": xs, "y": ys, "model": model, "arguments": {**arguments, "seed": options.seed}})
+        same = {"model": model, "arguments": {**arguments, "seed": options.seed}}
+        if isinstance(data, ArrayBatches):  # a loader's batches cannot be compared up front: its seed must agree
+            same.update({"x": data.xs, "y": data.ys})
+        dist.check_same_everywhere(same)
         dist.broadcast_parameters(model)
         hooks = DataParallel(optimizer.params)
-        return train(
-            model, loss, optimizer, xs, ys, options, validation=val, hooks=hooks, show_progress=hooks.rank == 0
-        )
+        return train(model, loss, optimizer, data, options, validation=val, hooks=hooks, show_progress=hooks.rank == 0)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:

@@ -13,6 +13,7 @@ from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
 from ..validation import check_number
+from .batches import is_batch_source
 from .data_parallel import fit_distributed
 from .history import History
 from .loop import FitOptions, fit_local
@@ -25,7 +26,7 @@ def fit(
     loss: Loss,
     optimizer: Optimizer,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     epochs: int,
     batch_size: int | None = None,
@@ -42,6 +43,9 @@ def fit(
     verbose: int | str = "auto",
     precision: str = "32",
     threads: int | str | None = "auto",
+    clip_grad_norm: float | None = None,
+    accumulate_grad_batches: int = 1,
+    initial_epoch: int = 0,
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch [`History`][nu_xp.training.history.History].
 
@@ -53,19 +57,24 @@ def fit(
         E.g. ``CrossEntropyLoss()`` (y: integer labels) or ``MSELoss()``.
     optimizer : nu_xp.optim.Optimizer
         Built on ``model.parameters()``.
-    x, y : arrays or array-likes
+    x, y : arrays or array-likes, or a DataLoader (then no y)
         Moved to the model's backend; real x is cast to the model's dtype, as
-        is y except integer labels for ``CrossEntropyLoss``. A 1-D y for any
-        other loss is treated as one column, shape (N, 1).
+        is y except integer labels for ``CrossEntropyLoss`` and ``NLLLoss``. A
+        1-D y for any other loss is treated as one column, shape (N, 1). ``x``
+        may instead be a [`DataLoader`][nu_xp.data.loader.DataLoader] (its
+        batches checked and moved on its background thread: data larger than
+        memory streams from disk) or any iterable of ``(x, y)`` batches; then
+        ``batch_size``, ``shuffle`` and ``seed`` are the loader's.
     epochs : int
         Number of passes over the data.
     batch_size : int or None
         Minibatch size; None: the whole set in one batch.
     shuffle : bool, default True
-        Draw a new sample order each epoch from ``numpy.random.default_rng(seed)``.
+        A new sample order each epoch: epoch ``e``'s from ``numpy.random.default_rng([seed, e])``
+        (the seed and the epoch only, so a resumed run sees the same orders).
     seed : int or None
-        Seed of the shuffling; None: the global generator (``nu_xp.manual_seed``).
-    validation_data : (x_val, y_val), optional
+        Seed of the shuffling; None: a seed drawn from the global generator (``nu_xp.manual_seed``).
+    validation_data : (x_val, y_val), DataLoader or iterable of batches, optional
         Evaluated in eval mode after every epoch (``val_loss``, ``val_<metric>``).
     validation_split : float in [0, 1), default 0
         Keras' rule: the LAST fraction of ``x`` and ``y`` (taken before any
@@ -116,6 +125,16 @@ def fit(
         ``nu_xp.set_num_threads`` set; so seeded runs reproduce bit for bit.
         ``n`` uses ``n`` threads; ``None`` leaves the libraries alone. Restored
         when ``fit`` returns. See [`nu_xp.training.threads`][nu_xp.training.threads].
+    clip_grad_norm : float, optional
+        Before every step, rescale the gradients so that their total 2-norm is
+        at most this ([`clip_grad_norm_`][nu_xp.optim.clip.clip_grad_norm_]).
+    accumulate_grad_batches : int, default 1
+        Lightning's name: the gradients of this many minibatches make one step,
+        equal (for mean losses) to a step on their union.
+    initial_epoch : int, default 0
+        Keras' name: start at this epoch (0-based), for a run resumed from a
+        checkpoint (``load_checkpoint``): the epochs ``initial_epoch`` to
+        ``epochs - 1`` train, with the orders they would have had.
 
     Returns
     -------
@@ -135,10 +154,14 @@ def fit(
     1.0
     """
     options = FitOptions.from_keywords(locals())
-    for name, value in (("x", x), ("y", y)):
-        if value is None:
-            raise TypeError(f"fit: {name} is None; fit needs inputs x and targets y")
+    if x is None or (y is None and not is_batch_source(x, y)):
+        raise TypeError(
+            f"fit: {'x' if x is None else 'y'} is None; fit needs inputs x and targets y, or a DataLoader "
+            "(nu_xp.data.DataLoader) in place of both"
+        )
     if validation_split:
+        if is_batch_source(x, y):
+            raise ValueError("validation_split needs arrays x and y; with a DataLoader pass validation_data")
         x, y, options.validation_data = _split_off(x, y, validation_split, validation_data)
     if distributed:
         return fit_distributed(model, loss, optimizer, x, y, options)

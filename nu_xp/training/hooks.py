@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..layers import Layer
-from ..losses import Loss
 from ..metrics import Metric
 from ..optim import Optimizer
 
@@ -56,7 +55,7 @@ class StepHooks:
     def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
         """After the last step of an epoch, before its logs are read."""
 
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
+    def forward_backward(self, model: Layer, loss: Any, xs: Any, ys: Any) -> tuple[Any, Any]:
         """Forward, loss and backward of this process's rows: ``(their summed loss, pred)``.
 
         Mixed precision ([`MixedPrecision`][nu_xp.training.precision.MixedPrecision]) runs them in low precision.
@@ -97,7 +96,7 @@ class WrappingHooks(StepHooks):
     def end_epoch(self, model: Layer, metrics: Sequence[Metric]) -> None:
         self.inner.end_epoch(model, metrics)
 
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
+    def forward_backward(self, model: Layer, loss: Any, xs: Any, ys: Any) -> tuple[Any, Any]:
         return self.inner.forward_backward(model, loss, xs, ys)
 
     def step(self, optimizer: Optimizer) -> None:

@@ -1,25 +1,30 @@
-"""The training loop of nu_xp, in named steps, and ``evaluate``.
+"""The training loop of nu_xp, in named steps.
 
-One epoch, for each minibatch ``(x_b, y_b)`` of a permutation drawn from
-``numpy.random.default_rng(seed)``::
+One epoch, for each group of ``accumulate_grad_batches`` minibatches
+``(x_b, y_b)`` (one, by default) of epoch ``e``'s order::
 
     optimizer.zero_grad()
-    pred = model(x_b)
-    value = loss.forward(pred, y_b)
-    model.backward(loss.backward(), input_grad=False)
-    hooks.after_backward(...)          # nothing, unless a loop needs it
-    optimizer.step()
+    for (x_b, y_b) in group:                 # the gradients of the group add up
+        pred = model(x_b)
+        value = loss.forward(pred, y_b)
+        model.backward(loss.backward(), input_grad=False)
+    hooks.after_backward(...)                # nothing, unless a loop needs it (an allreduce)
+    optimizer.step()                         # through the wrappers fit put around it (clipping, loss scaling)
+    callbacks: on_train_batch_end
 
-The steps are separate functions ([`prepare_data`][], [`minibatches`][],
-[`train_step`][], [`run_epoch`][], [`train`][]). There is ONE loop:
-``fit`` runs [`train`][] with the plain [`StepHooks`][]; the
-data-parallel ``fit`` ([`data_parallel`][nu_xp.training.data_parallel]) runs it with hooks that shard
-each minibatch over the MPI ranks and average the gradients; the
-scikit-learn estimators ([`nu_xp.sklearn`][nu_xp.sklearn]) run [`run_epoch`][] with a
-hook that adds the L2 penalty. [`FitOptions`][] holds ``fit``'s options. Training loss and metrics are streamed over
-the epoch's batches (in training mode, as Keras does); validation loss and
-metrics are computed at the end of the epoch in eval mode. Everything is
-recorded in a [`History`][nu_xp.training.history.History].
+The steps are separate functions ([`train_group`][] and [`train_step`][],
+[`run_epoch`][], [`train`][]). There is ONE loop: ``fit`` runs [`train`][]
+with the plain [`StepHooks`][]; the data-parallel ``fit``
+([`data_parallel`][nu_xp.training.data_parallel]) runs it with hooks that
+shard each minibatch over the MPI ranks and average the gradients; mixed
+precision ([`precision`][nu_xp.training.precision]) with hooks that compute
+in low precision; the scikit-learn estimators ([`nu_xp.sklearn`][nu_xp.sklearn])
+run [`run_epoch`][] with a step that adds the L2 penalty. [`FitOptions`][]
+holds ``fit``'s options; the data comes as batches ([`batches`][nu_xp.training.batches]).
+Training loss and metrics are streamed over the epoch's batches (in training
+mode, as Keras does); validation loss and metrics are computed at the end of
+the epoch in eval mode. Everything is recorded in a
+[`History`][nu_xp.training.history.History].
 """
 
 from __future__ import annotations
@@ -27,22 +32,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
-
-from ..backends import asarray, dtype_kind, ops_of
+from ..backends import ops_of
+from ..data import EpochOrder
 from ..errors import NonFiniteLossError
 from ..functional import sigmoid
-from ..grad_mode import no_grad
-from ..initializers import host_rng
 from ..layers import Layer
-from ..losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
+from ..losses import BCELoss, BCEWithLogitsLoss, Loss
 from ..metrics import Metric, make_metrics
 from ..optim import Optimizer, unwrap
-from ..validation import check_positive_int
+from ..optim.clip import ClipGradNorm
+from ..validation import check_number, check_positive_int
+from .batches import ArrayBatches, LoaderBatches, batches_of
+from .evaluate import check_model_and_loss, evaluate
 from .history import History
 from .hooks import PLAIN, StepHooks
 from .precision import check_precision, with_precision
@@ -50,15 +55,14 @@ from .progress import Progress, make_progress
 from .threads import auto_threads, blas_threads, check_threads
 
 __all__ = [
+    "BCE_LOSSES",
     "FitOptions",
     "NonFiniteLossError",
     "check_fit_arguments",
-    "evaluate",
     "fit_local",
-    "minibatches",
-    "prepare_data",
     "run_epoch",
     "train",
+    "train_group",
     "train_step",
 ]
 
@@ -66,126 +70,69 @@ __all__ = [
 #: losses of independent binary outputs: their "accuracy" is binary accuracy (as Keras)
 BCE_LOSSES = (BCELoss, BCEWithLogitsLoss)
 
-# ---------------------------------------------------------------------------- step 1: data, once
+
+# ---------------------------------------------------------------------------- one update
 
 
-def _to_model(x: Any, model: Layer, name: str, *, labels: bool = False, check_finite: bool = True) -> Any:
-    """Move data onto the model's backend; floats (and, unless labels, ints) take the model dtype.
+class _RowsTimes:
+    """``loss`` whose backward gives ``rows · dL/dpred``: a microbatch's share of the summed loss (accumulation)."""
 
-    Anything but real numbers (booleans, complex numbers, dates, strings,
-    objects) is a ``TypeError``; NaN or Inf a ``ValueError`` unless ``check_finite`` is off.
+    def __init__(self, loss: Loss, rows: int) -> None:
+        self.loss, self.rows = loss, rows
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        return self.loss.forward(pred, target)
+
+    def backward(self, grad: Any = None) -> Any:
+        return self.loss.backward() * self.rows
+
+
+def train_group(
+    model: Layer, loss: Loss, optimizer: Any, group: Sequence[tuple[Any, Any]], hooks: StepHooks = PLAIN
+) -> tuple[Any, list[tuple[Any, Any]]]:
+    """One update from the gradients of every minibatch of ``group``: forward, loss, backward each, then
+    ``hooks.after_backward`` and one step.
+
+    With several minibatches and a mean loss, each minibatch's gradient is
+    weighted by its rows and the sum divided by the group's rows, so the step
+    equals one on the union of the minibatches. Returns ``(the group's summed
+    loss, [(pred, targets)…])`` for the rows this process computed
+    (``hooks.shard``). The model's first layer is told that nobody needs the
+    gradient with respect to the data (``input_grad=False``), which saves a GEMM.
     """
-    dtypes = getattr(x, "dtypes", None)  # a pandas DataFrame: name the columns that are not numbers
-    if dtypes is not None and hasattr(x, "columns") and hasattr(dtypes, "items"):
-        bad = {str(col): str(dt) for col, dt in dtypes.items() if getattr(dt, "kind", "O") not in "fiub"}
-        if bad:
-            raise TypeError(
-                f"{name}: columns {list(bad)} do not hold numbers (dtypes {list(bad.values())}); "
-                "encode or drop them first (e.g. pandas.get_dummies or .astype(float))"
-            )
-    if not hasattr(x, "shape") or isinstance(x, np.ndarray):
-        host = np.asarray(x)
-        if host.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must hold real numbers, got dtype {host.dtype} (convert it first)")
-    be = model.backend
-    arr = asarray(x, like=be)
-    kind = dtype_kind(be.xp, arr.dtype)
-    if kind not in ("f", "i"):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype} (convert it first)")
-    if check_finite and kind == "f" and not be.ops.all(be.xp.isfinite(arr)):
-        raise ValueError(f"{name} holds NaN or Inf values; clean the data (or pass check_inputs=False to fit)")
-    if labels and kind == "i":
-        return arr
-    return be.ops.astype(arr, be.dtype) if arr.dtype != be.dtype else arr
-
-
-def prepare_data(
-    model: Layer, loss: Loss, x: Any, y: Any, what: str = "training", *, check_finite: bool = True
-) -> tuple[Any, Any]:
-    """``(x, y)`` on the model's backend and dtype, checked once for the whole of ``fit``.
-
-    Integer labels stay integers for ``CrossEntropyLoss`` (which refuses a
-    1-D float ``y``: class labels must be integers); a 1-D ``y`` for any other
-    loss becomes one column ``(N, 1)``. Empty data, mismatched sample counts,
-    non-real values and (with ``check_finite``) NaN or Inf raise.
-    """
-    for name, value in (("x", x), ("y", y)):
-        if value is None:
-            raise TypeError(f"{what} {name} is None; fit and evaluate need both inputs x and targets y")
-    labels = isinstance(loss, CrossEntropyLoss)
-    xs = _to_model(x, model, f"{what} x", labels=model.input_is_indices(), check_finite=check_finite)
-    ys = _to_model(y, model, f"{what} y", labels=labels, check_finite=check_finite)
-    if xs.ndim == 0 or ys.ndim == 0:
-        raise ValueError(f"{what} x and y need a sample axis, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
-    if xs.shape[0] != ys.shape[0]:
-        raise ValueError(f"{what} x has {xs.shape[0]} samples but y has {ys.shape[0]}")
-    if xs.shape[0] == 0:
-        raise ValueError(f"{what} data is empty (x has shape {tuple(xs.shape)}); pass at least one sample")
-    label_kind = dtype_kind(model.backend.xp, ys.dtype)
-    if labels and ys.ndim == 1 and label_kind != "i":
-        raise TypeError(
-            f"CrossEntropyLoss needs integer class labels for a 1-D {what} y, got floats of shape {tuple(ys.shape)}; "
-            "cast them (y.astype(int)) or pass one-hot targets of shape (N, C)"
-        )
-    if ys.ndim == 1 and not labels:
-        ys = model.backend.xp.reshape(ys, (-1, 1))  # a 1-D target for a one-output model
-    return xs, ys
-
-
-def prepare_validation(
-    model: Layer, loss: Loss, validation_data: Any, *, check_finite: bool = True
-) -> tuple[Any, Any] | None:
-    """``validation_data`` (a pair, or None) through [`prepare_data`][]."""
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError("validation_data must be a pair (x_val, y_val)")
-    x_val, y_val = validation_data
-    return prepare_data(model, loss, x_val, y_val, "validation", check_finite=check_finite)
-
-
-# ---------------------------------------------------------------------------- step 2: minibatches
-
-
-def minibatches(
-    xs: Any, ys: Any, batch_size: int, *, shuffle: bool, rng: np.random.Generator
-) -> Iterator[tuple[Any, Any]]:
-    """``(x_b, y_b)`` over one epoch: a fresh permutation from ``rng`` when ``shuffle``, else in order."""
-    n = xs.shape[0]
-    if shuffle and n > 1:
-        ops = ops_of(xs)
-        order = ops.asarray(rng.permutation(n), device=ops.device_of(xs))
-        xs, ys = ops.xp.take(xs, order, axis=0), ops.xp.take(ys, order, axis=0)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        yield xs[start:stop, ...], ys[start:stop, ...]
-
-
-# ---------------------------------------------------------------------------- step 3: one update
+    optimizer.zero_grad()
+    weighted = len(group) > 1 and loss.reduction == "mean"
+    total: Any = 0.0
+    rows = batch_rows = 0
+    outputs = []
+    for xb, yb in group:
+        xs, ys = hooks.shard(xb, yb)
+        n = xs.shape[0]
+        if n:
+            batch_loss, pred = hooks.forward_backward(model, _RowsTimes(loss, n) if weighted else loss, xs, ys)
+            total = total + batch_loss
+            outputs.append((pred, ys))
+        rows += n
+        batch_rows += xb.shape[0]
+    if weighted and rows:
+        for p in unwrap(optimizer).params:
+            if p.grad is not None:
+                p.grad = p.grad * (1.0 / rows)
+    total = hooks.after_backward(total, rows, batch_rows)
+    hooks.step(optimizer)
+    return total, outputs
 
 
 def train_step(
-    model: Layer, loss: Loss, optimizer: Optimizer, xb: Any, yb: Any, hooks: StepHooks = PLAIN
+    model: Layer, loss: Loss, optimizer: Any, xb: Any, yb: Any, hooks: StepHooks = PLAIN
 ) -> tuple[Any, Any, Any]:
-    """One update: forward, loss, backward, ``hooks.after_backward``, step.
-
-    Returns ``(the minibatch's summed loss, pred, targets)`` with ``pred`` and
-    ``targets`` those of the rows this process computed (``hooks.shard``).
-    The model's first layer is told that nobody needs the gradient with
-    respect to the data (``input_grad=False``), which saves a GEMM.
-    """
-    rows = xb.shape[0]
-    xs, ys = hooks.shard(xb, yb)
-    optimizer.zero_grad()
-    pred, batch_loss = None, 0.0
-    if xs.shape[0]:
-        batch_loss, pred = hooks.forward_backward(model, loss, xs, ys)
-    batch_loss = hooks.after_backward(batch_loss, xs.shape[0], rows)
-    hooks.step(optimizer)
-    return batch_loss, pred, ys
+    """One update on one minibatch ([`train_group`][] of one): ``(its summed loss, pred, targets)``."""
+    total, outputs = train_group(model, loss, optimizer, [(xb, yb)], hooks)
+    pred, ys = outputs[0] if outputs else (None, None)
+    return total, pred, ys
 
 
-# ---------------------------------------------------------------------------- step 4: one epoch
+# ---------------------------------------------------------------------------- one epoch
 
 
 def _shown(loss: Loss, pred: Any) -> Any:
@@ -193,10 +140,21 @@ def _shown(loss: Loss, pred: Any) -> Any:
     return sigmoid(ops_of(pred), pred) if isinstance(loss, BCEWithLogitsLoss) else pred
 
 
+def _groups(batches: Iterable[tuple[Any, Any]], size: int) -> Iterable[list[tuple[Any, Any]]]:
+    group: list[tuple[Any, Any]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def run_epoch(
     model: Layer,
     loss: Loss,
-    optimizer: Optimizer,
+    optimizer: Any,
     batches: Iterable[tuple[Any, Any]],
     metrics: Sequence[Metric] = (),
     progress: Progress | None = None,
@@ -204,32 +162,44 @@ def run_epoch(
     epoch: int = 0,
     stop_on_nan: bool = True,
     hooks: StepHooks = PLAIN,
+    accumulate: int = 1,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``.
 
     The one epoch loop of nu_xp: ``fit``, ``fit(distributed=True)`` and the
-    scikit-learn estimators all run it, each with its own ``hooks``. With
+    scikit-learn estimators all run it, each with its own ``hooks``. Every
+    ``accumulate`` batches make one step ([`train_group`][]); after each step
+    the callbacks with an ``on_train_batch_end(step, logs)`` hear of it
+    (``logs``: ``{"epoch", "size"}``, nothing read from the device). With
     ``stop_on_nan``, a NaN or infinite epoch loss raises
     [`NonFiniteLossError`][nu_xp.errors.NonFiniteLossError] naming ``epoch`` and the first bad step (the
     values are checked once per epoch, so a GPU is not synchronized per step).
     """
     for m in metrics:
         m.reset()
+    after_step = [cb for cb in callbacks if hasattr(cb, "on_train_batch_end")]
     total: Any = 0.0
     seen = 0
     sums: list[Any] = []
-    for xb, yb in batches:
-        batch_loss, pred, ys = train_step(model, loss, optimizer, xb, yb, hooks)
-        total = total + batch_loss
-        seen += xb.shape[0]
+    for step, group in enumerate(_groups(batches, accumulate)):
+        group_loss, outputs = train_group(model, loss, optimizer, group, hooks)
+        rows = sum(xb.shape[0] for xb, _ in group)
+        total = total + group_loss
+        seen += rows
         if stop_on_nan:
-            sums.append(batch_loss)
-        if metrics and pred is not None:
-            shown = _shown(loss, pred)
-            for m in metrics:
-                m.update(shown, ys)
+            sums.append(group_loss)
+        if metrics:
+            for pred, ys in outputs:
+                shown = _shown(loss, pred)
+                for m in metrics:
+                    m.update(shown, ys)
+        for cb in after_step:
+            cb.on_train_batch_end(step, {"epoch": epoch, "size": rows})
         if progress is not None:
             progress.step(total, seen)
+    if not seen:
+        raise ValueError(f"epoch {epoch} had no batches to train on")
     hooks.end_epoch(model, metrics)
     logs = {"loss": float(total) / max(seen, 1)}
     if stop_on_nan and not math.isfinite(logs["loss"]):
@@ -270,13 +240,19 @@ class FitOptions:
         Mixed precision ([`nu_xp.training.precision`][nu_xp.training.precision]).
     threads : "auto", int or None, default "auto"
         BLAS threads while training ([`nu_xp.training.threads`][nu_xp.training.threads]).
+    clip_grad_norm : float or None
+        Clip the gradients' global norm to this before every step.
+    accumulate_grad_batches : int, default 1
+        Minibatches whose gradients make one step.
+    initial_epoch : int, default 0
+        The epoch to start at (a resumed run): epochs ``initial_epoch … epochs - 1`` are trained.
     """
 
     epochs: int
     batch_size: int | None = None
     shuffle: bool = True
     seed: Any = None
-    validation_data: tuple[Any, Any] | None = None
+    validation_data: Any = None
     metrics: Sequence[str | Callable | Metric] = ()
     progress: bool = True
     callbacks: Iterable[Any] = ()
@@ -287,6 +263,9 @@ class FitOptions:
     verbose: int | str = "auto"
     precision: str = "32"
     threads: Any = "auto"
+    clip_grad_norm: float | None = None
+    accumulate_grad_batches: int = 1
+    initial_epoch: int = 0
 
     @classmethod
     def from_keywords(cls, values: dict[str, Any]) -> FitOptions:
@@ -294,105 +273,37 @@ class FitOptions:
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
-def check_model_and_loss(model: Any, loss: Any, call: str) -> None:
-    """``TypeError`` unless ``model`` is a nu_xp layer and ``loss`` a nu_xp loss (named in ``call``, e.g.
-    ``"fit(model, loss, optimizer, x, y)"``); ``ValueError`` for a loss with ``reduction="none"``: training
-    and evaluation need one number per batch."""
-    if not isinstance(model, Layer) or model.is_loss:
-        raise TypeError(
-            f"{call}: model must be a nu_xp Layer, got {type(model).__name__}"
-            + (" (a loss: the model comes first)" if isinstance(model, Loss) else "")
-        )
-    if not isinstance(loss, Loss):
-        raise TypeError(f"{call}: loss must be a nu_xp loss (e.g. nu_xp.MSELoss()), got {type(loss).__name__}")
-    if loss.reduction == "none":
-        raise ValueError(
-            f"{call.split('(')[0]} needs a loss that reduces to one number; {type(loss).__name__} has "
-            "reduction='none' (use 'mean', the default, or 'sum')"
-        )
-
-
 def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptions) -> FitOptions:
     """``options`` checked (a copy, ``precision`` and ``threads`` in their plain form); ``TypeError``/``ValueError``
-    for a model, loss, optimizer or size that ``fit`` cannot use."""
+    for a model, loss, optimizer, size or option that ``fit`` cannot use."""
     check_model_and_loss(model, loss, "fit(model, loss, optimizer, x, y)")
     if not isinstance(unwrap(optimizer), Optimizer):
         raise TypeError(f"optimizer must be a nu_xp.optim optimizer, got {type(optimizer).__name__}")
     mine = {id(p) for p in model.parameters()}
-    if mine and not any(id(p) in mine for p in optimizer.params):
+    if mine and not any(id(p) in mine for p in unwrap(optimizer).params):
         raise ValueError(
             "the optimizer holds none of this model's parameters, so training would change nothing; "
             "build it from this model: optimizer = nu_xp.optim.Adam(model.parameters())"
         )
+    clip = options.clip_grad_norm
+    if clip is not None:
+        clip = check_number("clip_grad_norm", clip, 0.0, open_low=True)
+    initial = options.initial_epoch
+    if isinstance(initial, bool) or not isinstance(initial, int) or initial < 0:
+        raise ValueError(f"initial_epoch must be a non-negative integer, got {initial!r}")
+    epochs = check_positive_int("epochs", options.epochs)
+    if initial >= epochs:
+        raise ValueError(f"initial_epoch={initial} leaves nothing to train with epochs={epochs} (the last epoch is "
+                         f"epochs - 1); a resumed run passes the total number of epochs")  # fmt: skip
     return dataclasses.replace(
         options,
-        epochs=check_positive_int("epochs", options.epochs),
+        epochs=epochs,
         batch_size=check_positive_int("batch_size", options.batch_size, allow_none=True),
         precision=check_precision(options.precision, model.backend),
         threads=check_threads(options.threads),
+        clip_grad_norm=clip,
+        accumulate_grad_batches=check_positive_int("accumulate_grad_batches", options.accumulate_grad_batches),
     )
-
-
-def train(
-    model: Layer,
-    loss: Loss,
-    optimizer: Optimizer,
-    xs: Any,
-    ys: Any,
-    options: FitOptions,
-    *,
-    validation: tuple[Any, Any] | None = None,
-    hooks: StepHooks = PLAIN,
-    show_progress: bool = True,
-) -> History:
-    """The epochs of training on prepared data ([`prepare_data`][]): the loop every ``fit`` runs.
-
-    For each epoch: [`run_epoch`][] over fresh [`minibatches`][], the
-    validation data evaluated, then the callbacks, the History and the
-    progress report ([`finish_epoch`][]). Ctrl-C returns the epochs done.
-    ``options.seed`` may be a seed or a generator with ``permutation``.
-    """
-    hooks = with_precision(model, options.precision, hooks, optimizer)
-    callbacks = list(options.callbacks)
-    metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
-    n = xs.shape[0]
-    bs = n if options.batch_size is None else min(int(options.batch_size), n)
-    rng = options.seed if hasattr(options.seed, "permutation") else host_rng(options.seed)
-    history = History()
-    report = make_progress(options.progress and show_progress, options.verbose, options.epochs, -(-n // bs))
-    notify(callbacks, "on_train_begin", model, optimizer)
-    model.train()
-    try:
-        with blas_threads(_thread_count(model, options.threads, bs)):
-            for epoch in range(options.epochs):
-                report.start_epoch(epoch)
-                batches = minibatches(xs, ys, bs, shuffle=options.shuffle, rng=rng)
-                logs = run_epoch(
-                    model,
-                    loss,
-                    optimizer,
-                    batches,
-                    metrics,
-                    report,
-                    epoch=epoch,
-                    stop_on_nan=options.stop_on_nan,
-                    hooks=hooks,
-                )
-                if validation is not None:
-                    x_val, y_val = validation
-                    logs.update(
-                        evaluate(
-                            model, loss, x_val, y_val, options.metrics, batch_size=options.batch_size, prefix="val_"
-                        )
-                    )
-                if finish_epoch(epoch, logs, history, callbacks, report):
-                    break
-    except KeyboardInterrupt:
-        interrupted(history)
-    finally:
-        report.close()
-    notify(callbacks, "on_train_end", history)
-    return history
 
 
 def _thread_count(model: Layer, threads: Any, batch_size: int) -> int | None:
@@ -404,16 +315,119 @@ def _thread_count(model: Layer, threads: Any, batch_size: int) -> int | None:
     return auto_threads(model.num_parameters(), batch_size) if threads == "auto" else int(threads)
 
 
+def train(
+    model: Layer,
+    loss: Loss,
+    optimizer: Any,
+    data: ArrayBatches | LoaderBatches,
+    options: FitOptions,
+    *,
+    validation: ArrayBatches | LoaderBatches | None = None,
+    hooks: StepHooks = PLAIN,
+    show_progress: bool = True,
+) -> History:
+    """The epochs of training on prepared batches ([`batches_of`][nu_xp.training.batches.batches_of]): the loop
+    every ``fit`` runs.
+
+    For each epoch from ``options.initial_epoch``: [`run_epoch`][] over that
+    epoch's batches, the validation data evaluated, then the callbacks, the
+    History and the progress report ([`finish_epoch`][]). Around the loop:
+    the BLAS thread count ([`blas_threads`][nu_xp.training.threads.blas_threads]), the optimizer's wrappers
+    (gradient clipping; float16's loss scale, in the mixed-precision hooks),
+    and the model's train/eval mode as it was found, restored at the end.
+    Ctrl-C returns the epochs done.
+    """
+    stepper = optimizer if options.clip_grad_norm is None else ClipGradNorm(optimizer, options.clip_grad_norm)
+    hooks = with_precision(model, options.precision, hooks, stepper)
+    callbacks = list(options.callbacks)
+    metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
+    history = History()
+    steps = data.steps
+    accumulate = options.accumulate_grad_batches
+    report = make_progress(options.progress and show_progress, options.verbose, options.epochs, steps or 0)
+    batch_size = getattr(data, "batch_size", None) or options.batch_size or 1
+    was_training = model.training
+    _check_schedules(callbacks, optimizer)
+    notify(callbacks, "set_callbacks", callbacks)
+    notify(callbacks, "on_train_begin", model, optimizer)
+    model.train()
+    try:
+        with blas_threads(_thread_count(model, options.threads, batch_size)):
+            for epoch in range(options.initial_epoch, options.epochs):
+                report.start_epoch(epoch)
+                notify(callbacks, "on_epoch_begin", epoch, {})
+                logs = run_epoch(
+                    model,
+                    loss,
+                    stepper,
+                    data.epoch(epoch),
+                    metrics,
+                    report,
+                    epoch=epoch,
+                    stop_on_nan=options.stop_on_nan,
+                    hooks=hooks,
+                    accumulate=accumulate,
+                    callbacks=callbacks,
+                )
+                if validation is not None:
+                    logs.update(evaluate(model, loss, validation, metrics=options.metrics, prefix="val_"))
+                    model.train()
+                if finish_epoch(epoch, logs, history, callbacks, report):
+                    break
+    except KeyboardInterrupt:
+        interrupted(history)
+    finally:
+        report.close()
+        model.train(was_training)
+    notify(callbacks, "on_train_end", history)
+    return history
+
+
+def _check_schedules(callbacks: Sequence[Any], optimizer: Any) -> None:
+    """``ValueError`` for a schedule among the callbacks that was made on another optimizer than ``fit``'s."""
+    mine = unwrap(optimizer)
+    for cb in callbacks:
+        schedule = getattr(cb, "scheduler", cb)
+        theirs = getattr(schedule, "optimizer", None)
+        if theirs is not None and hasattr(schedule, "step") and unwrap(theirs) is not mine:
+            raise ValueError(
+                f"the callback {type(cb).__name__} steps a schedule made on another optimizer than the one fit "
+                "trains with (another model's?); make the schedule on fit's optimizer"
+            )
+
+
 def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, options: FitOptions) -> History:
     """The single-process ``fit``: arguments checked, data prepared once, then [`train`][]."""
     options = check_fit_arguments(model, loss, optimizer, options)
-    xs, ys = prepare_data(model, loss, x, y, "training", check_finite=options.check_inputs)
-    val = prepare_validation(model, loss, options.validation_data, check_finite=options.check_inputs)
-    return train(model, loss, optimizer, xs, ys, options, validation=val)
+    order = EpochOrder(options.seed)
+    data = batches_of(model, loss, x, y, "training", batch_size=options.batch_size, shuffle=options.shuffle,
+                      order=order, check_finite=options.check_inputs)  # fmt: skip
+    val = validation_batches(model, loss, options)
+    return train(model, loss, optimizer, data, options, validation=val)
+
+
+def validation_batches(model: Layer, loss: Loss, options: FitOptions) -> ArrayBatches | LoaderBatches | None:
+    """``options.validation_data`` (a pair of arrays, a ``DataLoader`` or an iterable of batches) as batches."""
+    data = options.validation_data
+    if data is None:
+        return None
+    if hasattr(data, "shape") or (isinstance(data, (tuple, list)) and not _is_batch_list(data)):
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("validation_data must be a pair (x_val, y_val), a DataLoader or a list of (x, y) batches")
+        x_val, y_val = data
+    else:
+        x_val, y_val = data, None
+    return batches_of(model, loss, x_val, y_val, "validation", batch_size=options.batch_size, shuffle=False,
+                      order=EpochOrder(0), check_finite=options.check_inputs)  # fmt: skip
+
+
+def _is_batch_list(data: Any) -> bool:
+    """A list of ``(x, y)`` batches (each a pair whose first part is an array), not a pair ``(x_val, y_val)``."""
+    return bool(data) and all(isinstance(b, (tuple, list)) and len(b) == 2 and hasattr(b[0], "shape") for b in data)
 
 
 def notify(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
-    """Call ``hook`` (``"on_train_begin"``, ``"on_train_end"``) on every callback that has it."""
+    """Call ``hook`` (``"on_train_begin"``, ``"on_epoch_begin"``, ``"on_train_end"``) on every callback that has it."""
     for cb in callbacks:
         if hasattr(cb, hook):
             getattr(cb, hook)(*args)
@@ -442,32 +456,3 @@ def interrupted(history: History) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
-
-
-def evaluate(
-    model: Layer,
-    loss: Loss,
-    x: Any,
-    y: Any,
-    metrics: Sequence[str | Callable | Metric] = (),
-    *,
-    batch_size: int | None = None,
-    prefix: str = "",
-) -> dict[str, float]:
-    """Loss and metrics of ``model`` on ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``.
-
-    Runs under [`nu_xp.no_grad`][nu_xp.grad_mode.no_grad]: neither the model nor the loss keeps anything, so a
-    forward whose backward is pending is not disturbed.
-    """
-    check_model_and_loss(model, loss, "evaluate(model, loss, x, y)")
-    xs, ys = prepare_data(model, loss, x, y, "evaluation")
-    pred = model.predict(xs, batch_size=batch_size)
-    with no_grad():
-        logs = {f"{prefix}loss": float(loss.forward(pred, ys))}
-    if metrics:
-        shown = _shown(loss, pred)
-        for m in make_metrics(metrics, binary=isinstance(loss, BCE_LOSSES)):
-            m.reset()
-            m.update(shown, ys)
-            logs[f"{prefix}{m.name}"] = m.result()
-    return logs

@@ -37,7 +37,6 @@ from typing import Any
 
 from ..backends import OPS_CLASSES, Backend
 from ..layers import Layer
-from ..losses import Loss
 from ..optim import LossScaleOptimizer, Optimizer
 from .hooks import StepHooks, WrappingHooks
 
@@ -148,7 +147,7 @@ class MixedPrecision(WrappingHooks):
                 stacklevel=2,
             )
 
-    def forward_backward(self, model: Layer, loss: Loss, xs: Any, ys: Any) -> tuple[Any, Any]:
+    def forward_backward(self, model: Layer, loss: Any, xs: Any, ys: Any) -> tuple[Any, Any]:
         ops = model.backend.ops
         high = model.backend.dtype
         with compute_dtype(model, self.low) as low:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import assert_close, host, on
+from tests.helpers import assert_close, host, on, small_mlp
 
 TOL = {"dtype": "float64", "ulps": 1e6}  # ~2e-10: sums in another order than PyTorch's
 
@@ -27,16 +27,6 @@ def _copy_into(torch, ours, module):
     module = module.double()
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
     return module
-
-
-def _mlp(backend):
-    return nu_xp.Sequential(
-        nu_xp.Linear(3, 5, seed=0, backend=backend, dtype="float64"),
-        nu_xp.BatchNorm1d(5, backend=backend, dtype="float64"),
-        nu_xp.Tanh(),
-        nu_xp.Dropout(0.0),
-        nu_xp.Linear(5, 2, seed=1, backend=backend, dtype="float64"),
-    )
 
 
 def _torch_mlp(torch, ours):
@@ -57,7 +47,7 @@ def _assert_grads(model, module):
 
 def test_a_siamese_model_gets_pytorchs_gradients(backend, torch, rng):
     """``model(a); model(b); model.backward(gb); model.backward(ga)``: each backward reads its own forward."""
-    model = _mlp(backend)
+    model = small_mlp(backend)
     module = _torch_mlp(torch, model)
     a, b = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
     ga, gb = rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
@@ -109,7 +99,7 @@ def test_truncated_backpropagation_through_time(backend, torch, rng, carry):
 
 def test_a_sublayer_called_alone_between_forward_and_backward(backend, torch, rng):
     """``model(x1); lin(x2); model.backward(g)``: the model's backward reads x1, ``lin.backward`` then x2."""
-    model = _mlp(backend)
+    model = small_mlp(backend)
     lin = model[0]
     module = _torch_mlp(torch, model)
     x1, x2 = rng.normal(size=(4, 3)), rng.normal(size=(7, 3))
@@ -162,7 +152,7 @@ def test_a_loss_used_twice_keeps_each_call(backend, torch, rng):
 
 
 def test_a_backward_without_its_forward_raises_and_says_why(backend, rng):
-    model = _mlp(backend)
+    model = small_mlp(backend)
     x, g = on(backend, rng.normal(size=(4, 3))), on(backend, rng.normal(size=(4, 2)))
     with pytest.raises(RuntimeError, match="before forward"):
         model.backward(g)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import assert_close, host, on, rewrite_meta
+from tests.helpers import assert_close, host, on, rewrite_meta, small_mlp
 
 
 def _torch_linear(torch, layer):
@@ -39,21 +39,13 @@ def test_no_grad_keeps_nothing_and_backward_then_refuses(backend, rng):
 
 @pytest.mark.parametrize("between", ["predict", "evaluate", "summary", "no_grad"])
 def test_inference_between_forward_and_backward_changes_nothing(backend, rng, between):
-    def build():
-        return nu_xp.Sequential(
-            nu_xp.Linear(3, 5, seed=0, backend=backend, dtype="float64"),
-            nu_xp.BatchNorm1d(5, backend=backend, dtype="float64"),
-            nu_xp.Tanh(),
-            nu_xp.Dropout(0.0),
-            nu_xp.Linear(5, 2, seed=1, backend=backend, dtype="float64"),
-        )
 
     x = on(backend, rng.normal(size=(6, 3)))
     other = on(backend, rng.normal(size=(9, 3)))
     target = on(backend, rng.normal(size=(6, 2)))
     results = []
     for disturb in (False, True):
-        model, loss = build(), nu_xp.MSELoss()
+        model, loss = small_mlp(backend), nu_xp.MSELoss()
         value = loss(model(x), target)
         if disturb:
             if between == "predict":

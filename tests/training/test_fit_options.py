@@ -94,6 +94,7 @@ def test_the_one_loop_with_hooks_equals_fit(backend):
         xs = nu_xp.asarray(X, like=model, dtype=model.dtype)
         ys = nu_xp.asarray(Y, like=model, dtype=model.dtype)
         kwargs = {} if hooks is None else {"hooks": hooks}
-        histories.append(nu_xp.training.train(model, nu_xp.MSELoss(), opt, xs, ys, options, **kwargs))
+        data = nu_xp.training.batches.ArrayBatches(xs, ys, 16, True, nu_xp.data.EpochOrder(3))
+        histories.append(nu_xp.training.train(model, nu_xp.MSELoss(), opt, data, options, **kwargs))
     assert Counting.steps == 2 * 3
     np.testing.assert_allclose(np.array(histories[1]["loss"]) - 1.0, histories[0]["loss"], rtol=1e-5)

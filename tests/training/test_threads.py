@@ -78,6 +78,35 @@ def test_seeded_runs_with_auto_threads_are_bit_identical():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("width", [8, 256], ids=["one-thread", "library-threads"])
+def test_seeded_runs_are_bit_identical_beside_a_busy_process(width):
+    """Two seeded fits, while another process keeps every core busy with matrix products, end on the same bits
+    (the thread count follows from the work, so the load cannot change the summation order)."""
+    import subprocess
+    import sys
+
+    busy = (
+        "import numpy as np\na = np.ones((400, 400))\nprint('busy', flush=True)\nwhile True:\n    a = (a @ a) * 1e-3\n"
+    )
+    hog = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.PIPE, text=True)
+    try:
+        assert hog.stdout is not None and hog.stdout.readline().strip() == "busy"  # it computes from now on
+        weights = []
+        for _ in range(2):
+            model = nu_xp.Sequential(nu_xp.Linear(256, width, seed=0), nu_xp.Tanh(), nu_xp.Linear(width, 1, seed=1))
+            x = np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32)
+            nu_xp.fit(model, nu_xp.MSELoss(), nu_xp.optim.Adam(model.parameters(), lr=0.01), x, x[:, :1],
+                      epochs=4, batch_size=64, seed=0, progress=False)  # fmt: skip
+            weights.append([nu_xp.to_host(p.data) for p in model.parameters()])
+        assert hog.poll() is None, "the busy process ended early: the test measured nothing"
+    finally:
+        hog.kill()
+        hog.wait()
+    assert (model.num_parameters() * 64 >= policy.AUTO_LIMIT) == (width == 256)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_set_num_threads_for_hand_written_loops():
     torch = pytest.importorskip("torch")
     before_torch = torch.get_num_threads()
