@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import math
 import os
@@ -75,7 +76,7 @@ __all__ = [
 FORMAT_VERSION = 1
 #: limits on the JSON entry: its size in characters, its nesting depth, the digits of any integer in it
 MAX_META_CHARS = 4_000_000
-MAX_META_DEPTH = 64
+MAX_META_DEPTH = 256  # about 120 containers nested in one another (JSON levels: an object and a list each)
 MAX_INT_DIGITS = 40  # 128-bit generator states have 39
 META_KEY = f"{RESERVED_PREFIX}nu_xp__"
 OPTIM_PREFIX = f"{RESERVED_PREFIX}optimizer__/"
@@ -134,6 +135,7 @@ def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, 
             f"{source}: the config of {prefix or 'the model'} ({name}) holds {foreign}, which are not arguments "
             f"of {name}; a file may only give a layer's own constructor arguments"
         )
+    _check_flags(cls, config, prefix, source)
     children: list[Layer] = []
     if cls.holds_layers:
         entries = spec.get("layers")
@@ -155,6 +157,19 @@ def _build(spec: Any, source: str, arrays: dict[str, np.ndarray] | None = None, 
         raise ModelFileError(f"{source}: cannot rebuild {name}(**{config!r}): {exc}") from exc
 
 
+def _check_flags(cls: type[Layer], config: dict[str, Any], prefix: str, source: str) -> None:
+    """Every argument whose default is True or False must be given as True or False (JSON's ``true``/``false``):
+    a flag that a layer's constructor would read as truthy (``"no"``, ``[true]``, ``1``) is refused."""
+    defaults = inspect.signature(cls.__init__).parameters
+    for key, value in config.items():
+        p = defaults.get(key)
+        if p is not None and isinstance(p.default, bool) and not isinstance(value, bool):
+            raise ModelFileError(
+                f"{source}: the config of {prefix or 'the model'} ({cls.__name__}) gives {key}={value!r}; "
+                "it must be true or false"
+            )
+
+
 def _check_shapes(
     cls: type[Layer], config: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str, source: str
 ) -> None:
@@ -170,6 +185,19 @@ def _check_shapes(
             raise ModelFileError(
                 f"{source}: the architecture says {prefix}{key} has shape {tuple(wanted)}, but the file holds {got}"
             )
+
+
+def _check_declared_shapes(spec: dict[str, Any], arrays: dict[str, Any], prefix: str, source: str) -> None:
+    """[`_check_shapes`][] and [`_check_flags`][] for every layer of an architecture ``describe_architecture`` made
+    (what ``load`` checks, without building anything)."""
+    cls = LAYER_REGISTRY[spec["class"]]
+    if cls.holds_layers:
+        names = spec.get("names", [str(i) for i in range(len(spec["layers"]))])
+        for name, child in zip(names, spec["layers"]):
+            _check_declared_shapes(child, arrays, f"{prefix}{name}.", source)
+    else:
+        _check_shapes(cls, spec["config"], arrays, prefix, source)
+    _check_flags(cls, spec["config"], prefix, source)
 
 
 # ============================================================================ writing
@@ -263,6 +291,13 @@ def save(
         raise ModelFileError(
             f"save would write metadata that nu_xp.load refuses, so {path} was left as it was: {exc} "
             "(smaller numbers, less text in extra=, or a flatter model)"
+        ) from None
+    try:  # and the shapes load will compare: an array reshaped behind its layer's back would make a dead file
+        _check_declared_shapes(meta["architecture"], arrays, "", str(path))
+    except ModelFileError as exc:
+        raise ModelFileError(
+            f"save would write a file that nu_xp.load refuses, so {path} was left as it was: {exc} (a parameter's "
+            "array must keep the shape its layer's configuration gives it, and a flag be True or False)"
         ) from None
     arrays[META_KEY] = np.array(text)
     atomic_savez(path, arrays)
@@ -369,6 +404,11 @@ def _restore_ties(model: Layer, ties: Any, source: str) -> None:
         if params[name].shape != params[first].shape:
             raise ModelFileError(
                 f"{source}: tie {name!r} -> {first!r} joins shapes {params[name].shape} and {params[first].shape}"
+            )
+        if first in ties:  # save points every tie at the first name, itself untied: a chain or a cycle is forged
+            raise ModelFileError(
+                f"{source}: tie {name!r} -> {first!r} points at a name that is tied itself (-> {ties[first]!r}); "
+                "each tie must name a parameter that is not tied (no chains, no cycles)"
             )
     for name, first in ties.items():
         owner, _, attr = name.rpartition(".")

@@ -8,7 +8,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["check_number", "check_positive_int"]
+__all__ = ["check_bool", "check_number", "check_positive_int"]
 
 
 @overload
@@ -22,6 +22,16 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> in
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is True or False (a numpy bool too), else ``TypeError`` naming ``name``.
+
+    Not ``bool(value)``: ``"no"`` and ``[True]`` are truthy, and a flag read from a file must not become True.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_number(name: str, value: Any, low: float = 0.0, high: float = math.inf, *, open_low: bool = False) -> float:

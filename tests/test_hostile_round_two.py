@@ -84,7 +84,7 @@ def test_save_never_writes_what_load_refuses(tmp_path, make):
     model, extra = make()
     if "deep" in extra:
         deep: list = [1]
-        for _ in range(70):
+        for _ in range(nu_xp.model_file.MAX_META_DEPTH + 6):
             deep = [deep]
         extra = {"deep": deep}
     with pytest.raises(nu_xp.ModelFileError, match="left as it was"):
@@ -93,9 +93,15 @@ def test_save_never_writes_what_load_refuses(tmp_path, make):
 
 
 def test_save_refuses_a_model_nested_deeper_than_load_reads(tmp_path):
-    model: nu_xp.Layer = nu_xp.Linear(2, 2)
-    for _ in range(40):
+    """33 nested containers (an outside review's case) save and load; 130 are refused before anything is written."""
+    model: nu_xp.Layer = nu_xp.Linear(2, 2, seed=0)
+    for depth in range(1, 131):
         model = nu_xp.Sequential(model)
+        if depth == 33:
+            nu_xp.save(model, tmp_path / "deep33.npz")
+            again = nu_xp.load(tmp_path / "deep33.npz")
+            x = np.ones((1, 2), np.float32)
+            np.testing.assert_array_equal(again.predict(x), model.predict(x))
     with pytest.raises(nu_xp.ModelFileError, match="nests deeper"):
         nu_xp.save(model, tmp_path / "deep.npz")
     assert not (tmp_path / "deep.npz").exists()

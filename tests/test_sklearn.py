@@ -357,3 +357,22 @@ def test_sgd_loss_curve_follows_scikit_learn_with_shuffling():
         ours = MLPRegressor(dtype="float64", **kw).fit(X, y)
         theirs = neural_network.MLPRegressor(**kw).fit(X, y)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("schedule", ["adaptive", "invscaling"])
+def test_sgd_follows_scikit_learns_velocity_when_the_rate_changes(schedule):
+    """scikit-learn's velocity keeps the old rates inside it; the momentum buffer is rescaled to match."""
+    from sklearn import neural_network
+
+    X, y = load_digits(return_X_y=True)
+    kw = {"hidden_layer_sizes": (16,), "solver": "sgd", "learning_rate": schedule, "learning_rate_init": 0.2,
+          "momentum": 0.9, "nesterovs_momentum": True, "max_iter": 60, "random_state": 0, "tol": 1e-2,
+          "n_iter_no_change": 2, "shuffle": False}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X / 16, y)
+        theirs = neural_network.MLPClassifier(**kw).fit(X / 16, y)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    if schedule == "adaptive":
+        assert theirs._optimizer.learning_rate < 0.2 / 5**3  # the rate dropped several times
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)

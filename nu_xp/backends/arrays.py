@@ -105,7 +105,9 @@ def asarray(a: Any, like: Any = None, dtype: Any = None) -> Any:
         Where ``a`` should go; a backend name also works. None: the default backend.
     dtype : str or dtype, optional
         Cast to this dtype. By default the dtype is kept (integer labels stay
-        integers; numpy's float64 stays float64).
+        integers; numpy's float64 stays float64; on JAX without its 64-bit mode
+        float64 becomes float32, JAX's own rule, while ``dtype="float64"``
+        raises the ``ValueError`` that says how to enable it).
 
     Examples
     --------
@@ -116,6 +118,7 @@ def asarray(a: Any, like: Any = None, dtype: Any = None) -> Any:
     """
     target = _target_backend(like)
     if dtype is not None:
+        target.ops.check_dtype(dtype_name(dtype))  # float64 asked of JAX without 64-bit mode: ValueError, as layers
         dtype = getattr(target.xp, dtype_name(dtype))
     if target.owns(a):
         if dtype is None or a.dtype == dtype:

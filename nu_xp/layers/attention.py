@@ -36,7 +36,7 @@ import numpy as np
 
 from ..backends import Backend, asarray, dtype_kind
 from ..initializers import host_rng
-from ..validation import check_number, check_positive_int
+from ..validation import check_bool, check_number, check_positive_int
 from .base import Layer, check_grad
 from .dropout import dropout_mask
 from .linear import Linear
@@ -118,7 +118,7 @@ class MultiheadAttention(Layer):
         self.embed_dim, self.num_heads = int(embed_dim), int(num_heads)
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = check_number("dropout", dropout, 0.0, 1.0)
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self.bias, self.batch_first = check_bool("bias", bias), check_bool("batch_first", batch_first)
         rng = host_rng(seed)
         be = self.backend
         e = self.embed_dim

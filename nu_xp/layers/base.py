@@ -409,15 +409,9 @@ class Layer:
         return layer
 
     def first_layer(self) -> Layer:
-        """The layer that sees the model's input first: down the first sub-layer, past empty containers."""
-        layer: Layer = self
-        while True:
-            child = next(
-                (c for c in layer.children() if not (c.holds_layers and next(c.children(), None) is None)), None
-            )
-            if child is None:
-                return layer
-            layer = child
+        """The layer that sees the model's input first: the first one, in order, that is not a container (empty
+        containers, nested or not, are passed over); the model itself when it holds no such layer."""
+        return next((m for m in self.modules() if not m.holds_layers), self)  # pre-order: the first leaf
 
     def input_is_indices(self) -> bool:
         """True when the model's first layer takes integer indices (``Embedding``): its data stays integer."""

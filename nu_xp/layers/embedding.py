@@ -88,6 +88,9 @@ class Embedding(Layer):
         if dtype_kind(ops.xp, x.dtype) != "i":
             raise TypeError(f"Embedding takes integer indices, got dtype {x.dtype}; convert them (e.g. x.astype(int))")
         flat = ops.xp.reshape(x, (-1,))
+        info = ops.xp.iinfo(flat.dtype)
+        if info.bits < 32 or info.max < self.num_embeddings:  # 8- and 16-bit ids: compare, gather and scatter in
+            flat = ops.xp.astype(flat, ops.xp.int32)  # int32 (num_embeddings fits; torch gathers with 32 or 64 bits)
         if flat.shape[0] and not ops.all((flat >= 0) & (flat < self.num_embeddings)):
             low, high = int(ops.min(flat)), int(ops.max(flat))
             raise ValueError(

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..grad_mode import no_grad
 from ..validation import check_positive_int, check_sample_shape
+from .probe import probe_input
 
 __all__ = ["summary"]
 
@@ -28,8 +29,7 @@ def summary(model: Any, input_shape: tuple[int, ...], batch_size: int = 1) -> st
     rows: list[tuple[str, str, str, int]] = []
     _record(probe, "", rows, top=True)
     be = probe.backend
-    integer = probe.input_is_indices()
-    x = be.ops.asarray(np.zeros((batch_size, *shape), dtype=np.int64 if integer else be.dtype_name), device=be.device)
+    x = probe_input("summary", probe, shape, batch_size)
     with no_grad():
         out = probe(x)
     shapes = {name: text for name, text in getattr(probe, "_summary_shapes", {}).items()}

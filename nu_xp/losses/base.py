@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..backends import Ops, asarray, describe, dtype_kind, dtype_name, ops_of, same_device
 from ..layers import Layer
 
@@ -60,7 +62,11 @@ class Loss(Layer):
 
     def backward(self, grad: Any = None) -> Any:
         """``dL/dpred`` for the last ``forward``; ``grad`` is dL'/dL (required with ``reduction="none"``)."""
-        kept, scale, value_shape = self.saved_tensors()
+        kept, scale, value_shape, ops = self.saved_tensors()
+        if isinstance(grad, np.generic) and not value_shape:  # a numpy scalar: a number, on every backend
+            grad = grad.item()
+        if grad is not None and not isinstance(grad, (int, float)):
+            self._check_grad_place(grad, ops)
         if self.reduction == "none":
             if grad is None or tuple(getattr(grad, "shape", ())) != value_shape:
                 raise ValueError(
@@ -78,6 +84,18 @@ class Loss(Layer):
             )
         return self._grad(kept, scale) * grad
 
+    def _check_grad_place(self, grad: Any, ops: Ops) -> None:
+        """``TypeError`` unless ``grad`` is an array of the backend the forward computed on."""
+        try:
+            grad_ops = ops_of(grad)
+        except TypeError:
+            grad_ops = None
+        if grad_ops is not ops:
+            raise TypeError(
+                f"{type(self).__name__}.backward: grad is {describe(grad)}, but the forward computed on {ops.name}; "
+                "pass dL'/dL on the same backend (nu_xp.asarray(grad, like=value))"
+            )
+
     def _expand(self, grad: Any) -> Any:
         """``grad`` of the value's shape, broadcastable against ``pred`` (losses that reduce an axis override)."""
         return grad
@@ -85,7 +103,7 @@ class Loss(Layer):
     def _reduce(self, ops: Ops, elementwise: Any, count: Any, kept: Any) -> Any:
         """The value for the reduction; keeps ``kept`` (what ``_grad`` reads) and the scale ``backward`` applies."""
         if self.reduction == "none":
-            self.save_for_backward(kept, None, tuple(elementwise.shape))
+            self.save_for_backward(kept, None, tuple(elementwise.shape), ops)
             return elementwise
         return self._reduce_total(ops, ops.sum(elementwise), count, kept)
 
@@ -109,7 +127,7 @@ class Loss(Layer):
             safe = xp.where(count > 0, count, xp.ones_like(count))
             scale = xp.where(count > 0, 1.0 / safe, xp.zeros_like(count))
             value = total * xp.where(count > 0, 1.0 / safe, xp.full_like(count, float("nan")))
-        self.save_for_backward(kept, scale, ())
+        self.save_for_backward(kept, scale, (), ops)
         return value
 
     def _grad(self, kept: Any, scale: Any) -> Any:

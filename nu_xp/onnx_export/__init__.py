@@ -34,6 +34,7 @@ import numpy as np
 from .._version import __version__
 from ..archive import atomic_write
 from ..grad_mode import no_grad
+from ..layers.probe import probe_input
 from ..validation import check_sample_shape
 from .graph import Graph, Value
 
@@ -211,14 +212,11 @@ def export_onnx(
     dtype = np.dtype(be.dtype_name)
     g = Graph(onnx, version, graph_dtype)
 
-    def sample(batch: int) -> Any:
-        rng = np.random.default_rng(0)
-        host = np.zeros((batch, *shape), np.int64) if integer else rng.standard_normal((batch, *shape)).astype(dtype)
-        return be.ops.asarray(host, device=be.device)
+    three = probe_input("export_onnx", probe, shape, 3, random=True)  # its size checked before anything is built
 
     with no_grad():
-        out = convert(g, probe, Value("input", sample(2)))
-        other = _leaf_arrays(probe(sample(3)))
+        out = convert(g, probe, Value("input", three[:2, ...]))
+        other = _leaf_arrays(probe(three))
     leaves = _leaves(out)
     helper = onnx.helper
     outputs = []

@@ -195,6 +195,13 @@ class Optimizer:
                 stacklevel=2,
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle and deepcopy without the cached place of the parameters (a JAX ``Device`` does not pickle);
+        the next step records it again."""
+        state = self.__dict__.copy()
+        state.pop("_where", None)
+        return state
+
     def _follow_parameters(self, where: tuple[Any, Any, Any]) -> None:
         """Move the state to where the parameters now are (after ``model.to(...)``), checked once per step.
 

@@ -163,7 +163,11 @@ class BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _place(self, X: Any) -> Any:
-        """The Backend: the user's choice, else the input's own kind of array (array API dispatch), else numpy."""
+        """The Backend: the user's choice, else the input's own kind of array (array API dispatch), else numpy.
+
+        The dtype: ``dtype`` if given, else the input's float dtype, else float64; float32 when ``dtype`` is
+        None and the backend has no float64 (JAX without its 64-bit mode).
+        """
         if self.dtype is not None:
             dtype = dtype_name(self.dtype)
             if dtype not in ("float32", "float64"):
@@ -172,7 +176,12 @@ class BaseMLP(BaseEstimator):
             dtype = dtype_name(X.dtype) if dtype_name(X.dtype) in ("float32", "float64") else "float64"
         if self.backend is None and self.device is None and not isinstance(X, np.ndarray):
             return get_backend(backend_of(X), dtype=dtype)
-        return get_backend(self.backend or "numpy", self.device, dtype)
+        try:
+            return get_backend(self.backend or "numpy", self.device, dtype)
+        except ValueError:
+            if self.dtype is None and dtype == "float64":  # JAX without its 64-bit mode: float32, as jax.numpy does
+                return get_backend(self.backend or "numpy", self.device, "float32")
+            raise
 
     def _build(self, sizes: list[int], rng: np.random.RandomState, be: Any) -> Sequential:
         """scikit-learn's Glorot-uniform weights and biases (or coefs_ set by hand), in a ``Sequential``."""

@@ -76,6 +76,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Accepted for compatibility (used by "lbfgs" only).
     backend, device, dtype : optional
         Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
+        ``dtype=None`` computes in the input's float dtype (float64 for other inputs), or in float32 where the
+        backend has no float64 (JAX without its 64-bit mode).
 
     Examples
     --------

@@ -90,10 +90,26 @@ class Schedule:
         """The learning rate in use."""
         return float(self.optimizer.lr)
 
+    def set_rate(self, rate: float) -> None:
+        """Use ``rate`` from now on, as scikit-learn's velocity does.
+
+        scikit-learn keeps the velocity ``v ← μv − ηg`` (the rate inside it),
+        nu_xp's SGD the buffer ``b ← μb + g`` (``θ ← θ − ηb``, so ``v = −ηb``);
+        a new rate would apply to the whole buffer, so the buffers are scaled
+        by ``η_old/η_new`` to keep ``v`` as it is: the two then agree step for
+        step through ``"invscaling"`` and ``"adaptive"``, Nesterov or not.
+        """
+        old = self.learning_rate
+        self.optimizer.lr = rate
+        if rate != old and rate > 0 and isinstance(self.optimizer, optim.SGD):
+            for entries in self.optimizer.state.values():
+                if entries.get("momentum_buffer") is not None:
+                    entries["momentum_buffer"] = entries["momentum_buffer"] * (old / rate)
+
     def iteration_ends(self, time_step: int) -> None:
         """After each epoch: ``"invscaling"`` lowers the rate."""
         if self.kind == "invscaling":
-            self.optimizer.lr = self.initial / (time_step + 1) ** self.power_t
+            self.set_rate(self.initial / (time_step + 1) ** self.power_t)
 
     def trigger_stopping(self, message: str, verbose: Any) -> bool:
         """The stopping rule fired: stop (True), or for ``"adaptive"`` divide the rate by 5 and go on."""
@@ -105,7 +121,7 @@ class Schedule:
             if verbose:
                 print(message + " Learning rate too small. Stopping.")
             return True
-        self.optimizer.lr = self.learning_rate / 5.0
+        self.set_rate(self.learning_rate / 5.0)
         if verbose:
             print(message + f" Setting learning rate to {self.learning_rate:f}")
         return False

@@ -177,7 +177,11 @@ def _split_off(x: Any, y: Any, fraction: float, validation_data: Any) -> tuple[A
         raise ValueError("pass validation_data or validation_split, not both")
     xs = x if hasattr(x, "shape") else np.asarray(x)
     ys = y if hasattr(y, "shape") else np.asarray(y)
+    if len(xs.shape) == 0 or len(ys.shape) == 0:
+        raise ValueError("x and y need one row per sample (arrays of at least one dimension)")
     n = xs.shape[0]
+    if ys.shape[0] != n:
+        raise ValueError(f"x has {n} samples but y has {ys.shape[0]}; they must be the same")
     split_at = int(n * (1.0 - fraction))
     if not 0 < split_at < n:
         raise ValueError(
