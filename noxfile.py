@@ -42,6 +42,8 @@ def _registry_extras() -> dict[str, str]:
 
 
 EXTRAS = _registry_extras()
+#: the versions CI pins (torch): the extras accept a range for users
+PINNED = ("-c", ".ci/constraints.txt")
 #: what a plain ``nox`` runs (cupy needs a GPU: run it by name, as .ci/run does)
 nox.options.sessions = [*(f"tests-{b}" for b in EXTRAS if b != "cupy"), "tests-mpi", "docs", "lint"]
 
@@ -63,7 +65,7 @@ def _run_tests(session: nox.Session, backend: str) -> None:
         if gpu is None:
             session.skip("tests-cupy skipped: no CUDA device on this machine (nvidia-smi finds no GPU)")
         session.log(f"CUDA device: {gpu}")
-    session.install("-e", f".[{EXTRAS[backend]}]")
+    session.install("-e", f".[{EXTRAS[backend]}]", *PINNED)
     backends = [backend]
     if backend in ("torch", "jax") and _cuda_device() is not None:
         backends.append({"torch": "torch-cuda", "jax": "jax-gpu"}[backend])
@@ -85,7 +87,7 @@ for _backend in EXTRAS:
 @nox.session(name="tests-mpi")
 def tests_mpi(session: nox.Session) -> None:
     """The data-parallel tests under a real MPI runtime (mpi4py + the mpich wheel)."""
-    session.install("-e", ".[test,torch,mpi]")
+    session.install("-e", ".[test,torch,mpi]", *PINNED)
     session.run("python", "-m", "pytest", "-q", "tests/distributed", *session.posargs)
 
 
@@ -96,7 +98,7 @@ def docs(session: nox.Session) -> None:
     The browser is Debian's chromium-headless-shell (``.ci/setup-browser`` installs it) or
     whatever ``NU_XP_CHROMIUM`` names; the browser test skips with that hint where neither exists.
     """
-    session.install("-e", ".[docs,test,torch]")
+    session.install("-e", ".[docs,test,torch]", *PINNED)
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
     session.run("python", "-m", "pytest", "-q", "-rs", "tests/docs", *session.posargs)
 

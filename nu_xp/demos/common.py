@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +19,7 @@ __all__ = [
     "output_folder",
     "positive_float",
     "positive_int",
+    "steps_of",
 ]
 
 #: where the demos write their plots and models unless ``--out`` says otherwise (git-ignored)
@@ -83,17 +85,31 @@ class RunnableBackend(argparse.Action):
 
 
 def demo_parser(
-    name: str, doc: str, *, epochs: int | None, lr: float, epochs_help: str = "passes over the training data"
+    name: str,
+    doc: str,
+    *,
+    epochs: int | None,
+    lr: float,
+    epochs_help: str = "passes over the training data",
+    steps: int | None = None,
 ) -> Any:
-    """An ``ArgumentParser`` for ``nu-xp demo <name>`` with the common options; ``doc`` is the module docstring."""
-    parser = DemoParser(
-        prog=f"nu-xp demo {name}", description=doc.splitlines()[0], epilog="\n".join(doc.splitlines()[1:])
-    )
+    """An ``ArgumentParser`` for ``nu-xp demo <name>`` with the common options; ``doc`` is the module docstring.
+
+    Every demo takes ``--epochs``. A demo that counts its training in steps
+    (``steps``: its default) takes ``--steps`` as well, and ``--epochs`` then
+    sets the steps ([`steps_of`][]).
+    """
+    parser = DemoParser(prog=_prog(name), description=doc.splitlines()[0], epilog="\n".join(doc.splitlines()[1:]))
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--backend", default="numpy", choices=BACKENDS, action=RunnableBackend, help="where to compute (default numpy)"
     )
-    if epochs is not None:
+    if steps is not None:
+        parser.add_argument("--steps", type=positive_int, default=steps, help=f"training steps (default {steps})")
+        parser.add_argument(
+            "--epochs", type=positive_int, default=None, help=f"{epochs_help}, instead of --steps (sets them)"
+        )
+    elif epochs is not None:
         parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"{epochs_help} (default {epochs})")
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the weights and the batch order (default 0)"
@@ -104,6 +120,21 @@ def demo_parser(
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or epoch lines")
     return parser
+
+
+def steps_of(args: Any, samples_per_epoch: int, samples_per_step: int) -> int:
+    """``args.steps``, or the steps ``--epochs`` passes over ``samples_per_epoch`` take (set into ``args.steps``)."""
+    if args.epochs is not None:
+        args.steps = max(1, -(-args.epochs * samples_per_epoch // samples_per_step))
+    return int(args.steps)
+
+
+def _prog(name: str) -> str:
+    """``nu-xp demo NAME``, or ``examples/NAME.py`` when the demo runs as that script (``--help`` says how it ran)."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == f"{name}.py" and script.parent.name == "examples":
+        return f"python {script}"
+    return f"nu-xp demo {name}"
 
 
 def output_folder(path: Path) -> Path:

@@ -104,9 +104,10 @@ def plot(matrix: np.ndarray, history: nu_xp.History, accuracy: float, path: Path
         xticks=range(10),
         yticks=range(10),
     )
+    epochs = np.arange(1, len(history) + 1)  # counted from 1, as Keras and every other plot here
     for ax, key in ((b, "loss"), (c, "accuracy")):
-        ax.plot(history[key], label="train")
-        ax.plot(history[f"val_{key}"], label="test")
+        ax.plot(epochs, history[key], label="train (averaged over the epoch)")
+        ax.plot(epochs, history[f"val_{key}"], label="test (after the epoch)")
         ax.set(title=key, xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import nu_xp
-from nu_xp.demos.common import demo_parser, output_folder, positive_int
+from nu_xp.demos.common import demo_parser, output_folder, positive_int, steps_of
 
 #: test accuracy reported in the paper (Greydanus 2020, table 1)
 PAPER = {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94}
@@ -160,10 +160,11 @@ def plot(curves: dict[str, dict[str, list[float]]], every: int, steps: int, path
     for color, (name, by_lib) in zip(("C0", "C1", "C2"), curves.items()):
         for lib, curve in by_lib.items():
             xs = [min((i + 1) * every, steps) for i in range(len(curve))]
-            ax.plot(xs, curve, "-" if lib == "nu_xp" else "--", color=color, label=f"{name} ({lib})")
+            style = {"lw": 2.2, "alpha": 0.6} if lib == "nu_xp" else {"ls": "--", "marker": "o", "ms": 3, "lw": 1}
+            ax.plot(xs, curve, color=color, label=f"{name} ({lib})", **style)  # PyTorch's drawn over nu_xp's
         ax.axhline(PAPER[name], color=color, lw=0.6, alpha=0.5)
         ax.text(steps, PAPER[name], f" paper {name}", va="center", fontsize=7, color=color)
-    ax.set(xlabel="training step", ylabel="test accuracy", title="MNIST-1D: nu_xp (solid) and PyTorch (dashed)")
+    ax.set(xlabel="training step", ylabel="test accuracy", title="MNIST-1D: nu_xp (wide) and PyTorch (dashed, dots)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.08, 1.0))  # beside the axes: no curve hidden
     fig.savefig(path, dpi=110)
@@ -182,8 +183,8 @@ def model_list(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = demo_parser("mnist1d", __doc__, epochs=None, lr=1e-2)
-    parser.add_argument("--steps", type=positive_int, default=8000, help="training steps (default 8000, the paper's)")
+    per_epoch = "passes over the 4000 training series (batches of 100: 40 steps each)"
+    parser = demo_parser("mnist1d", __doc__, epochs=None, lr=1e-2, steps=8000, epochs_help=per_epoch)
     parser.add_argument(
         "--every", type=positive_int, default=250, help="evaluate the test accuracy every so many steps (default 250)"
     )
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             args.torch = False
 
     data = load_data()
+    steps_of(args, len(data["y"]), 100)
     rows, curves = [], {}
     for name in args.models.split(","):
         part = shaped(data, name)

@@ -136,8 +136,8 @@ def run_diabetes(args: argparse.Namespace) -> dict:
 def plot(one_d: dict, diabetes: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
-    a, b, c = fig.subplots(1, 3)
+    fig = Figure(figsize=(11, 7.2), layout="constrained")
+    (a, b), (c, d) = fig.subplots(2, 2)
     x, y = one_d["data"]
     grid = np.linspace(-3.2, 3.2, 400)[:, None]
     a.scatter(x[:, 0], y[:, 0], s=6, alpha=0.4, label="noisy data")
@@ -150,12 +150,14 @@ def plot(one_d: dict, diabetes: dict, path: Path) -> None:
     lims = [min(y_true.min(), pred.min()), max(y_true.max(), pred.max())]
     b.plot(lims, lims, "k--", lw=1)
     b.set(title=f"diabetes test set (R² {diabetes['test']['r2']:.3f})", xlabel="true progression", ylabel="predicted")
-    for run in (one_d, diabetes):
+    for ax, run in ((c, one_d), (d, diabetes)):  # one panel per task: they train for different numbers of epochs
         h = run["history"]
-        c.plot(h["loss"], label=f"{run['name']} train")
-        c.plot(h["val_loss"], "--", label=f"{run['name']} test")
-    c.set(title="MSE loss per epoch", xlabel="epoch", yscale="log")
-    c.legend()
+        epochs = np.arange(1, len(h) + 1)
+        ax.plot(epochs, h["loss"], label="train (averaged over the epoch)")
+        ax.plot(epochs, h["val_loss"], label="test (after the epoch)")
+        ax.set(title=f"{run['name']}: MSE per epoch", xlabel="epoch", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.savefig(path, dpi=100)
 
 

@@ -65,7 +65,7 @@ def plot(model: nu_xp.Sequential, losses: list[float], path: Path) -> None:
         mine = Y[:, 0] == label
         left.scatter(X[mine, 0], X[mine, 1], marker=marker, s=160, facecolors=face, edgecolors="gold", linewidths=2.5,
                      label=f"training point, y = {label}")  # fmt: skip
-    left.legend(loc="upper center", fontsize=8, framealpha=0.9)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)  # below: off the boundary
     left.set(title="decision boundary (p = 0.5)", xlabel="x1", ylabel="x2")
     fig.colorbar(mesh, ax=left, label="P(y = 1)")
     right.plot(np.arange(1, len(losses) + 1), losses)

@@ -4,7 +4,7 @@ Both learn a model's shapes by running a copy of it on a small batch of
 zeros (or random values) of the shape the caller gives. ``input_shape`` is
 one sample's shape, so a wrong one (a batch size in it, a flattened image
 where the model wants channels) can ask for any amount of memory: the probe
-refuses to be larger than [`MAX_PROBE_BYTES`][] with a ``ValueError`` that
+refuses to be larger than ``MAX_PROBE_BYTES`` (1 GiB) with a ``ValueError`` that
 names the shape and the model's first layer, instead of a ``MemoryError``.
 """
 

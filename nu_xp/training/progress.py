@@ -1,8 +1,10 @@
 """What ``fit`` shows while it trains: a tqdm bar, one line per epoch, or nothing.
 
 ``verbose="auto"`` (the default, as Keras): a bar where a person watches
-(a terminal, or a Jupyter notebook through ``tqdm.auto``), else one line per
-epoch (a log file, CI, captured output); ``1`` the bar, ``2`` the lines, ``0``
+(a terminal, or a Jupyter notebook through ``tqdm.auto``), else a line for the
+first epoch, every few epochs and the last, about ten lines a run (a log file,
+CI, captured output: 500 epochs of a small network would otherwise be 500
+lines); ``1`` the bar, ``2`` one line per epoch (Keras' ``verbose=2``), ``0``
 nothing. ``progress=False`` is ``verbose=0``.
 """
 
@@ -54,13 +56,20 @@ class _Bar(Progress):
 
 
 class _Lines(Progress):
-    def __init__(self, epochs: int) -> None:
-        self.epochs, self.start = epochs, time.monotonic()
+    """A line after the first epoch, every ``every``-th and the last (``every=1``: each epoch)."""
+
+    #: the lines a run of ``verbose="auto"`` prints in a log, about
+    LINES_PER_RUN = 10
+
+    def __init__(self, epochs: int, every: int = 1) -> None:
+        self.epochs, self.every, self.start = epochs, every, time.monotonic()
 
     def start_epoch(self, epoch: int) -> None:
         self.start = time.monotonic()
 
     def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if epoch and (epoch + 1) % self.every and epoch + 1 != self.epochs:
+            return
         cells = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
         print(f"epoch {epoch + 1}/{self.epochs} - {cells} - {time.monotonic() - self.start:.2f} s", flush=True)
 
@@ -80,8 +89,10 @@ def make_progress(progress: bool, verbose: int | str, epochs: int, steps: int) -
     if not progress or verbose == 0:
         return Progress()
     watched = bool(getattr(sys.stderr, "isatty", lambda: False)()) or _in_notebook()
-    if verbose == 2 or (verbose == "auto" and not watched):
+    if verbose == 2:
         return _Lines(epochs)
+    if verbose == "auto" and not watched:
+        return _Lines(epochs, every=max(1, -(-epochs // _Lines.LINES_PER_RUN)))
     try:
         from tqdm.auto import tqdm
     except ImportError:  # no tqdm: lines instead of a bar

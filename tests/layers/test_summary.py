@@ -60,3 +60,15 @@ def test_register_layer_refuses_a_config_it_would_lose():
     finally:
         for name in ("Kept", "Explicit", "Renamed"):
             nu_xp.LAYER_REGISTRY.pop(name, None)
+
+
+def test_the_batch_axis_is_found_wherever_it_stands_and_the_table_shows_itself(backend):
+    model = nu_xp.Sequential(nu_xp.Embedding(20, 8, backend=backend), nu_xp.LSTM(8, 16, batch_first=True,
+                             backend=backend), nu_xp.Select(1), nu_xp.Select(0))  # fmt: skip
+    text = model.summary((19,))
+    rows = {line.split()[0]: line for line in text.splitlines()[2:6]}
+    assert "((N, 19, 16), ((1, N, 16), (1, N, 16)))" in rows["1"]  # LSTM: output, (h_n, c_n)
+    assert "((1, N, 16), (1, N, 16))" in rows["2"] and "(1, N, 16)" in rows["3"]
+    assert "→ output (1, N, 16)" in text
+    assert repr(text) == str(text)  # at a prompt the table shows itself, as Keras prints it
+    assert isinstance(text, str)

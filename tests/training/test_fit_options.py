@@ -37,13 +37,19 @@ def test_validation_split_holds_out_the_last_fraction_before_shuffling():
         nu_xp.fit(model, nu_xp.MSELoss(), opt, X[:2], Y[:2], epochs=1, validation_split=0.9)
 
 
-@pytest.mark.parametrize(("verbose", "lines"), [("auto", 3), (2, 3), (0, 0), (1, 0)])
-def test_verbose_off_a_terminal(capsys, verbose, lines):
-    """Captured output is not a terminal: "auto" writes one line per epoch, 1 a bar (on stderr), 0 nothing."""
+@pytest.mark.parametrize(
+    ("verbose", "epochs", "shown"),
+    [("auto", 3, [1, 2, 3]), ("auto", 45, [1, 5, 10, 15, 20, 25, 30, 35, 40, 45]), ("auto", 23, [1, 3, 6, 9, 12,
+     15, 18, 21, 23]), (2, 23, list(range(1, 24))), (0, 3, []), (1, 3, [])],
+)  # fmt: skip
+def test_verbose_off_a_terminal(capsys, verbose, epochs, shown):
+    """Captured output is not a terminal: "auto" writes about ten lines (the first epoch, every few, the last),
+    2 one line per epoch, 1 a bar (on stderr), 0 nothing."""
     model, opt = model_and_opt()
-    nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=3, verbose=verbose)
+    nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=epochs, verbose=verbose)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == lines and all(line.startswith(f"epoch {i + 1}/3 - loss: ") for i, line in enumerate(out))
+    assert [int(line.split()[1].split("/")[0]) for line in out] == shown
+    assert all(line.startswith(f"epoch {e}/{epochs} - loss: ") for e, line in zip(shown, out))
     with pytest.raises(ValueError, match="verbose must be"):
         nu_xp.fit(model, nu_xp.MSELoss(), opt, X, Y, epochs=1, verbose=3)
 
