@@ -34,7 +34,6 @@ from run import timed, torch_contender  # the shared timing helpers
 
 import nu_xp
 from nu_xp.demos.chargpt import build, torch_twin
-from nu_xp.demos.sequences import LastStep
 
 VOCAB, STEPS_PER_RUN = 100, 5
 
@@ -54,7 +53,7 @@ def build_nu_xp(name: str, backend: str, device: Any) -> Any:
             nu_xp.Embedding(VOCAB, 32, seed=0, **kw),
             nu_xp.LSTM(32, 128, batch_first=True, seed=1, **kw),
             nu_xp.Select(0),
-            LastStep(),
+            nu_xp.TimeStep(-1, batch_first=True),
             nu_xp.Linear(128, 10, seed=2, **kw),
         )
     args = argparse.Namespace(backend=backend, seed=0, width=128, heads=4, context=64, layers=2)

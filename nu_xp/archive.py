@@ -72,7 +72,7 @@ MAX_HEADER_BYTES = 10_000
 _KINDS = {"f": "floating point", "i": "integer", "u": "unsigned integer", "b": "boolean", "U": "text"}
 
 
-def _open_regular_file(path: Path) -> IO[bytes]:
+def open_regular_file(path: Path) -> IO[bytes]:
     """``open(path, "rb")``, refusing (without blocking) anything that is not a regular file."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -122,7 +122,7 @@ def read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     never unpickled), a duplicate key, or an empty archive.
     """
     path = existing_spelling(Path(os.fspath(path)))
-    with _open_regular_file(path) as f:
+    with open_regular_file(path) as f:
         try:
             head = f.read(4)
         except OSError as exc:

@@ -53,12 +53,15 @@ import numpy as np
 
 from . import world
 from ._version import __version__
-from .archive import RESERVED_PREFIX, atomic_savez, read_archive, read_weights, weight_arrays
+from .archive import RESERVED_PREFIX, atomic_savez, read_archive, weight_arrays
 from .backends import dtype_name, get_backend, to_host, use_backend
 from .errors import ModelFileError, ModelFileWarning
+from .formats import file_format
 from .layers import LAYER_REGISTRY, IncompatibleKeys, Layer, Parameter
 from .layers.state import apply_state_dict, check_state_dict
 from .optim import unwrap
+from .safetensors_file import read_safetensors, write_safetensors
+from .torch_file import read_torch_state_dict
 
 __all__ = [
     "FORMAT_VERSION",
@@ -206,14 +209,18 @@ def _check_declared_shapes(spec: dict[str, Any], arrays: dict[str, Any], prefix:
 def save(
     model: Layer, path: str | os.PathLike, optimizer: Any = None, scheduler: Any = None, extra: dict | None = None
 ) -> Path:
-    """Write ``model`` (and optionally its optimizer's and schedule's state) to one ``.npz`` file.
+    """Write ``model`` (and optionally its optimizer's and schedule's state) to one ``.npz`` or safetensors file.
 
     Parameters
     ----------
     model : Layer
         A model whose layer classes are registered (all built-in ones are).
     path : str or path-like
-        The file, written exactly at this name (no suffix is added).
+        The file, written exactly at this name (no suffix is added). A name ending in
+        ``.safetensors`` writes the safetensors format (``pip install "nu_xp[safetensors]"``): the
+        tensors under their ``state_dict`` names and nu_xp's JSON in the header's ``__metadata__``
+        under ``"__nu_xp__"``, so any safetensors reader takes the weights and ``nu_xp.load`` the model.
+        Any other name writes ``.npz``.
     optimizer : nu_xp.optim.Optimizer, optional
         Save its state beside the weights: a checkpoint that
         [`load_checkpoint`][] resumes exactly.
@@ -299,8 +306,11 @@ def save(
             f"save would write a file that nu_xp.load refuses, so {path} was left as it was: {exc} (a parameter's "
             "array must keep the shape its layer's configuration gives it, and a flag be True or False)"
         ) from None
-    arrays[META_KEY] = np.array(text)
-    atomic_savez(path, arrays)
+    if path.suffix.lower() == ".safetensors":  # the JSON goes into the header's metadata
+        write_safetensors(path, arrays, {META_KEY: text})
+    else:
+        arrays[META_KEY] = np.array(text)
+        atomic_savez(path, arrays)
     return path
 
 
@@ -308,12 +318,21 @@ def save(
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-    """``(arrays, meta)`` from a file, safely: ``meta`` is None for a plain ``numpy.savez`` file.
+    """``(arrays, meta)`` from a file, safely: ``meta`` is None for a file nu_xp did not write.
+
+    ``.npz``, safetensors and ``torch.save`` files ([`nu_xp.formats.file_format`][nu_xp.formats.file_format]).
 
     Raises [`ModelFileError`][nu_xp.errors.ModelFileError] for everything
     [`nu_xp.archive.read_archive`][nu_xp.archive.read_archive]
     refuses, a malformed ``__nu_xp__`` entry or a format version newer than this nu_xp reads.
     """
+    kind = file_format(path)
+    if kind == "pytorch":
+        return read_torch_state_dict(path), None
+    if kind == "safetensors":
+        arrays, metadata = read_safetensors(path)
+        text = metadata.get(META_KEY)
+        return arrays, None if text is None else _parse_meta(np.array(text), Path(os.fspath(path)))
     arrays = read_archive(path)
     meta = _parse_meta(arrays.pop(META_KEY), Path(os.fspath(path))) if META_KEY in arrays else None
     return arrays, meta
@@ -385,12 +404,12 @@ def _parse_meta(entry: np.ndarray, path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
-    """Fill ``model`` from a file of [`save`][] or ``numpy.savez``: names, shapes and dtypes checked first.
+def load_weights(model: Layer, path: str | os.PathLike, strict: bool = True, cast: bool = False) -> IncompatibleKeys:
+    """Fill ``model`` from a weights file (``.npz``, safetensors, ``torch.save``): names, shapes, dtypes checked.
 
-    The same as ``model.load_weights(path, strict=strict)``.
+    The same as ``model.load_weights(path, strict=strict, cast=cast)``.
     """
-    return model.load_state_dict(read_weights(path), strict=strict, source=str(path))
+    return model.load_weights(path, strict=strict, cast=cast)
 
 
 def _restore_ties(model: Layer, ties: Any, source: str) -> None:
@@ -441,7 +460,8 @@ def load(path: str | os.PathLike, backend: Any = None, device: Any = None, dtype
     arrays, meta = read_model_file(path)
     if meta is None:
         raise ModelFileError(
-            f"{path} has no {META_KEY!r} entry, so its architecture is unknown (a plain numpy.savez file?); "
+            f"{path} has no {META_KEY!r} entry, so its architecture is unknown (a file that nu_xp did not write: "
+            "numpy.savez, safetensors, torch.save?); "
             "build the model in code and call model.load_weights(path)"
         )
     weights = weight_arrays(arrays)

@@ -107,6 +107,24 @@ def test_sequences_example(backend, tmp_path, capsys):
     assert (tmp_path / "sequences.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize(("up", "bound"), [("transpose", 0.7), ("upsample", 0.9)])
+def test_autoencoder_example_denoises_beside_pytorch(backend, up, bound, tmp_path, capsys):
+    """Both decoders cut the noisy images' error in 3 epochs; with torch installed, PyTorch's twin trains
+    from the same weights on the same batches to the same losses (float32, a few steps apart at most)."""
+    out = run_example(
+        "autoencoder", capsys, "--epochs", "3", "--up", up, "--backend", backend, "--out", str(tmp_path),
+        "--no-progress",
+    )  # fmt: skip
+    found = re.search(r"noisy input ([\d.]+), denoised by nu_xp ([\d.]+)(?:, by PyTorch ([\d.]+))?", out)
+    noisy, ours, theirs = float(found.group(1)), float(found.group(2)), found.group(3)
+    assert ours < bound * noisy
+    if theirs is not None:
+        assert abs(ours - float(theirs)) < 0.05 * ours
+        rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.MULTILINE)
+        assert len(rows) == 3 and all(abs(float(a) - float(b)) < 0.03 * float(b) for _, a, b in rows)
+    assert (tmp_path / "autoencoder.png").stat().st_size > 5000
+
+
 def test_realrun_example_resumes_to_the_bit(backend, tmp_path, capsys):
     out = run_example(
         "realrun", capsys, "--samples", "8000", "--batch-size", "64", "--epochs", "4", "--backend", backend,
@@ -156,3 +174,30 @@ def test_demo_help_describes_every_demo(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert all(f"  {name} " in out for name in DEMOS) and "MNIST-1D" in out
+
+
+def test_every_demo_takes_the_common_options(capsys):
+    from nu_xp.demos import DEMOS
+
+    for name in DEMOS:
+        module = importlib.import_module(f"nu_xp.demos.{name}")
+        with pytest.raises(SystemExit) as info:
+            module.main(["--help"])
+        assert info.value.code == 0
+        shown = capsys.readouterr().out
+        missing = [o for o in ("--backend", "--epochs", "--seed", "--lr", "--out", "--no-progress") if o not in shown]
+        assert not missing, f"nu-xp demo {name} lacks {missing}"
+        assert f"usage: nu-xp demo {name}" in shown
+
+
+def test_epochs_set_the_steps_of_a_demo_that_counts_steps(tmp_path, capsys):
+    out = run_example("mnist1d", capsys, "--epochs", "1", "--models", "logistic", "--no-torch", "--out",
+                      str(tmp_path), "--every", "20")  # fmt: skip
+    assert "after 40 steps" in out  # 4000 series in batches of 100
+
+
+def test_a_demo_run_as_a_script_names_the_script_in_its_help(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "examples/digits.py", "--help"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.startswith("usage: python examples/digits.py")

@@ -194,8 +194,45 @@ CASES: dict[str, tuple[Any, tuple[int, ...], bool, dict]] = {
         False,
         {},
     ),
+    "decoder": (
+        lambda: nn.Sequential(
+            nn.Linear(6, 32, seed=0),
+            nn.Unflatten(1, (8, 2, 2)),
+            nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, seed=1),
+            nn.GroupNorm(2, 4),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            nn.ConvTranspose2d(4, 2, (3, 2), stride=(2, 1), padding=(1, 0), output_padding=(1, 0), groups=2, seed=2),
+            nn.Upsample(size=(11, 13)),
+            nn.AdaptiveAvgPool2d((4, 5)),
+        ),
+        (6,),
+        False,
+        {},
+    ),
+    "decoder_1d": (
+        lambda: nn.Sequential(
+            nn.ConvTranspose1d(3, 4, 3, stride=3, dilation=2, padding=1, output_padding=1, seed=0),
+            nn.GroupNorm(4, 4, affine=False),
+            nn.Upsample(scale_factor=1.5, mode="linear", align_corners=True),
+            nn.AdaptiveAvgPool1d(7),
+            nn.Upsample(size=9, mode="linear"),
+            nn.AdaptiveAvgPool1d(1),
+        ),
+        (3, 5),
+        False,
+        {},
+    ),
+    "sequence_classifier_time_step": (
+        lambda: nn.Sequential(
+            nn.Embedding(12, 4, seed=0), nn.GRU(4, 6, seed=1), nn.Select(0), nn.TimeStep(), nn.Linear(6, 2, seed=2)
+        ),
+        (5,),
+        True,
+        {},
+    ),
     "chargpt_demo_custom_layer": (_chargpt, (8,), True, {}),
-    "sequences_demo_custom_layer": (_last_step, (8, 8), False, {}),
+    "sequences_demo": (_last_step, (8, 8), False, {}),
 }
 
 
@@ -232,9 +269,14 @@ def test_runtime_gives_predict(backend: str, case: str, tmp_path: Path) -> None:
     onnx.checker.check_model(proto, full_check=True)
     first = proto.graph.input[0].type.tensor_type
     assert first.shape.dim[0].dim_param == "N"
-    assert [d.dim_value for d in first.shape.dim[1:]] == list(shape)
+    dims = first.shape.dim[1:]
+    assert all(d.dim_value == n or d.dim_param == f"dim{k + 1}" for k, (d, n) in enumerate(zip(dims, shape)))
     assert first.elem_type == (onnx.TensorProto.INT64 if integer else onnx.TensorProto.FLOAT)
     _check_against_runtime(model, path, shape, integer, np.float32)
+    for k, d in enumerate(dims):  # every axis the file says may vary: at other sizes too
+        if d.dim_param:
+            for size in (max(1, shape[k] - 1), shape[k] + 3):
+                _check_against_runtime(model, path, (*shape[:k], size, *shape[k + 1 :]), integer, np.float32)
 
 
 def test_initializers_carry_state_dict_names(tmp_path: Path) -> None:
@@ -350,3 +392,72 @@ def test_replaces_a_file_atomically_and_refuses_a_directory(tmp_path: Path) -> N
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
     with pytest.raises(nu_xp.ModelFileError, match="is a directory"):
         nu_xp.export_onnx(nn.Sequential(nn.Linear(3, 2)), tmp_path, (3,))
+
+
+@pytest.mark.parametrize(
+    ("case", "free"),
+    [("lstm_stacked_bidirectional", [1]), ("sequence_classifier_time_step", [1]), ("transformer_causal", [1]),
+     ("chargpt_demo_custom_layer", []), ("cnn2d", []), ("mlp", []), ("decoder", []), ("decoder_1d", [])],
+)  # fmt: skip
+def test_the_axes_a_model_lets_vary_are_dynamic(case: str, free: list[int], tmp_path: Path) -> None:
+    """An LSTM exported at length 6 runs at length 2 and 9 (it refused any length but 19 before); the sizes
+    that a Linear, a reshape or an averaging matrix fixes stay fixed."""
+    build, shape, _, keywords = CASES[case]
+    path = nu_xp.export_onnx(build().eval(), tmp_path / "m.onnx", shape, **keywords)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [k for k, d in enumerate(dims) if d.dim_param and k] == free
+
+
+def test_a_fully_convolutional_model_runs_at_any_image_size(tmp_path: Path) -> None:
+    model = _randomize(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=0), nn.ReLU(), nn.MaxPool2d(2),
+                                     nn.ConvTranspose2d(4, 2, 2, stride=2, seed=1), nn.GroupNorm(1, 2),
+                                     nn.Upsample(scale_factor=2, mode="bilinear")), 4).eval()  # fmt: skip
+    path = nu_xp.export_onnx(model, tmp_path / "fcn.onnx", (1, 8, 8))
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 1, "dim2", "dim3"]
+    for hw in ((8, 8), (12, 16), (6, 10)):
+        _check_against_runtime(model, path, (1, *hw), False, np.float32)
+
+
+def test_a_float64_model_with_float32_only_ops_names_the_fix(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.LSTM(4, 5, batch_first=True, seed=0, dtype="float64"), nn.Select(0))
+    with pytest.raises(ValueError, match=r"\['LSTM'\].*dtype='float32'"):
+        nu_xp.export_onnx(model, tmp_path / "m.onnx", (6, 4))
+    assert not (tmp_path / "m.onnx").exists()
+    path = nu_xp.export_onnx(model, tmp_path / "m.onnx", (6, 4), dtype="float32")
+    _check_against_runtime(model, path, (6, 4), False, np.float32)
+    nu_xp.export_onnx(model, tmp_path / "m64.onnx", (6, 4), dtype="float64")  # asked for: written
+
+
+@pytest.mark.parametrize("op", sorted(nu_xp.onnx_export.FLOAT32_ONLY))
+def test_the_float32_only_list_is_onnx_runtimes(op: str) -> None:
+    """Each op of FLOAT32_ONLY has no float64 kernel in the installed ONNX Runtime (so the refusal is true)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    double = TensorProto.DOUBLE
+    ones = np.ones
+    specs = {  # inputs after x, attributes, x's shape, initializers
+        "Conv": (["w"], {"kernel_shape": [1]}, (1, 1, 3), {"w": ones((1, 1, 1))}),
+        "ConvTranspose": (["w"], {"kernel_shape": [1]}, (1, 1, 3), {"w": ones((1, 1, 1))}),
+        "AveragePool": ([], {"kernel_shape": [1]}, (1, 1, 3), {}),
+        "GlobalAveragePool": ([], {}, (1, 1, 3), {}),
+        "Erf": ([], {}, (3,), {}),
+        "Elu": ([], {}, (3,), {}),
+        "Softplus": ([], {}, (3,), {}),
+        "Resize": (["", "s"], {"mode": "linear"}, (1, 1, 3), {"s": np.array([1, 1, 2], np.float32)}),
+        "InstanceNormalization": (["a", "b"], {}, (1, 1, 3), {"a": ones(1), "b": ones(1)}),
+        "LSTM": (["W", "R"], {"hidden_size": 1}, (2, 1, 1), {"W": ones((1, 4, 1)), "R": ones((1, 4, 1))}),
+        "GRU": (["W", "R"], {"hidden_size": 1}, (2, 1, 1), {"W": ones((1, 3, 1)), "R": ones((1, 3, 1))}),
+        "RNN": (["W", "R"], {"hidden_size": 1}, (2, 1, 1), {"W": ones((1, 1, 1)), "R": ones((1, 1, 1))}),
+    }
+    inputs, attrs, shape, inits = specs[op]
+    node = helper.make_node(op, ["x", *inputs], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", double, list(shape))],
+        [helper.make_tensor_value_info("y", double, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED|does not support double"):
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session.run(None, {"x": np.ones(shape)})

@@ -76,6 +76,30 @@ class JaxOps(Ops):
     def device_name(self, device: Any) -> str:
         return f"{device.platform}:{device.id}" if hasattr(device, "platform") else str(device)
 
+    compiles: ClassVar[bool] = True
+
+    def compile(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
+        """``jax.jit(fn)``; inputs donated only off the CPU (XLA's CPU client cannot reuse them, and warns)."""
+        on_cpu = self.default_device().platform == "cpu"
+        return self.library.jit(fn, donate_argnums=() if on_cpu else donate)
+
+    def abstract_run(self, fn: Any, *args: Any) -> Any:
+        """``jax.eval_shape``."""
+        return self.library.eval_shape(fn, *args)
+
+    def wait(self, x: Any) -> Any:
+        return x.block_until_ready()
+
+    structured_loops: ClassVar[bool] = True
+
+    def scan(self, step: Any, carry: Any, xs: tuple[Any, ...], *, reverse: bool = False) -> tuple[Any, Any]:
+        """``jax.lax.scan``: the body is traced once, whatever the number of steps (see [`Ops.scan`][])."""
+        return self.library.lax.scan(step, carry, xs, reverse=reverse)
+
+    def is_traced(self, x: Any) -> bool:
+        """A ``jax.core.Tracer``: a placeholder while ``jax.jit`` traces (see [`nu_xp.compile_step`][])."""
+        return isinstance(x, self.library.core.Tracer)
+
     def device_of(self, x: Any) -> Any:
         """The array's device; None for a traced value inside ``jax.jit`` (it has none: the compiled step places it)."""
         try:

@@ -99,6 +99,11 @@ class Ops:
         """The device as text (``"cpu"``, ``"cuda:0"``)."""
         return str(device)
 
+    def is_traced(self, x: Any) -> bool:
+        """Whether ``x`` is a placeholder of a function being compiled (``jax.jit``): no value to look at, so
+        checks that need one (``bool(...)``, ``int(...)``) are skipped and caches must not keep it. False here."""
+        return False
+
     def device_of(self, x: Any) -> Any:
         """The device an array lives on."""
         return x.device
@@ -228,14 +233,17 @@ class Ops:
         """The flat spatial index read by each tap at each output position, shape ``(K·L,)``, on ``device`` (cached)."""
         key = (tuple(tuple((sl.start, sl.stop, sl.step) for sl in t[2:]) for t in taps), spatial, str(device))
         cache = self.__dict__.setdefault("_tap_positions", {})
-        if key not in cache:
+        positions = cache.get(key)
+        if positions is None:
             rows = []
             for t in taps:
                 axes = [np.arange(sl.start, sl.stop, sl.step) for sl in t[2:]]
                 grid = np.ravel_multi_index(np.meshgrid(*axes, indexing="ij"), spatial)
                 rows.append(grid.ravel())
-            cache[key] = self.asarray(np.concatenate(rows).astype(np.int64), device=device)
-        return cache[key]
+            positions = self.asarray(np.concatenate(rows).astype(np.int64), device=device)
+            if not self.is_traced(positions):  # a value made while jax.jit traces lives in that trace only
+                cache[key] = positions
+        return positions
 
     def stack_taps_by_gather(self, x: Any, taps: list[tuple[slice, ...]]) -> Any:
         """[`stack_taps`][] as one ``take`` of precomputed flat positions (then one transpose)."""
@@ -273,6 +281,58 @@ class Ops:
     @classmethod
     def set_num_threads(cls, threads: int) -> None:
         """The library's own CPU thread count, where it keeps one apart from BLAS's; nothing by default."""
+
+    # ------------------------------------------------------------------ loops over time
+    #: True where a loop over time should run as one structured loop ([`scan`][]) while a step is compiled:
+    #: under ``jax.jit`` a Python loop unrolls into one copy of its body per step (an LSTM over 50 steps took
+    #: 39 s to compile), while ``jax.lax.scan`` traces the body once. Eagerly, and on every other backend,
+    #: the recurrent layers keep their plain Python loops, which need no stacking of what each step keeps.
+    structured_loops: ClassVar[bool] = False
+
+    def scan(self, step: Any, carry: Any, xs: tuple[Any, ...], *, reverse: bool = False) -> tuple[Any, Any]:
+        """``jax.lax.scan``'s contract: ``carry, y_t = step(carry, x_t)`` over the leading axis of ``xs``.
+
+        ``xs`` is a structure of nested tuples of arrays of one length ``L`` along axis 0 (None passes as None);
+        ``reverse`` runs ``t = L-1 … 0``. Returns ``(last carry, ys)``, ``ys`` the per-step outputs (tuples of
+        arrays or None) stacked along a new axis 0, in time order. This default is the plain loop.
+        """
+        length = _leaves(xs)[0].shape[0]
+        outputs: list[Any] = [None] * length
+        for t in range(length - 1, -1, -1) if reverse else range(length):
+            carry, outputs[t] = step(carry, _index_tree(xs, t))
+        return carry, _stack_tree(self.xp, outputs)
+
+    # ------------------------------------------------------------------ compiled steps
+    #: True where the library compiles a whole Python function that it can trace
+    #: ([`nu_xp.compile_step`][nu_xp.training.compiled.compile_step] uses [`compile`][] and [`abstract_run`][])
+    compiles: ClassVar[bool] = False
+
+    def compile(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
+        """``fn`` compiled (traced once per input shapes); ``donate``: positions of inputs whose arrays it may
+        reuse for its outputs, where the device allows."""
+        raise NotImplementedError(f"the {self.name!r} backend does not compile functions")
+
+    def abstract_run(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on placeholders of ``args`` (shapes and dtypes, no values, no computation)."""
+        raise NotImplementedError(f"the {self.name!r} backend has no abstract runs")
+
+    def wait(self, x: Any) -> Any:
+        """``x`` once it is computed (asynchronous libraries return before); the array itself by default."""
+        return x
+
+    # ------------------------------------------------------------------ other libraries' files
+    #: True where the library reads its own pickled ``state_dict`` files ([`nu_xp.torch_file`][nu_xp.torch_file])
+    reads_state_dict_files: ClassVar[bool] = False
+
+    @classmethod
+    def load_state_dict_file(cls, f: Any) -> Any:
+        """What the library's own safe loader reads from the open file ``f`` (tensors, dicts, numbers)."""
+        raise NotImplementedError(f"the {cls.name!r} backend reads no state_dict files")
+
+    @classmethod
+    def tensor_to_numpy(cls, value: Any) -> Any:
+        """A host numpy copy of one of the library's tensors, or None when ``value`` is not one."""
+        return None
 
     # ------------------------------------------------------------------ native convolution, where there is one
     #: True where the library has its own convolution kernels (oneDNN, cuDNN): ``Conv1d``/``Conv2d`` then call
@@ -314,6 +374,39 @@ class Ops:
         ``dL/dx`` the transposed convolution of ``g`` with ``W`` (cropped to ``x``).
         """
         raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses im2col")
+
+    def conv_transpose(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        output_padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+    ) -> Any:
+        """The transposed convolution (``nu_xp.layers.conv_transpose``) with the library's own kernel.
+
+        Only where ``native_conv`` is True; ``weight`` is ``(C_in, C_out/groups, *kernel)``.
+        """
+        raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses col2im")
+
+    def conv_transpose_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        has_bias: bool,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        output_padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        input_grad: bool,
+    ) -> tuple[Any, Any, Any]:
+        """``(dL/dx or None, dL/dW, dL/db or None)`` of [`conv_transpose`][nu_xp.backends.ops.Ops.conv_transpose]."""
+        raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses col2im")
 
     #: True where the library has its own pooling kernels: ``MaxPool``/``AvgPool`` then call ``max_pool``,
     #: ``avg_pool`` and their backwards instead of their windows (``nu_xp.layers.pooling``)
@@ -367,3 +460,30 @@ class Ops:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.name}>"
+
+
+def _leaves(tree: Any) -> list[Any]:
+    if tree is None:
+        return []
+    if isinstance(tree, tuple):
+        return [leaf for part in tree for leaf in _leaves(part)]
+    return [tree]
+
+
+def _index_tree(tree: Any, t: int) -> Any:
+    """Step ``t`` of every array of a structure of nested tuples (None stays None)."""
+    if tree is None:
+        return None
+    if isinstance(tree, tuple):
+        return tuple(_index_tree(part, t) for part in tree)
+    return tree[t, ...]
+
+
+def _stack_tree(xp: Any, outputs: list[Any]) -> Any:
+    """Per-step outputs (nested tuples of arrays, or None) as one such structure of stacked arrays."""
+    first = outputs[0]
+    if first is None:
+        return None
+    if isinstance(first, tuple):
+        return tuple(_stack_tree(xp, [o[k] for o in outputs]) for k in range(len(first)))
+    return xp.stack(outputs, axis=0)

@@ -14,6 +14,7 @@ import sys
 from typing import Any, ClassVar
 
 import array_api_compat
+import numpy as np
 
 from .ops import Ops
 
@@ -29,6 +30,26 @@ class TorchOps(Ops):
     package: ClassVar[str] = "torch"
     extra: ClassVar[str] = "torch"
     array_noun: ClassVar[str] = "a torch tensor"
+
+    reads_state_dict_files: ClassVar[bool] = True
+
+    @classmethod
+    def load_state_dict_file(cls, f: Any) -> Any:
+        """``torch.load(f, map_location="cpu", weights_only=True)``: PyTorch's restricted unpickler (tensors,
+        dicts, lists, numbers; any other object refused, so no code in the file runs)."""
+        import torch
+
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+    @classmethod
+    def tensor_to_numpy(cls, value: Any) -> Any:
+        """A host copy of a tensor (bfloat16 widened to float32, exactly); None for anything else."""
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            return None
+        t = value.detach().cpu()
+        return np.array((t.float() if t.dtype == torch.bfloat16 else t).numpy(), copy=True)
 
     def __init__(self) -> None:
         super().__init__()
@@ -161,6 +182,50 @@ class TorchOps(Ops):
         if input_grad and padded is not x:  # the uneven padding was applied here: cut it off again
             dx = dx[(..., *(slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape[2:])))]
         return dx, dw, db
+
+    def conv_transpose(
+        self,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        output_padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+    ) -> Any:
+        """``torch.nn.functional.conv_transpose1d``/``conv_transpose2d``."""
+        functional = self.library.nn.functional
+        fn = functional.conv_transpose1d if x.ndim == 3 else functional.conv_transpose2d
+        return fn(x, weight, bias, list(stride), list(padding), list(output_padding), groups, list(dilation))
+
+    def conv_transpose_backward(
+        self,
+        grad: Any,
+        x: Any,
+        weight: Any,
+        has_bias: bool,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        output_padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        input_grad: bool,
+    ) -> tuple[Any, Any, Any]:
+        """``aten.convolution_backward`` with ``transposed=True``: PyTorch's own three gradients."""
+        return self.library.ops.aten.convolution_backward(
+            grad.contiguous(),
+            x,
+            weight,
+            [weight.shape[1] * groups] if has_bias else None,
+            list(stride),
+            list(padding),
+            list(dilation),
+            True,
+            list(output_padding),
+            groups,
+            [input_grad, True, has_bias],
+        )
 
     # pooling: ATen's kernels, 1-d as 2-d with a height of 1. One difference from the windows of
     # nu_xp.layers.pooling: a window holding a NaN sends its gradient to the NaN (as PyTorch does)

@@ -6,9 +6,10 @@
 * `mnist1d` — the MNIST-1D paper's three models, beside PyTorch;
 * `chargpt` — a character-level GPT on the Python docs, beside PyTorch;
 * `sequences` — an LSTM reads digits row by row;
+* `autoencoder` — a convolutional autoencoder denoises the digits, beside PyTorch;
 * `realrun` — data streamed from disk, schedules, clipping, EMA, checkpoints; stopped and resumed.
 
 Each has ``main(argv) -> int``; ``examples/*.py`` run them as plain scripts.
 """
 
-DEMOS = ("xor", "regression", "digits", "mnist1d", "chargpt", "sequences", "realrun")
+DEMOS = ("xor", "regression", "digits", "mnist1d", "chargpt", "sequences", "autoencoder", "realrun")

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 
 import nu_xp
-from nu_xp.demos.common import demo_parser, output_folder, positive_int
-from nu_xp.onnx_export import convert, converter
+from nu_xp.demos.common import demo_parser, output_folder, positive_int, steps_of
 
 
 def load_text() -> str:
@@ -52,57 +51,11 @@ class Vocabulary:
         return "".join(self.chars[int(i)] for i in ids)
 
 
-@nu_xp.register_layer
-class TokenAndPosition(nu_xp.Layer):
-    """``y[n, t] = E_tok[x[n, t]] + E_pos[t]``: what each character is, plus where it stands.
-
-    Backward: each ``E_tok`` row gets the gradients of the places that read it
-    ([`Embedding`][nu_xp.layers.embedding.Embedding]'s backward), and ``E_pos[t]`` gets ``Σ_n g[n, t]``,
-    the sum over the batch (every sequence reads the same position row).
-    Indices have no gradient: ``backward`` returns None.
-    """
-
-    takes_indices = True
-
-    def __init__(self, vocab_size: int, width: int, context: int, seed: int | None = None) -> None:
-        super().__init__()
-        self.vocab_size, self.width, self.context = vocab_size, width, context
-        rng = np.random.default_rng(seed)
-        self.tok = nu_xp.Embedding(vocab_size, width)
-        self.pos = nu_xp.Embedding(context, width)
-        for emb in (self.tok, self.pos):  # GPT-2's N(0, 0.02²), not Embedding's N(0, 1)
-            values = rng.normal(0.0, 0.02, emb.weight.shape)
-            emb.weight.data = nu_xp.asarray(values, like=emb, dtype=emb.backend.dtype_name)
-
-    def forward(self, x: Any) -> Any:
-        length = x.shape[1]
-        if length > self.context:
-            raise ValueError(f"sequences may be at most {self.context} characters long, got {length}")
-        xp = self.tok.backend.xp
-        positions = xp.arange(length, device=self.tok.backend.device)
-        return self.tok(x) + self.pos(positions)[None, ...]
-
-    def backward(self, grad: Any) -> None:
-        self.pos.backward(self.tok.backend.xp.sum(grad, axis=0))
-        self.tok.backward(grad)
-        return None
-
-
-@converter(TokenAndPosition)
-def _token_and_position_onnx(g: Any, layer: TokenAndPosition, x: Any) -> str:
-    """For ``nu_xp.export_onnx``: the token rows plus the first ``L`` position rows (``L`` read from the input)."""
-    tokens = convert(g, layer.tok, x, "tok").name
-    length = g.slice(g.op("Shape", x.name), 1, 2, 0)
-    with g.within("pos"):
-        positions = g.op("Slice", g.param(layer.pos, "weight"), g.ints([0]), length, g.ints([0]))
-    return g.op("Add", tokens, positions)
-
-
 def build(vocab_size: int, args: Any) -> nu_xp.Sequential:
     """Embeddings, ``args.layers`` causal pre-norm blocks, LayerNorm, and a head tied to the token embedding."""
     be = {"backend": args.backend}
     rng = np.random.default_rng(args.seed)
-    embed = TokenAndPosition(vocab_size, args.width, args.context, seed=int(rng.integers(2**31))).to(**be)
+    embed = nu_xp.TokenAndPosition(vocab_size, args.width, args.context, seed=int(rng.integers(2**31))).to(**be)
     blocks = [
         nu_xp.TransformerEncoderLayer(
             args.width,
@@ -226,22 +179,42 @@ def generate(
 
 
 def plot(curves: dict[str, dict[str, list[float]]], every: int, path: Path) -> None:
+    """The losses of nu_xp (wide lines) and PyTorch (dashed, with dots: drawn over them), and below, nu_xp's
+    minus PyTorch's, so that two curves that agree are still seen to be two."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4), layout="constrained")
-    ax = fig.subplots()
-    for (lib, curve), style in zip(curves.items(), ("-", "--")):
+    twin = "PyTorch" in curves
+    fig = Figure(figsize=(8.5, 6 if twin else 4), layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3]) if twin else [fig.subplots()]
+    ax = axes[0]
+    for lib, curve in curves.items():
         for (part, values), color in zip(curve.items(), ("C0", "C1")):
-            ax.plot([(i + 1) * every for i in range(len(values))], values, style, color=color, label=f"{part} ({lib})")
-    ax.set(xlabel="training step", ylabel="cross-entropy (nats / character)", title="char-level GPT on pydoc topics")
+            steps = [(i + 1) * every for i in range(len(values))]
+            style = {"lw": 3, "alpha": 0.5} if lib == "nu_xp" else {"ls": "--", "marker": "o", "ms": 3, "lw": 1}
+            ax.plot(steps, values, color=color, label=f"{part} ({lib})", **style)
+    ax.set(ylabel="cross-entropy (nats / character)", title="char-level GPT on pydoc topics")
+    ax.text(0.99, 0.97, f"train: the mean over the {every} steps before each point (the model improves meanwhile),\n"
+            "so it sits above validation, measured at the point itself", transform=ax.transAxes, ha="right",
+            va="top", fontsize=7, color="0.3")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if twin:
+        diff = axes[1]
+        for part, color in (("train", "C0"), ("validation", "C1")):
+            ours, theirs = curves["nu_xp"][part], curves["PyTorch"][part]
+            steps = [(i + 1) * every for i in range(len(ours))]
+            diff.plot(steps, np.subtract(ours, theirs), marker="o", ms=3, color=color, label=part)
+        diff.axhline(0.0, color="k", lw=0.8)
+        diff.set(ylabel="nu_xp − PyTorch")
+        diff.grid(alpha=0.3)
+        diff.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes[-1].set_xlabel("training step")
     fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = demo_parser("chargpt", __doc__, epochs=None, lr=3e-3)
-    parser.add_argument("--steps", type=positive_int, default=600, help="training steps (default 600)")
+    parser = demo_parser("chargpt", __doc__, epochs=None, lr=3e-3, steps=600,
+                         epochs_help="passes over the training text (one: as many characters as it holds)")  # fmt: skip
     parser.add_argument("--layers", type=positive_int, default=2, help="Transformer blocks (default 2)")
     parser.add_argument("--width", type=positive_int, default=128, help="model width d_model (default 128)")
     parser.add_argument("--heads", type=positive_int, default=4, help="attention heads, dividing --width (default 4)")
@@ -265,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     data = vocab.encode(text)
     split = int(0.9 * len(data))
     train, valid = data[:split], data[split:]
+    steps_of(args, len(train), args.batch * args.context)
     print(f"pydoc_data.topics: {len(text):,} characters, {len(vocab)} distinct; {len(train):,} to train on")
     valid_rng = np.random.default_rng(1234)
     val_batches = [batches(valid, args.context, args.batch, valid_rng) for _ in range(8)]

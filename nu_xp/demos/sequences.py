@@ -3,8 +3,8 @@
 Each image becomes a sequence of 8 steps of 8 pixels; an ``LSTM`` reads it
 top to bottom and its last output goes to a linear layer that scores the ten
 digits. The model is a ``Sequential``: ``LSTM`` returns ``(output, (h_n,
-c_n))``, ``Select(0)`` passes on the output and ``LastStep`` (a layer written
-in this file, forward and backward) keeps the final time step. Run it as::
+c_n))``, ``Select(0)`` passes on the output and ``TimeStep(-1, batch_first=True)``
+keeps the final time step. Run it as::
 
     nu-xp demo sequences [--cell lstm|gru|rnn] [--hidden 64] [--epochs 20] [--backend numpy|torch|...]
 
@@ -22,32 +22,6 @@ import numpy as np
 import nu_xp
 from nu_xp.demos.common import demo_parser, output_folder, positive_int
 from nu_xp.demos.digits import load_data
-from nu_xp.onnx_export import converter
-
-
-@nu_xp.register_layer
-class LastStep(nu_xp.Layer):
-    """``y = x[:, -1, :]``: the last time step of a batch-first sequence ``(N, L, H)``.
-
-    Backward: the gradient goes to the last step and every other step gets 0,
-    ``dL/dx = concat(zeros(N, L-1, H), g[:, None, :])``.
-    """
-
-    def forward(self, x: Any) -> Any:
-        self.save_for_backward(tuple(x.shape))
-        return x[:, -1, :]
-
-    def backward(self, grad: Any) -> Any:
-        (shape,) = self.saved_tensors()
-        xp = nu_xp.backends.ops_of(grad).xp
-        zeros = xp.zeros((shape[0], shape[1] - 1, shape[2]), dtype=grad.dtype, device=grad.device)
-        return xp.concat([zeros, grad[:, None, :]], axis=1)
-
-
-@converter(LastStep)
-def _last_step_onnx(g: Any, layer: LastStep, x: Any) -> str:
-    """For ``nu_xp.export_onnx``: ``Gather`` of index -1 along the time axis (a 0-d index drops that axis)."""
-    return g.op("Gather", x.name, g.const(-1, np.int64, "last"), axis=1)
 
 
 def build(cell: str, hidden: int, seed: int, backend: str) -> nu_xp.Sequential:
@@ -55,7 +29,7 @@ def build(cell: str, hidden: int, seed: int, backend: str) -> nu_xp.Sequential:
     return nu_xp.Sequential(
         layer(8, hidden, batch_first=True, seed=seed, backend=backend),
         nu_xp.Select(0),
-        LastStep(),
+        nu_xp.TimeStep(-1, batch_first=True),
         nu_xp.Linear(hidden, 10, seed=seed + 1, backend=backend),
     )
 

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..archive import read_weights
 from ..backends import Backend, asarray, describe, get_backend, to_host
+from ..formats import read_weights
 from ..grad_mode import LAYER, MAX_PENDING, SAVED, THREAD, Node, no_grad, tracked_backward, tracked_forward
 from ..validation import check_positive_int
 from . import state
@@ -580,10 +581,17 @@ class Layer:
         return state.state_dict(self)
 
     def load_state_dict(
-        self, state_dict: dict[str, Any], strict: bool = True, *, cast: bool = False, source: str = "state_dict"
+        self,
+        state_dict: dict[str, Any] | str | os.PathLike,
+        strict: bool = True,
+        *,
+        cast: bool = False,
+        source: str = "state_dict",
     ) -> state.IncompatibleKeys:
         """Copy arrays (numpy, torch, cupy…) into the parameters and buffers, checking names, shapes, dtypes.
 
+        ``state_dict`` is a dict of arrays, or the path of a weights file
+        (as [`load_weights`][nu_xp.layers.base.Layer.load_weights] reads).
         Nothing changes unless every check passes. ``strict=False`` loads the
         keys present in both and reports the rest; shapes and dtypes are
         always checked. ``cast=True`` converts a floating dtype instead of
@@ -592,19 +600,29 @@ class Layer:
         Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``; a mismatch
         raises ``ModelFileError`` (a ``ValueError``) naming the key.
         """
+        if isinstance(state_dict, (str, os.PathLike)):
+            source = str(state_dict)
+            state_dict = read_weights(state_dict)
         ready, keys = state.check_state_dict(self, state_dict, strict, cast=cast, source=source)
         state.apply_state_dict(self, ready)
         return keys
 
-    def load_weights(self, path: Any, strict: bool = True) -> state.IncompatibleKeys:
-        """Fill this model from a file written by [`nu_xp.save`][nu_xp.model_file.save] (or ``numpy.savez``).
+    def load_weights(self, path: Any, strict: bool = True, cast: bool = False) -> state.IncompatibleKeys:
+        """Fill this model from a weights file, checking every name, shape and dtype before anything changes.
 
-        Every name, shape and dtype is checked before anything changes; a missing,
-        extra or mismatched key raises ``ModelFileError`` (a ``ValueError``)
-        naming the key and both shapes or dtypes. ``strict=False`` loads the
-        matching subset and returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
+        The file may be one of [`nu_xp.save`][nu_xp.model_file.save] (``.npz`` or
+        ``.safetensors``), of ``numpy.savez``, any ``.safetensors`` file (Hugging Face,
+        ``safetensors.torch.save_file``…) or a PyTorch ``state_dict`` saved with
+        ``torch.save(model.state_dict(), path)`` (read with ``torch.load(weights_only=True)``;
+        needs torch). The format is told from the contents
+        ([`nu_xp.formats`][nu_xp.formats]). A model built with PyTorch's layer names
+        (``Sequential`` indices, ``weight``/``bias``, ``running_mean``…) takes PyTorch's
+        weights unchanged. A missing, extra or mismatched key raises ``ModelFileError``
+        (a ``ValueError``) naming the key and both shapes or dtypes. ``strict=False``
+        loads the matching subset and returns ``IncompatibleKeys(missing_keys,
+        unexpected_keys)``; ``cast=True`` converts float16/float64 weights to the model's dtype.
         """
-        return self.load_state_dict(read_weights(path), strict=strict, source=str(path))
+        return self.load_state_dict(read_weights(path), strict=strict, cast=cast, source=str(path))
 
     # ------------------------------------------------------------------ config
     _NOT_CONFIG: ClassVar[frozenset[str]] = frozenset({"self", "backend", "device", "dtype", "seed"})

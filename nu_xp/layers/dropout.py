@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,14 +14,36 @@ from .activations import Activation
 from .base import check_grad
 from .registry import register_layer
 
-__all__ = ["Dropout", "dropout_mask", "restore_rng"]
+__all__ = ["Dropout", "dropout_mask", "mask_source", "restore_rng"]
 
 
-def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
+_SOURCE = threading.local()
+
+
+@contextlib.contextmanager
+def mask_source(source: Callable[[np.random.Generator, tuple[int, ...], float], Any]) -> Iterator[None]:
+    """Within the block, [`dropout_mask`][] asks ``source(rng, shape, p)`` instead of drawing (this thread only).
+
+    How a compiled step ([`nu_xp.compile_step`][]) learns which masks a step draws and feeds it the masks
+    drawn on the host for each call.
+    """
+    previous = getattr(_SOURCE, "value", None)
+    _SOURCE.value = source
+    try:
+        yield
+    finally:
+        _SOURCE.value = previous
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> Any:
     """Host mask of inverted dropout: ``m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` (all zeros for ``p = 1``).
 
-    Drawn on the host so that a seed gives the same masks on every backend.
+    Drawn on the host so that a seed gives the same masks on every backend (inside a
+    [`mask_source`][] block, the source answers instead).
     """
+    source = getattr(_SOURCE, "value", None)
+    if source is not None:
+        return source(rng, shape, p)
     keep = rng.random(shape) >= p
     return keep * (0.0 if p == 1.0 else 1.0 / (1.0 - p))
 

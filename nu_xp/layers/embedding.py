@@ -14,7 +14,7 @@ from .base import Layer, check_grad
 from .parameter import Parameter, accumulate
 from .registry import register_layer
 
-__all__ = ["Embedding"]
+__all__ = ["Embedding", "TokenAndPosition"]
 
 
 @register_layer
@@ -91,7 +91,7 @@ class Embedding(Layer):
         info = ops.xp.iinfo(flat.dtype)
         if info.bits < 32 or info.max < self.num_embeddings:  # 8- and 16-bit ids: compare, gather and scatter in
             flat = ops.xp.astype(flat, ops.xp.int32)  # int32 (num_embeddings fits; torch gathers with 32 or 64 bits)
-        if flat.shape[0] and not ops.all((flat >= 0) & (flat < self.num_embeddings)):
+        if flat.shape[0] and not ops.is_traced(flat) and not ops.all((flat >= 0) & (flat < self.num_embeddings)):
             low, high = int(ops.min(flat)), int(ops.max(flat))
             raise ValueError(
                 f"Embedding({self.num_embeddings}, {self.embedding_dim}): indices must be in "
@@ -114,4 +114,76 @@ class Embedding(Layer):
             rows = xp.where((indices != self.padding_idx)[:, None], rows, xp.zeros_like(rows))
         table = xp.zeros(self.weight.data.shape, dtype=rows.dtype, device=be.device)
         accumulate(self.weight, be.ops.index_add(table, indices, rows))
+        return None
+
+
+@register_layer
+class TokenAndPosition(Layer):
+    """``y[n, t] = E_tok[x[n, t]] + E_pos[t]``: what each token is, plus where it stands (GPT's input layer).
+
+    Two [`Embedding`][nu_xp.layers.embedding.Embedding] tables, ``tok`` ``(vocab_size, width)`` and ``pos``
+    ``(context, width)``, both drawn from N(0, 0.02²) as GPT-2 does. Input: integer ids ``(N, L)`` with
+    ``L <= context``; output ``(N, L, width)``. Backward: each ``E_tok`` row gets the gradients of the places
+    that read it, and ``E_pos[t]`` gets ``Σ_n g[n, t]``, the sum over the batch (every sequence reads the
+    same position row). Indices have no gradient: ``backward`` returns None.
+
+    Parameters
+    ----------
+    vocab_size : int
+        The number of token ids.
+    width : int
+        The embedding width (the model's ``d_model``).
+    context : int
+        The longest sequence the position table covers.
+    seed : int, optional
+        Seed of the host generator that draws both tables.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer].
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> embed = nu_xp.TokenAndPosition(vocab_size=10, width=4, context=8, seed=0)
+    >>> embed(np.array([[1, 2, 3]])).shape
+    (1, 3, 4)
+    """
+
+    takes_indices = True
+
+    def __init__(
+        self,
+        vocab_size: int,
+        width: int,
+        context: int,
+        seed: int | None = None,
+        *,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = check_positive_int("vocab_size", vocab_size)
+        self.width = check_positive_int("width", width)
+        self.context = check_positive_int("context", context)
+        where = {"backend": backend, "device": device, "dtype": dtype}
+        rng = host_rng(seed)
+        self.tok = Embedding(self.vocab_size, self.width, **where)
+        self.pos = Embedding(self.context, self.width, **where)
+        for emb in (self.tok, self.pos):  # GPT-2's N(0, 0.02²), not Embedding's N(0, 1)
+            be = emb.backend
+            emb.weight.data = be.from_host(rng.normal(0.0, 0.02, emb.weight.shape).astype(be.dtype_name))
+
+    def forward(self, x: Any) -> Any:
+        length = x.shape[1]
+        if length > self.context:
+            raise ValueError(
+                f"TokenAndPosition: sequences may be at most context={self.context} tokens long, got {length}"
+            )
+        be = self.tok.backend
+        positions = be.xp.arange(length, device=be.device)
+        return self.tok(x) + self.pos(positions)[None, ...]
+
+    def backward(self, grad: Any) -> None:
+        self.pos.backward(self.tok.backend.xp.sum(grad, axis=0))
+        self.tok.backward(grad)
         return None

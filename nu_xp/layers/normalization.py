@@ -1,6 +1,6 @@
-"""Normalization: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, as ``torch.nn``.
+"""Normalization: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``, as ``torch.nn``.
 
-Both normalize ``x`` over a set of axes ``A`` holding ``m`` elements, then scale and shift::
+Each normalizes ``x`` over a set of axes ``A`` holding ``m`` elements, then scales and shifts::
 
     μ = mean_A(x)     σ² = mean_A((x - μ)²)     x̂ = (x - μ) / √(σ² + ε)     y = γ · x̂ + β
 
@@ -14,7 +14,8 @@ mode, and keeps running estimates (buffers ``running_mean``, ``running_var``
 with the unbiased variance, ``num_batches_tracked``); in eval mode it uses
 them, so ``x̂ = (x - running_mean) / √(running_var + ε)`` is an affine map and
 ``dL/dx = ĝ / √(running_var + ε)``. LayerNorm averages over the trailing
-``normalized_shape`` axes of each sample, in every mode.
+``normalized_shape`` axes of each sample, in every mode; GroupNorm over each
+sample's groups of channels and their spatial positions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .base import Layer, check_grad
 from .parameter import Parameter, accumulate
 from .registry import register_layer
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
 
 
 def _normalize_backward(ops: Any, g_hat: Any, x_hat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
@@ -335,3 +336,124 @@ class LayerNorm(Layer):
         if not input_grad:
             return None
         return _normalize_backward(ops, g_hat, x_hat, inv_std, axes)
+
+
+@register_layer
+class GroupNorm(Layer):
+    """Normalization of each sample over groups of channels (and all spatial positions), as ``torch.nn.GroupNorm``.
+
+    The channels of ``x`` (``(N, C, *spatial)``) are split into ``num_groups``
+    groups of ``C/G`` consecutive channels; each sample's group is normalized
+    over its ``C/G · prod(spatial)`` elements (the formulas of
+    [`nu_xp.layers.normalization`][nu_xp.layers.normalization], ``A`` = one group),
+    then every channel gets its own scale and shift: ``y = γ_c · x̂ + β_c``. It
+    does not depend on the batch (nothing is averaged across samples, no
+    running statistics), so it suits small batches and generative models;
+    ``num_groups = 1`` normalizes each sample over all its channels,
+    ``num_groups = C`` each channel on its own (instance normalization).
+
+    Parameters
+    ----------
+    num_groups : int
+        ``G``, which must divide ``num_channels``.
+    num_channels : int
+        ``C``, the channels (axis 1) of the input.
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    affine : bool, default True
+        Whether to learn ``weight`` (γ, ones) and ``bias`` (β, zeros), one per channel.
+    backend, device, dtype : optional
+        Where the parameters live, as for every [`Layer`][nu_xp.layers.base.Layer] (default: the current backend).
+
+    Examples
+    --------
+    >>> import numpy as np, nu_xp
+    >>> norm = nu_xp.GroupNorm(2, 4)
+    >>> y = norm(np.arange(32, dtype=np.float32).reshape(1, 4, 8))
+    >>> np.round(y[0, :2].mean(), 6), np.round(y[0, :2].std(), 3)  # the first group: channels 0 and 1
+    (np.float32(0.0), np.float32(1.0))
+    """
+
+    _backend: Backend
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        backend: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        shapes = self.parameter_shapes({"num_groups": num_groups, "num_channels": num_channels, "affine": affine})
+        super().__init__(backend=backend, device=device, dtype=dtype)
+        self.num_groups, self.num_channels = int(num_groups), int(num_channels)
+        self.eps = check_number("eps", eps, 0.0, open_low=True)
+        self.affine = bool(affine)
+        be = self.backend
+        self.weight = Parameter(be.from_host(np.ones(shapes["weight"], be.dtype_name))) if self.affine else None
+        self.bias = Parameter(be.from_host(np.zeros(shapes["bias"], be.dtype_name))) if self.affine else None
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``weight`` and ``bias`` of shape ``(num_channels,)`` (none without ``affine``)."""
+        groups = check_positive_int("num_groups", config.get("num_groups"))
+        channels = check_positive_int("num_channels", config.get("num_channels"))
+        if channels % groups:
+            raise ValueError(f"GroupNorm: num_groups={groups} must divide num_channels={channels}")
+        affine = config.get("affine", True)
+        if not isinstance(affine, (bool, np.bool_)):
+            raise TypeError(f"affine must be True or False, got {affine!r}")
+        return {"weight": (channels,), "bias": (channels,)} if affine else {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_groups": self.num_groups,
+            "num_channels": self.num_channels,
+            "eps": self.eps,
+            "affine": self.affine,
+        }
+
+    def forward(self, x: Any) -> Any:
+        be = self._backend
+        x = be.check(x)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(
+                f"GroupNorm({self.num_groups}, {self.num_channels}) expects input (N, {self.num_channels}, …), "
+                f"got {tuple(x.shape)}"
+            )
+        xp = be.xp
+        shape = tuple(x.shape)
+        grouped = xp.reshape(x, (shape[0], self.num_groups, -1))  # (N, G, C/G · spatial)
+        mean = xp.mean(grouped, axis=2, keepdims=True)
+        centered = grouped - mean
+        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=2, keepdims=True) + self.eps)
+        x_hat = xp.reshape(centered * inv_std, shape)
+        self.save_for_backward(x_hat, inv_std)
+        if self.weight is None or self.bias is None:
+            return x_hat
+        per_channel = (self.num_channels, *([1] * (x.ndim - 2)))
+        return x_hat * xp.reshape(self.weight.data, per_channel) + xp.reshape(self.bias.data, per_channel)
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """``dL/dγ_c = Σ g·x̂`` and ``dL/dβ_c = Σ g`` over the batch and spatial axes; ``dL/dx`` per group."""
+        x_hat, inv_std = self.saved_tensors()
+        be = self._backend
+        grad = check_grad(self, grad, x_hat.shape, be)
+        ops, xp = be.ops, be.xp
+        shape = tuple(grad.shape)
+        shared = (0, *range(2, grad.ndim))  # γ and β are shared along the batch and spatial axes
+        g_hat = grad
+        if self.weight is not None:
+            if self.weight.requires_grad:
+                accumulate(self.weight, ops.sum(grad * x_hat, axis=shared))
+            if self.bias is not None and self.bias.requires_grad:
+                accumulate(self.bias, ops.sum(grad, axis=shared))
+            g_hat = grad * xp.reshape(self.weight.data, (self.num_channels, *([1] * (grad.ndim - 2))))
+        if not input_grad:
+            return None
+        groups = (shape[0], self.num_groups, -1)
+        dx = _normalize_backward(ops, xp.reshape(g_hat, groups), xp.reshape(x_hat, groups), inv_std, (2,))
+        return xp.reshape(dx, shape)

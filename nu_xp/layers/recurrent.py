@@ -297,10 +297,20 @@ class _RNNBase(Layer):
         if b_ih is not None:
             a_in = a_in + (b_ih.data + b_hh.data if fold else b_ih.data)
         a_in = xp.reshape(a_in, (steps, n, cell.gates * hidden))
+        w, b = w_hh.data.T, (b_hh.data if b_hh is not None and not fold else None)
+        if be.ops.structured_loops and be.ops.is_traced(a_in):  # compiling: one scan, its body traced once
+            # (eagerly, a scan of a new closure would compile at every call: the plain loop runs instead)
+
+            def body(carry: Any, x_t: Any) -> Any:
+                h_t, c_t = carry
+                h_new, c_new, kept_t = cell.step(be.ops, x_t[0], h_t, c_t, w, b, consts)
+                return (h_new, c_new), (h_new, h_t, kept_t)
+
+            (h, c), (outputs, h_prev_all, kept_all) = be.ops.scan(body, (h, c), (a_in,), reverse=bool(direction))
+            return outputs, h, c, _Direction(inputs, h_prev_all, kept_all)
         hs: list[Any] = [None] * steps
         kept: list[Any] = [None] * steps
         h_prev: list[Any] = [None] * steps
-        w, b = w_hh.data.T, (b_hh.data if b_hh is not None and not fold else None)
         for t in range(steps - 1, -1, -1) if direction else range(steps):
             h_prev[t] = h
             h, c, kept[t] = cell.step(be.ops, a_in[t, ...], h, c, w, b, consts)
@@ -391,34 +401,65 @@ class _RNNBase(Layer):
         be = self._backend
         xp = be.xp
         cell, hidden = self._cell, self.hidden_size
-        steps = len(kept.kept)
-        n = kept.inputs.shape[1]
+        steps, n = kept.inputs.shape[0], kept.inputs.shape[1]
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-        d_in: list[Any] = [None] * steps
-        d_hh: list[Any] = [None] * steps
         w = w_hh.data
-        for t in range(steps) if direction else range(steps - 1, -1, -1):
-            if g_out is not None:
-                dh = g_out[t, ...] if dh is None else dh + g_out[t, ...]
-            if dh is None:  # no gradient reached this step yet (only c_n had one)
-                dh = xp.zeros_like(kept.h_prev[t])
-            d_in[t], d_hh[t], direct, dc = cell.step_back(be.ops, dh, dc, kept.kept[t], consts)
-            dh = d_hh[t] @ w if direct is None else d_hh[t] @ w + direct
         gates = cell.gates * hidden
-        d_in_all = xp.reshape(xp.stack(d_in, axis=0), (steps * n, gates))
-        d_hh_all = d_in_all  # RNN and LSTM: the same pre-activation gradient
-        if d_hh[0] is not d_in[0]:  # GRU: r scales the hidden part of n
-            d_hh_all = xp.reshape(xp.stack(d_hh, axis=0), (steps * n, gates))
+        if not isinstance(kept.h_prev, list):  # the forward ran as a scan: the reverse loop as one scan too
+            d_in_all, d_hh_all, dh, dc = self._back_scan(kept, g_out, dh, dc, w, consts, direction)
+            h_prev_all = kept.h_prev
+        else:
+            d_in: list[Any] = [None] * steps
+            d_hh: list[Any] = [None] * steps
+            for t in range(steps) if direction else range(steps - 1, -1, -1):
+                if g_out is not None:
+                    dh = g_out[t, ...] if dh is None else dh + g_out[t, ...]
+                if dh is None:  # no gradient reached this step yet (only c_n had one)
+                    dh = xp.zeros_like(kept.h_prev[t])
+                d_in[t], d_hh[t], direct, dc = cell.step_back(be.ops, dh, dc, kept.kept[t], consts)
+                dh = d_hh[t] @ w if direct is None else d_hh[t] @ w + direct
+            d_in_all = xp.stack(d_in, axis=0)
+            d_hh_all = d_in_all if d_hh[0] is d_in[0] else xp.stack(d_hh, axis=0)  # GRU: r scales n's hidden part
+            h_prev_all = xp.stack(kept.h_prev, axis=0)
+        d_in_all = xp.reshape(d_in_all, (steps * n, gates))
+        d_hh_all = d_in_all if d_hh_all is None else xp.reshape(d_hh_all, (steps * n, gates))
         width = kept.inputs.shape[2]
         if w_ih.requires_grad:
             accumulate(w_ih, d_in_all.T @ xp.reshape(kept.inputs, (steps * n, width)))
         if w_hh.requires_grad:
-            accumulate(w_hh, d_hh_all.T @ xp.reshape(xp.stack(kept.h_prev, axis=0), (steps * n, hidden)))
+            accumulate(w_hh, d_hh_all.T @ xp.reshape(h_prev_all, (steps * n, hidden)))
         if b_ih is not None and b_hh is not None:
             accumulate(b_ih, xp.sum(d_in_all, axis=0))
             accumulate(b_hh, xp.sum(d_hh_all, axis=0))
         dx = xp.reshape(d_in_all @ w_ih.data, (steps, n, width)) if want_dx else None
         return dx, dh, dc
+
+    def _back_scan(
+        self, kept: _Direction, g_out: Any, dh: Any, dc: Any, w: Any, consts: Any, direction: int
+    ) -> tuple[Any, Any, Any, Any]:
+        """The backward loop as one [`scan`][nu_xp.backends.ops.Ops.scan]: ``(d_in, d_hh or None, dh_0, dc_0)``.
+
+        The same step as the plain loop, with a carry whose structure never changes: ``dh`` (and an LSTM's
+        ``dc``) start as zeros where no gradient has reached them yet, which adds nothing.
+        """
+        be = self._backend
+        xp, cell = be.xp, self._cell
+        zeros = xp.zeros_like(kept.h_prev[0])
+        dh = zeros if dh is None else dh
+        dc = (zeros if dc is None else dc) if cell.has_cell_state else None
+        separate = not isinstance(cell, (RNNCell, LSTMCell))  # GRU: d_hh differs from d_in
+
+        def body(carry: Any, x_t: Any) -> Any:
+            dh_t, dc_t = carry
+            g_t, kept_t = x_t
+            if g_t is not None:
+                dh_t = dh_t + g_t
+            d_in, d_hh, direct, dc_prev = cell.step_back(be.ops, dh_t, dc_t, kept_t, consts)
+            dh_prev = d_hh @ w if direct is None else d_hh @ w + direct
+            return (dh_prev, dc_prev), (d_in, d_hh if separate else None)
+
+        (dh, dc), (d_in_all, d_hh_all) = be.ops.scan(body, (dh, dc), (g_out, kept.kept), reverse=not direction)
+        return d_in_all, d_hh_all, dh, dc
 
     def _state_grad(self, parts: list[Any], batched: bool) -> Any:
         stacked = self._backend.xp.stack(parts, axis=0)

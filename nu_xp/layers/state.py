@@ -77,7 +77,8 @@ def check_state_dict(
             if host.dtype.name != be.dtype_name and not cast:
                 raise ModelFileError(
                     f"{source}: {key!r} has dtype {host.dtype.name}, but the model's {key!r} is "
-                    f"{be.dtype_name}; convert the model first with model.to(dtype={host.dtype.name!r}), "
+                    f"{be.dtype_name}; pass cast=True to convert the values, or convert the model first with "
+                    f"model.to(dtype={host.dtype.name!r}), "
                     f"or rebuild it from a nu_xp file in {be.dtype_name} with "
                     f"nu_xp.load(path, dtype={be.dtype_name!r})"
                 )

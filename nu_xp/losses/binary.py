@@ -32,12 +32,12 @@ class BCELoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         ops, p, t = self._prepare(pred, target)
-        if not ops.all((p >= 0.0) & (p <= 1.0)):
+        if not ops.is_traced(p) and not ops.all((p >= 0.0) & (p <= 1.0)):  # a compiled step checks its data first
             raise ValueError(
                 "BCELoss: pred must hold probabilities in [0, 1] (e.g. the output of Sigmoid); "
                 "for raw scores use BCEWithLogitsLoss"
             )
-        if not ops.all((t >= 0.0) & (t <= 1.0)):
+        if not ops.is_traced(t) and not ops.all((t >= 0.0) & (t <= 1.0)):
             raise ValueError("BCELoss: target must hold values in [0, 1] (labels 0/1 or probabilities)")
         elementwise = -(t * clamped_log(ops, p) + (1.0 - t) * clamped_log(ops, 1.0 - p))
         return self._reduce(ops, elementwise, math.prod(p.shape), (p, t))

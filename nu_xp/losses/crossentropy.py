@@ -90,7 +90,11 @@ class _ClassLoss(Loss):
         onehot = ops.astype(target[:, None, ...] == self._class_axis(ops, c, pred.ndim, target), pred.dtype)
         in_range = (target >= 0) & (target < c)
         valid = None  # None: every label counts (the common case costs one check)
-        if not ops.all(in_range) or 0 <= self.ignore_index < c:
+        traced = ops.is_traced(target)  # inside a compiled step: labels were checked on the data, no value here
+        if traced and 0 <= self.ignore_index < c:
+            valid = target != self.ignore_index
+            onehot = onehot * ops.astype(valid, pred.dtype)[:, None, ...]
+        elif not traced and (not ops.all(in_range) or 0 <= self.ignore_index < c):
             valid = target != self.ignore_index
             if not ops.all(in_range | ~valid):
                 raise ValueError(f"{name}: class labels must be in [0, {c}) for {c} classes (or ignore_index)")
@@ -101,7 +105,7 @@ class _ClassLoss(Loss):
             onehot = onehot * w  # w_y at the label, 0 elsewhere and for ignored labels
         if w is None and valid is None:
             normalizer: Any = math.prod(want)
-        elif w is None and ops.single_device:
+        elif w is None and ops.single_device and not traced:
             normalizer = int(ops.sum(ops.astype(valid, pred.dtype)))
         else:
             normalizer = ops.sum(onehot)  # Σ w_y over the labels that count
@@ -136,7 +140,9 @@ class _ClassLoss(Loss):
             or not (ops.single_device or same_device(ops.device_of(cached), ops.device_of(labels)))
         ):
             classes = ops.xp.arange(c, dtype=labels.dtype, device=ops.device_of(labels))
-            cached = self._classes = ops.xp.reshape(classes, (1, c, *([1] * (ndim - 2))))
+            cached = ops.xp.reshape(classes, (1, c, *([1] * (ndim - 2))))
+            if not ops.is_traced(cached):  # a value made while jax.jit traces must not outlive the trace
+                self._classes = cached
         return cached
 
     def _expand(self, grad: Any) -> Any:

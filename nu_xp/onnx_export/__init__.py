@@ -38,7 +38,7 @@ from ..layers.probe import probe_input
 from ..validation import check_sample_shape
 from .graph import Graph, Value
 
-__all__ = ["MIN_OPSET", "converter", "export_onnx"]
+__all__ = ["FLOAT32_ONLY", "MIN_OPSET", "convert", "converter", "export_onnx"]
 
 #: the lowest opset the converters write (``LayerNormalization`` arrived in 17)
 MIN_OPSET = 17
@@ -146,7 +146,7 @@ def _check_dtype(dtype: Any) -> np.dtype:
 def export_onnx(
     model: Any, path: str | os.PathLike, input_shape: Any, *, opset: int | None = None, dtype: Any = None
 ) -> Path:
-    """Write ``model`` (in eval mode) as an ONNX file whose first input axis, the batch, is dynamic.
+    """Write ``model`` (in eval mode) as an ONNX file whose batch axis, and every axis the model lets vary, is dynamic.
 
     Parameters
     ----------
@@ -161,9 +161,11 @@ def export_onnx(
     opset : int, optional
         The ONNX opset (default 17; at least 17). From opset 20 ``GELU`` is ONNX's own ``Gelu``.
     dtype : str or dtype, optional
-        The graph's float type: the model's own by default. ``"float32"`` exports a
-        float64 model for runtimes without float64 kernels (ONNX Runtime's CPU
-        ``Conv``, ``AveragePool``, ``RNN`` and ``Erf`` are float32 only).
+        The graph's float type: the model's own by default. A float64 model whose
+        graph uses an op that ONNX Runtime's CPU runs in float32 only
+        ([`FLOAT32_ONLY`][nu_xp.onnx_export.FLOAT32_ONLY]: ``Conv``, ``LSTM``…) is
+        refused unless ``dtype`` is given: ``"float32"`` to run it there,
+        ``"float64"`` to write float64 for another runtime.
 
     Returns
     -------
@@ -175,8 +177,13 @@ def export_onnx(
     The graph's input is ``"input"``: ``float32`` (or the model's dtype), or
     ``int64`` indices when the first layer is an ``Embedding``. Its outputs are
     ``"output"``, or ``"output_0"``, ``"output_1"``… in order when the model
-    returns a tuple (an LSTM's ``(output, (h_n, c_n))`` gives three). Every
-    axis that follows the batch is dynamic in the file; the others are fixed.
+    returns a tuple (an LSTM's ``(output, (h_n, c_n))`` gives three). The
+    batch axis ``"N"`` is dynamic, and so is every axis the model lets vary
+    (``"dim1"``, ``"dim2"``…, counting the batch as ``dim0``): a sequence's
+    length, the height and width of a fully convolutional model. An axis is
+    tried at other sizes; it is dynamic when the model takes them and the
+    graph written for them is the same. The others keep the size of
+    ``input_shape``.
     Initializers carry the ``state_dict`` names (``"0.weight"``); weights that
     ONNX wants in another layout (recurrent gates, transposed projections) get
     a suffix. The file passes ``onnx.checker.check_model(full_check=True)``.
@@ -206,29 +213,30 @@ def export_onnx(
         raise TypeError(f"export_onnx takes a nu_xp model (a Layer), got {type(model).__name__}")
     probe = copy.deepcopy(model).eval()
     probe.clear_cache()
-    be = probe.backend
     integer = probe.input_is_indices()
-    graph_dtype = _check_dtype(be.dtype_name if dtype is None else dtype)
-    dtype = np.dtype(be.dtype_name)
-    g = Graph(onnx, version, graph_dtype)
-
-    three = probe_input("export_onnx", probe, shape, 3, random=True)  # its size checked before anything is built
-
-    with no_grad():
-        out = convert(g, probe, Value("input", three[:2, ...]))
-        other = _leaf_arrays(probe(three))
+    graph_dtype = _check_dtype(probe.backend.dtype_name if dtype is None else dtype)
+    g, out, other = _trace(onnx, version, graph_dtype, probe, shape)
+    if dtype is None and graph_dtype == np.float64:
+        only32 = sorted({node.op_type for node in g.nodes} & FLOAT32_ONLY)
+        if only32:
+            raise ValueError(
+                f"export_onnx: this float64 model's graph uses {only32}, which ONNX Runtime's CPU runs in float32 "
+                "only: pass dtype='float32' (or dtype='float64' to write float64 for another runtime)"
+            )
+    free = _free_axes(onnx, version, graph_dtype, probe, shape, g)  # {axis: (name, [(alt shape, alt outputs)])}
     leaves = _leaves(out)
     helper = onnx.helper
     outputs = []
     for i, (leaf, again) in enumerate(zip(leaves, other)):
         name = "output" if len(leaves) == 1 else f"output_{i}"
         g.nodes.append(helper.make_node("Identity", [leaf.name], [name], name=f"{name}_identity"))
-        dims = [d if d == e else "N" for d, e in zip(leaf.shape, again.shape)]
+        dims = _output_dims(i, name, leaf.shape, again.shape, shape, free)
         kind = np.dtype(str(leaf.example.dtype).rsplit(".", 1)[-1])
         elem = helper.np_dtype_to_tensor_dtype(graph_dtype if kind.kind == "f" else kind)
         outputs.append(helper.make_tensor_value_info(name, elem, dims))
     in_elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.int64) if integer else graph_dtype)
-    inputs = [helper.make_tensor_value_info("input", in_elem, ["N", *shape])]
+    in_dims = ["N", *(free[k][0] if k in free else n for k, n in enumerate(shape))]
+    inputs = [helper.make_tensor_value_info("input", in_elem, in_dims)]
     graph = helper.make_graph(g.nodes, "nu_xp", inputs, outputs, initializer=g.initializers, doc_string=repr(model))
     proto = helper.make_model_gen_version(
         graph, producer_name="nu_xp", producer_version=__version__, opset_imports=[helper.make_opsetid("", version)]
@@ -238,6 +246,82 @@ def export_onnx(
     target = Path(os.fspath(path))
     atomic_write(target, lambda f: f.write(data))
     return target
+
+
+#: ops that ONNX Runtime's CPU provider runs in float32 only (checked by ``tests/test_onnx.py`` against the
+#: installed onnxruntime): a float64 graph that uses one is refused unless ``dtype`` says so
+FLOAT32_ONLY = frozenset(
+    {"Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "Erf", "Resize", "InstanceNormalization", "Elu",
+     "Softplus", "LSTM", "GRU", "RNN"}
+)  # fmt: skip
+
+
+def _trace(onnx: Any, version: int, dtype: np.dtype, probe: Any, shape: tuple[int, ...]) -> tuple[Graph, Any, list]:
+    """The graph of ``probe`` for samples of ``shape`` (traced on 2 samples), and the outputs of 3 samples
+    (the axes that differ are the batch's)."""
+    g = Graph(onnx, version, dtype)
+    three = probe_input("export_onnx", probe, shape, 3, random=True)  # its size checked before anything is built
+    with no_grad():
+        out = convert(g, probe, Value("input", three[:2, ...]))
+        other = _leaf_arrays(probe(three))
+    return g, out, other
+
+
+def _signature(g: Graph) -> tuple[list[bytes], list[bytes]]:
+    return [n.SerializeToString() for n in g.nodes], [i.SerializeToString() for i in g.initializers]
+
+
+def _free_axes(
+    onnx: Any, version: int, dtype: np.dtype, probe: Any, shape: tuple[int, ...], base: Graph
+) -> dict[int, tuple[str, list[Any]]]:
+    """The sample axes the graph lets vary: ``{axis: (its name, [(other size, outputs at it)…])}``.
+
+    An axis is free when the model accepts other sizes there (one less, one more, twice as many and
+    one) AND the graph written for each is the same, node for node and constant for constant: no converter
+    fixed the size in a constant (a reshape, an averaging matrix). A sequence's length and the height and
+    width of a fully convolutional model are free; a size that a later ``Linear`` needs is not.
+    """
+    free: dict[int, tuple[str, list[Any]]] = {}
+    reference = _signature(base)
+    for axis, n in enumerate(shape):
+        runs = []
+        for size in dict.fromkeys(v for v in (n - 1, n + 1, 2 * n + 1) if v >= 1 and v != n):
+            other = (*shape[:axis], size, *shape[axis + 1 :])
+            try:
+                g, out, _ = _trace(onnx, version, dtype, probe, other)
+            except (ValueError, RuntimeError, TypeError, IndexError):
+                break  # the model refuses that size: the axis stays fixed
+            if _signature(g) != reference:
+                break  # a converter wrote the size into the graph
+            runs.append((size, [leaf.shape for leaf in _leaves(out)]))
+        else:
+            if runs:
+                free[axis] = (f"dim{axis + 1}", runs)  # the input's axis, counting the batch as dim0
+    return free
+
+
+def _output_dims(
+    i: int, name: str, dims: tuple[int, ...], batch3: tuple[int, ...], shape: tuple[int, ...], free: dict[int, Any]
+) -> list[Any]:
+    """Output ``i``'s dims: ``"N"`` where the batch shows, an input axis's name where the output follows it,
+    another name where it changes with a free axis otherwise, the size where it is fixed."""
+    out: list[Any] = []
+    for k, (d, e) in enumerate(zip(dims, batch3)):
+        if d != e:
+            out.append("N")
+            continue
+        follows = [name for axis, (name, runs) in free.items() if any(o[i][k] != d for _, o in runs)]
+        if not follows:
+            out.append(d)
+        elif len(follows) == 1 and any(
+            d == shape[a] and all(o[i][k] == size for size, o in runs)
+            for a, (name, runs) in free.items()
+            if name == follows[0]
+        ):
+            out.append(follows[0])
+        else:
+            out.append(f"{name}_dim{k}")
+    return out
 
 
 _LOADED = False

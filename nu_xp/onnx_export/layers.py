@@ -74,6 +74,16 @@ def _embedding(g: Graph, layer: Any, x: Value) -> str:
     return g.op("Gather", g.param(layer, "weight"), indices, axis=0)
 
 
+@converter(nn.TokenAndPosition)
+def _token_and_position(g: Graph, layer: Any, x: Value) -> str:
+    """The token rows plus the first ``L`` position rows (``L`` read from the input's shape)."""
+    tokens = convert(g, layer.tok, x, "tok").name
+    length = g.slice(g.op("Shape", x.name), 1, 2, 0)
+    with g.within("pos"):
+        positions = g.op("Slice", g.param(layer.pos, "weight"), g.ints([0]), length, g.ints([0]))
+    return g.op("Add", tokens, positions)
+
+
 # ---------------------------------------------------------------- activations
 
 
@@ -231,3 +241,108 @@ def _layer_norm(g: Graph, layer: Any, x: Value) -> str:
     weight = g.param(layer, "weight") if layer.weight is not None else g.const(np.ones(shape), hint="ones")
     bias = [g.param(layer, "bias")] if layer.bias is not None else []
     return g.op("LayerNormalization", x.name, weight, *bias, axis=-len(shape), epsilon=float(layer.eps))
+
+
+# ---------------------------------------------------------------- decoders
+
+
+def _conv_transpose(g: Graph, layer: Any, x: Value) -> str:
+    """ONNX's ``ConvTranspose`` has PyTorch's weight layout ``(C_in, C_out/groups, *kernel)`` and arguments."""
+    bias = [g.param(layer, "bias")] if layer.bias is not None else []
+    pads = list(layer.padding) * 2
+    return g.op(
+        "ConvTranspose",
+        x.name,
+        g.param(layer, "weight"),
+        *bias,
+        kernel_shape=list(layer.kernel_size),
+        strides=list(layer.stride),
+        dilations=list(layer.dilation),
+        pads=pads,
+        output_padding=list(layer.output_padding),
+        group=layer.groups,
+    )
+
+
+converter(nn.ConvTranspose1d)(_conv_transpose)
+converter(nn.ConvTranspose2d)(_conv_transpose)
+
+
+@converter(nn.GroupNorm)
+def _group_norm(g: Graph, layer: Any, x: Value) -> str:
+    """Each sample's groups as ``(N, G, -1)``, normalized over their last axis (``InstanceNormalization`` with unit
+    scale), back to the input's shape, then the per-channel ``γ``, ``β`` (the opset-21 ``GroupNormalization``
+    is not in every runtime yet)."""
+    groups = layer.num_groups
+    grouped = g.reshape(x.name, [0, groups, -1])
+    ones, zeros = g.const(np.ones(groups), hint="ones"), g.const(np.zeros(groups), hint="zeros")
+    normed = g.op("InstanceNormalization", grouped, ones, zeros, epsilon=float(layer.eps))
+    y = g.op("Reshape", normed, g.op("Shape", x.name))
+    if layer.weight is None:
+        return y
+    channel = [layer.num_channels] + [1] * (x.ndim - 2)
+    return g.op("Add", g.op("Mul", y, g.reshape(g.param(layer, "weight"), channel)),
+                g.reshape(g.param(layer, "bias"), channel))  # fmt: skip
+
+
+@converter(nn.Unflatten)
+def _unflatten(g: Graph, layer: Any, x: Value) -> str:
+    """The input's shape with axis ``dim`` replaced by the sizes: ``Shape``, two ``Slice``s, one ``Concat``."""
+    axis = layer.dim % x.ndim
+    shape = g.op("Shape", x.name)
+    parts = [g.slice(shape, 0, axis, 0)] if axis else []
+    parts.append(g.ints(list(layer.unflattened_size), "sizes"))
+    if axis + 1 < x.ndim:
+        parts.append(g.slice(shape, axis + 1, x.ndim, 0))
+    return g.op("Reshape", x.name, g.op("Concat", *parts, axis=0))
+
+
+@converter(nn.TimeStep)
+def _time_step(g: Graph, layer: Any, x: Value) -> str:
+    return g.op("Gather", x.name, g.const(np.int64(layer.index), np.int64, "index"), axis=1 if layer.batch_first else 0)
+
+
+def _adaptive_avg_pool(g: Graph, layer: Any, x: Value) -> str:
+    """``GlobalAveragePool`` for an output of 1; ``AveragePool`` where the size divides the input; else the
+    averaging matrices themselves (``MatMul``), which fix the input's spatial size."""
+    spatial = tuple(x.shape[2:])
+    out = [n if m is None else m for n, m in zip(spatial, layer.output_size)]
+    if all(m == 1 for m in out):
+        return g.op("GlobalAveragePool", x.name)
+    if all(n % m == 0 for n, m in zip(spatial, out)):
+        kernel = [n // m for n, m in zip(spatial, out)]
+        return g.op("AveragePool", x.name, kernel_shape=kernel, strides=kernel)
+    return _matrices(g, x, [nn.resample.average_matrix(n, m) for n, m in zip(spatial, out)])
+
+
+def _matrices(g: Graph, x: Value, mats: list[np.ndarray]) -> str:
+    """``y = M_h · x · M_wᵀ``: the resampling matrices of ``nu_xp.layers.resample`` as constants."""
+    y = g.op("MatMul", x.name, g.const(mats[-1].T, hint="matrix"))
+    if len(mats) == 2:
+        y = g.op("MatMul", g.const(mats[0], hint="matrix"), y)
+    return y
+
+
+converter(nn.AdaptiveAvgPool1d)(_adaptive_avg_pool)
+converter(nn.AdaptiveAvgPool2d)(_adaptive_avg_pool)
+
+
+@converter(nn.Upsample)
+def _upsample(g: Graph, layer: Any, x: Value) -> str:
+    """ONNX's ``Resize`` with PyTorch's source positions spelled out: nearest ``floor(i·r)`` is ``asymmetric`` +
+    ``floor``; linear is ``half_pixel`` (or ``align_corners``). A scale factor stays a scale (every input
+    size works); a size stays a size."""
+    nd = x.ndim - 2
+    attrs: dict[str, Any]
+    if layer.mode == "nearest":
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        transform = "align_corners" if layer.align_corners else "half_pixel"  # ATen's, also for one output
+        attrs = {"mode": "linear", "coordinate_transformation_mode": transform}
+    if layer.size is not None:
+        sizes = layer.size if isinstance(layer.size, (tuple, list)) else [layer.size] * nd
+        full = g.op("Concat", g.slice(g.op("Shape", x.name), 0, 2, 0), g.ints(list(sizes), "sizes"), axis=0)
+        return g.op("Resize", x.name, "", "", full, **attrs)
+    factors = layer.scale_factor if isinstance(layer.scale_factor, (tuple, list)) else [layer.scale_factor] * nd
+    scales = g.const(np.asarray([1.0, 1.0, *factors], np.float32), np.float32, "scales")
+    return g.op("Resize", x.name, "", scales, **attrs)

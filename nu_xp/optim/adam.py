@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -96,7 +95,7 @@ class Adam(Optimizer):
         v += (1.0 - b2) * (grad * grad)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         step_size = lr / (1.0 - b1**t)
-        denom = ops_of(v).xp.sqrt(v) / math.sqrt(1.0 - b2**t) + group["eps"]
+        denom = ops_of(v).xp.sqrt(v) / (1.0 - b2**t) ** 0.5 + group["eps"]  # t may be traced (compile_step)
         return step_size * (m / denom)
 
 

@@ -1,6 +1,6 @@
 """Training: ``fit`` ([`fit`][]: the loop of [`loop`][], or [`data_parallel`][] over MPI), ``evaluate``,
 ``History`` ([`history`][]), callbacks ([`callbacks`][]); mixed precision ([`precision`][]) and the BLAS thread
-rule ([`threads`][]) around the same loop."""
+rule ([`threads`][]) around the same loop; compiled steps on JAX ([`compiled`][])."""
 
 from .batches import minibatches, prepare_data
 from .callbacks import (
@@ -13,6 +13,7 @@ from .callbacks import (
     ScheduleStepper,
     WeightAveraging,
 )
+from .compiled import CompiledStep, compile_step
 from .evaluate import evaluate
 from .fit import fit
 from .history import History
@@ -22,6 +23,7 @@ from .loop import FitOptions, NonFiniteLossError, run_epoch, train, train_group,
 __all__ = [
     "CSVLogger",
     "Callback",
+    "CompiledStep",
     "EarlyStopping",
     "FitOptions",
     "History",
@@ -32,6 +34,7 @@ __all__ = [
     "ScheduleStepper",
     "StepHooks",
     "WeightAveraging",
+    "compile_step",
     "evaluate",
     "fit",
     "minibatches",

@@ -46,6 +46,7 @@ def fit(
     clip_grad_norm: float | None = None,
     accumulate_grad_batches: int = 1,
     initial_epoch: int = 0,
+    compile: bool | str = "auto",
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch [`History`][nu_xp.training.history.History].
 
@@ -135,6 +136,12 @@ def fit(
         Keras' name: start at this epoch (0-based), for a run resumed from a
         checkpoint (``load_checkpoint``): the epochs ``initial_epoch`` to
         ``epochs - 1`` train, with the orders they would have had.
+    compile : "auto", True or False, default "auto"
+        Compile each training step ([`nu_xp.compile_step`][nu_xp.training.compiled.compile_step]:
+        forward, loss, backward and update as one ``jax.jit`` program per batch shape). ``"auto"``
+        compiles on JAX (with ``precision="32"``, no ``distributed``) and runs eagerly elsewhere;
+        ``True`` raises ``ValueError`` where it cannot compile; ``False`` never compiles. The results are
+        the eager step's (float32 rtol 1e-5); integer labels are checked once on the whole data.
 
     Returns
     -------

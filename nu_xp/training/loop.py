@@ -59,6 +59,7 @@ __all__ = [
     "FitOptions",
     "NonFiniteLossError",
     "check_fit_arguments",
+    "finish_epoch",
     "fit_local",
     "run_epoch",
     "train",
@@ -164,6 +165,7 @@ def run_epoch(
     hooks: StepHooks = PLAIN,
     accumulate: int = 1,
     callbacks: Sequence[Any] = (),
+    step: Callable[..., tuple[Any, list[tuple[Any, Any]]]] | None = None,
 ) -> dict[str, float]:
     """Train over ``batches`` once; return ``{"loss": mean loss over samples, <metric>: ...}``.
 
@@ -175,15 +177,18 @@ def run_epoch(
     ``stop_on_nan``, a NaN or infinite epoch loss raises
     [`NonFiniteLossError`][nu_xp.errors.NonFiniteLossError] naming ``epoch`` and the first bad step (the
     values are checked once per epoch, so a GPU is not synchronized per step).
+    ``step(model, loss, optimizer, group, hooks)`` makes each update (default [`train_group`][]; a compiled
+    step in ``fit(compile=...)``).
     """
+    step = step or train_group
     for m in metrics:
         m.reset()
     after_step = [cb for cb in callbacks if hasattr(cb, "on_train_batch_end")]
     total: Any = 0.0
     seen = 0
     sums: list[Any] = []
-    for step, group in enumerate(_groups(batches, accumulate)):
-        group_loss, outputs = train_group(model, loss, optimizer, group, hooks)
+    for index, group in enumerate(_groups(batches, accumulate)):
+        group_loss, outputs = step(model, loss, optimizer, group, hooks)
         rows = sum(xb.shape[0] for xb, _ in group)
         total = total + group_loss
         seen += rows
@@ -195,7 +200,7 @@ def run_epoch(
                 for m in metrics:
                     m.update(shown, ys)
         for cb in after_step:
-            cb.on_train_batch_end(step, {"epoch": epoch, "size": rows})
+            cb.on_train_batch_end(index, {"epoch": epoch, "size": rows})
         if progress is not None:
             progress.step(total, seen)
     if not seen:
@@ -203,9 +208,9 @@ def run_epoch(
     hooks.end_epoch(model, metrics)
     logs = {"loss": float(total) / max(seen, 1)}
     if stop_on_nan and not math.isfinite(logs["loss"]):
-        step = next((i for i, v in enumerate(sums) if not math.isfinite(float(v))), len(sums) - 1)
+        bad = next((i for i, v in enumerate(sums) if not math.isfinite(float(v))), len(sums) - 1)
         raise NonFiniteLossError(
-            f"the training loss became {logs['loss']} at epoch {epoch}, step {step} (both counted from 0); "
+            f"the training loss became {logs['loss']} at epoch {epoch}, step {bad} (both counted from 0); "
             "lower the learning rate or check the data (fit(..., stop_on_nan=False) trains on regardless)"
         )
     logs.update({m.name: m.result() for m in metrics})
@@ -246,6 +251,8 @@ class FitOptions:
         Minibatches whose gradients make one step.
     initial_epoch : int, default 0
         The epoch to start at (a resumed run): epochs ``initial_epoch … epochs - 1`` are trained.
+    compile : "auto", True or False, default "auto"
+        Compile each step on JAX ([`nu_xp.training.compiled`][nu_xp.training.compiled]).
     """
 
     epochs: int
@@ -266,6 +273,7 @@ class FitOptions:
     clip_grad_norm: float | None = None
     accumulate_grad_batches: int = 1
     initial_epoch: int = 0
+    compile: bool | str = "auto"
 
     @classmethod
     def from_keywords(cls, values: dict[str, Any]) -> FitOptions:
@@ -303,7 +311,27 @@ def check_fit_arguments(model: Any, loss: Any, optimizer: Any, options: FitOptio
         threads=check_threads(options.threads),
         clip_grad_norm=clip,
         accumulate_grad_batches=check_positive_int("accumulate_grad_batches", options.accumulate_grad_batches),
+        compile=_check_compile(model, options),
     )
+
+
+def _check_compile(model: Layer, options: FitOptions) -> bool:
+    """``compile`` resolved: whether this ``fit`` compiles its steps (``ValueError`` for ``True`` where it cannot)."""
+    value = options.compile
+    if value not in ("auto", True, False) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise ValueError(f"compile must be 'auto', True or False, got {value!r}")
+    from .compiled import COMPILABLE
+
+    why = None
+    if model.backend.name not in COMPILABLE:
+        why = (
+            f"training steps compile on {', '.join(map(repr, COMPILABLE))} only, the model is on {model.backend.name!r}"
+        )
+    elif options.distributed or options.precision not in ("32", None):
+        why = "compiled steps run without distributed=True and with precision='32'"
+    if why is not None and value is True:
+        raise ValueError(f"fit(compile=True): {why}; pass compile='auto' or False")
+    return why is None and value is not False
 
 
 def _thread_count(model: Layer, threads: Any, batch_size: int) -> int | None:
@@ -339,6 +367,7 @@ def train(
     """
     stepper = optimizer if options.clip_grad_norm is None else ClipGradNorm(optimizer, options.clip_grad_norm)
     hooks = with_precision(model, options.precision, hooks, stepper)
+    step = _step_function(model, loss, stepper, hooks, options.compile is True)
     callbacks = list(options.callbacks)
     metrics = make_metrics(options.metrics, binary=isinstance(loss, BCE_LOSSES))
     history = History()
@@ -368,6 +397,7 @@ def train(
                     hooks=hooks,
                     accumulate=accumulate,
                     callbacks=callbacks,
+                    step=step,
                 )
                 if validation is not None:
                     logs.update(evaluate(model, loss, validation, metrics=options.metrics, prefix="val_"))
@@ -381,6 +411,25 @@ def train(
         model.train(was_training)
     notify(callbacks, "on_train_end", history)
     return history
+
+
+def _step_function(model: Layer, loss: Loss, optimizer: Any, hooks: StepHooks, compile: bool) -> Any:
+    """The update ``run_epoch`` makes per group: [`train_group`][], or a compiled step for single batches."""
+    if not compile:
+        return train_group
+    from .compiled import CompiledStep
+
+    compiled = CompiledStep(model, loss, optimizer, hooks)
+
+    def step(model: Layer, loss: Loss, optimizer: Any, group: Sequence[tuple[Any, Any]], hooks: StepHooks) -> Any:
+        if len(group) != 1:  # accumulated groups step eagerly
+            return train_group(model, loss, optimizer, group, hooks)
+        ((xb, yb),) = group
+        total, pred = compiled.run(xb, yb)
+        return total, [(pred, yb)]
+
+    step.compiled = compiled  # type: ignore[attr-defined]
+    return step
 
 
 def _check_schedules(callbacks: Sequence[Any], optimizer: Any) -> None:
@@ -403,6 +452,10 @@ def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, op
     data = batches_of(model, loss, x, y, "training", batch_size=options.batch_size, shuffle=options.shuffle,
                       order=order, check_finite=options.check_inputs)  # fmt: skip
     val = validation_batches(model, loss, options)
+    if options.compile and options.check_inputs:
+        from .compiled import check_labels
+
+        check_labels(model, loss, x, y)  # a compiled step cannot look at its labels: they are checked here, once
     return train(model, loss, optimizer, data, options, validation=val)
 
 
