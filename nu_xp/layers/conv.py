@@ -43,8 +43,25 @@ __all__ = ["Conv1d", "Conv2d"]
 NATIVE = object()
 
 
+def init_parameters(
+    layer: Any, fan_in: int, fan_out: int, seed: int | None, shapes: dict[str, tuple[int, ...]], bias: bool
+) -> None:
+    """``layer.weight`` (shape ``shapes["weight"]``) and ``layer.bias`` (``out_channels`` or None) drawn by
+    ``layer.init`` from ``fan_in``/``fan_out`` on the host: what a convolution and a transposed one share
+    (they differ in their fans: PyTorch's fan-in is ``weight.size(1)·K`` for both layouts)."""
+    be = layer.backend
+    w, b = initial_weights(
+        layer.init, fan_in, fan_out, host_rng(seed), be.dtype_name, shape=shapes["weight"], bias_size=layer.out_channels
+    )
+    layer.weight = Parameter(be.from_host(w))
+    layer.bias = Parameter(be.from_host(b)) if bias else None
+
+
 class _ConvNd(Layer):
     """The convolution over ``nd`` spatial axes; ``Conv1d`` and ``Conv2d`` fix ``nd``."""
+
+    weight: Parameter
+    bias: Parameter | None
 
     nd: ClassVar[int] = 0
     _backend: Backend
@@ -88,19 +105,7 @@ class _ConvNd(Layer):
         self._pads = resolve_padding(padding, self.nd, self.kernel_size, self.dilation, self.stride, name)
         self.init = init
         taps = math.prod(self.kernel_size)
-        fan_in = self.in_channels // self.groups * taps
-        w, b = initial_weights(
-            init,
-            fan_in,
-            self.out_channels * taps,
-            host_rng(seed),
-            self.backend.dtype_name,
-            shape=shapes["weight"],
-            bias_size=self.out_channels,
-        )
-        be = self.backend
-        self.weight = Parameter(be.from_host(w))
-        self.bias = Parameter(be.from_host(b)) if bias else None
+        init_parameters(self, self.in_channels // self.groups * taps, self.out_channels * taps, seed, shapes, bias)
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:

@@ -31,9 +31,10 @@ import math
 from typing import Any, ClassVar
 
 from ..backends import Backend
-from ..initializers import check_init, host_rng, initial_weights
+from ..initializers import check_init
 from ..validation import check_bool, check_positive_int
 from .base import Layer, check_grad
+from .conv import init_parameters
 from .parameter import Parameter, accumulate
 from .registry import register_layer
 from .windows import as_tuple, tap_slices
@@ -46,6 +47,9 @@ NATIVE = object()
 
 class _ConvTransposeNd(Layer):
     """The transposed convolution over ``nd`` spatial axes; ``ConvTranspose1d`` and ``ConvTranspose2d`` fix ``nd``."""
+
+    weight: Parameter
+    bias: Parameter | None
 
     nd: ClassVar[int] = 0
     _backend: Backend
@@ -92,19 +96,7 @@ class _ConvTransposeNd(Layer):
         self.init = init
         taps = math.prod(self.kernel_size)
         # PyTorch's fan-in of a transposed convolution is weight.size(1) · K: C_out/groups · K
-        fan_in = self.out_channels // self.groups * taps
-        w, b = initial_weights(
-            init,
-            fan_in,
-            self.in_channels * taps,
-            host_rng(seed),
-            self.backend.dtype_name,
-            shape=shapes["weight"],
-            bias_size=self.out_channels,
-        )
-        be = self.backend
-        self.weight = Parameter(be.from_host(w))
-        self.bias = Parameter(be.from_host(b)) if bias else None
+        init_parameters(self, self.out_channels // self.groups * taps, self.in_channels * taps, seed, shapes, bias)
 
     @classmethod
     def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:

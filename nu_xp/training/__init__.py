@@ -18,7 +18,8 @@ from .evaluate import evaluate
 from .fit import fit
 from .history import History
 from .hooks import StepHooks
-from .loop import FitOptions, NonFiniteLossError, run_epoch, train, train_group, train_step
+from .loop import FitOptions, NonFiniteLossError, run_epoch, train
+from .step import train_group, train_step
 
 __all__ = [
     "CSVLogger",

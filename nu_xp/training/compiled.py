@@ -3,7 +3,7 @@
 JAX runs every small array operation eagerly, one dispatch each; its speed
 comes from compiling a whole function. [`compile_step`][] turns
 ``(model, loss, optimizer)`` into ``step(x, y) -> loss`` that runs the *same*
-Python code as the eager [`train_step`][nu_xp.training.loop.train_step] — the
+Python code as the eager [`train_step`][nu_xp.training.step.train_step] — the
 layers' own ``forward``/``backward``, the optimizer's own ``step`` — once per
 input shape under ``jax.jit``, as a pure function::
 
@@ -63,7 +63,7 @@ from ..layers import dropout as dropout_module
 from ..losses import CrossEntropyLoss, Loss, NLLLoss
 from ..optim import unwrap
 from .hooks import PLAIN, StepHooks
-from .loop import train_group
+from .step import train_group
 
 __all__ = ["COMPILABLE", "CompiledStep", "check_labels", "compile_step"]
 
@@ -148,7 +148,7 @@ class CompiledStep:
     # ------------------------------------------------------------------------------------------ one step
 
     def run(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """One step: ``(the batch's summed loss, pred)``, as [`train_step`][nu_xp.training.loop.train_step]."""
+        """One step: ``(the batch's summed loss, pred)``, as [`train_step`][nu_xp.training.step.train_step]."""
         model, opt = self.model, unwrap(self.optimizer)
         x, y = self._arrays(x, y)
         if self._fresh(opt):  # the first step creates the optimizer's state: eagerly, once

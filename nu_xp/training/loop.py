@@ -12,9 +12,9 @@ One epoch, for each group of ``accumulate_grad_batches`` minibatches
     optimizer.step()                         # through the wrappers fit put around it (clipping, loss scaling)
     callbacks: on_train_batch_end
 
-The steps are separate functions ([`train_group`][] and [`train_step`][],
-[`run_epoch`][], [`train`][]). There is ONE loop: ``fit`` runs [`train`][]
-with the plain [`StepHooks`][]; the data-parallel ``fit``
+The steps are separate functions (one update: [`train_group`][nu_xp.training.step.train_group] and
+[`train_step`][nu_xp.training.step.train_step] in ``step.py``; [`run_epoch`][], [`train`][] here).
+There is ONE loop: ``fit`` runs [`train`][] with the plain [`StepHooks`][]; the data-parallel ``fit``
 ([`data_parallel`][nu_xp.training.data_parallel]) runs it with hooks that
 shard each minibatch over the MPI ranks and average the gradients; mixed
 precision ([`precision`][nu_xp.training.precision]) with hooks that compute
@@ -47,11 +47,13 @@ from ..optim import Optimizer, unwrap
 from ..optim.clip import ClipGradNorm
 from ..validation import check_number, check_positive_int
 from .batches import ArrayBatches, LoaderBatches, batches_of
+from .compiled import COMPILABLE, CompiledStep, check_labels
 from .evaluate import check_model_and_loss, evaluate
 from .history import History
 from .hooks import PLAIN, StepHooks
 from .precision import check_precision, with_precision
 from .progress import Progress, make_progress
+from .step import train_group
 from .threads import auto_threads, blas_threads, check_threads
 
 __all__ = [
@@ -63,74 +65,11 @@ __all__ = [
     "fit_local",
     "run_epoch",
     "train",
-    "train_group",
-    "train_step",
 ]
 
 
 #: losses of independent binary outputs: their "accuracy" is binary accuracy (as Keras)
 BCE_LOSSES = (BCELoss, BCEWithLogitsLoss)
-
-
-# ---------------------------------------------------------------------------- one update
-
-
-class _RowsTimes:
-    """``loss`` whose backward gives ``rows · dL/dpred``: a microbatch's share of the summed loss (accumulation)."""
-
-    def __init__(self, loss: Loss, rows: int) -> None:
-        self.loss, self.rows = loss, rows
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        return self.loss.forward(pred, target)
-
-    def backward(self, grad: Any = None) -> Any:
-        return self.loss.backward() * self.rows
-
-
-def train_group(
-    model: Layer, loss: Loss, optimizer: Any, group: Sequence[tuple[Any, Any]], hooks: StepHooks = PLAIN
-) -> tuple[Any, list[tuple[Any, Any]]]:
-    """One update from the gradients of every minibatch of ``group``: forward, loss, backward each, then
-    ``hooks.after_backward`` and one step.
-
-    With several minibatches and a mean loss, each minibatch's gradient is
-    weighted by its rows and the sum divided by the group's rows, so the step
-    equals one on the union of the minibatches. Returns ``(the group's summed
-    loss, [(pred, targets)…])`` for the rows this process computed
-    (``hooks.shard``). The model's first layer is told that nobody needs the
-    gradient with respect to the data (``input_grad=False``), which saves a GEMM.
-    """
-    optimizer.zero_grad()
-    weighted = len(group) > 1 and loss.reduction == "mean"
-    total: Any = 0.0
-    rows = batch_rows = 0
-    outputs = []
-    for xb, yb in group:
-        xs, ys = hooks.shard(xb, yb)
-        n = xs.shape[0]
-        if n:
-            batch_loss, pred = hooks.forward_backward(model, _RowsTimes(loss, n) if weighted else loss, xs, ys)
-            total = total + batch_loss
-            outputs.append((pred, ys))
-        rows += n
-        batch_rows += xb.shape[0]
-    if weighted and rows:
-        for p in unwrap(optimizer).params:
-            if p.grad is not None:
-                p.grad = p.grad * (1.0 / rows)
-    total = hooks.after_backward(total, rows, batch_rows)
-    hooks.step(optimizer)
-    return total, outputs
-
-
-def train_step(
-    model: Layer, loss: Loss, optimizer: Any, xb: Any, yb: Any, hooks: StepHooks = PLAIN
-) -> tuple[Any, Any, Any]:
-    """One update on one minibatch ([`train_group`][] of one): ``(its summed loss, pred, targets)``."""
-    total, outputs = train_group(model, loss, optimizer, [(xb, yb)], hooks)
-    pred, ys = outputs[0] if outputs else (None, None)
-    return total, pred, ys
 
 
 # ---------------------------------------------------------------------------- one epoch
@@ -171,13 +110,14 @@ def run_epoch(
 
     The one epoch loop of nu_xp: ``fit``, ``fit(distributed=True)`` and the
     scikit-learn estimators all run it, each with its own ``hooks``. Every
-    ``accumulate`` batches make one step ([`train_group`][]); after each step
+    ``accumulate`` batches make one step ([`train_group`][nu_xp.training.step.train_group]); after each step
     the callbacks with an ``on_train_batch_end(step, logs)`` hear of it
     (``logs``: ``{"epoch", "size"}``, nothing read from the device). With
     ``stop_on_nan``, a NaN or infinite epoch loss raises
     [`NonFiniteLossError`][nu_xp.errors.NonFiniteLossError] naming ``epoch`` and the first bad step (the
     values are checked once per epoch, so a GPU is not synchronized per step).
-    ``step(model, loss, optimizer, group, hooks)`` makes each update (default [`train_group`][]; a compiled
+    ``step(model, loss, optimizer, group, hooks)`` makes each update (default
+    [`train_group`][nu_xp.training.step.train_group]; a compiled
     step in ``fit(compile=...)``).
     """
     step = step or train_group
@@ -320,8 +260,6 @@ def _check_compile(model: Layer, options: FitOptions) -> bool:
     value = options.compile
     if value not in ("auto", True, False) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         raise ValueError(f"compile must be 'auto', True or False, got {value!r}")
-    from .compiled import COMPILABLE
-
     why = None
     if model.backend.name not in COMPILABLE:
         why = (
@@ -414,11 +352,10 @@ def train(
 
 
 def _step_function(model: Layer, loss: Loss, optimizer: Any, hooks: StepHooks, compile: bool) -> Any:
-    """The update ``run_epoch`` makes per group: [`train_group`][], or a compiled step for single batches."""
+    """The update ``run_epoch`` makes per group: [`train_group`][nu_xp.training.step.train_group], or a compiled
+    step for single batches."""
     if not compile:
         return train_group
-    from .compiled import CompiledStep
-
     compiled = CompiledStep(model, loss, optimizer, hooks)
 
     def step(model: Layer, loss: Loss, optimizer: Any, group: Sequence[tuple[Any, Any]], hooks: StepHooks) -> Any:
@@ -453,8 +390,6 @@ def fit_local(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, op
                       order=order, check_finite=options.check_inputs)  # fmt: skip
     val = validation_batches(model, loss, options)
     if options.compile and options.check_inputs:
-        from .compiled import check_labels
-
         check_labels(model, loss, x, y)  # a compiled step cannot look at its labels: they are checked here, once
     return train(model, loss, optimizer, data, options, validation=val)
 

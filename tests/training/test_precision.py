@@ -117,10 +117,10 @@ def test_float16_skips_a_step_that_overflows_and_halves_the_scale(backend):
     opt = nu_xp.optim.SGD(model.parameters(), lr=0.1)
     hooks = MixedPrecision(model, "16-mixed", nu_xp.training.hooks.PLAIN, opt)
     xs, ys = nu_xp.asarray(x[:32], like=model), nu_xp.asarray(y[:32], like=model)
-    nu_xp.training.loop.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
+    nu_xp.training.step.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
     np.testing.assert_array_equal(nu_xp.to_host(model[0].weight.data), before)  # the poisoned step was skipped
     assert hooks.scaler.scale == 2.0**15 and hooks.scaler.skipped == 1
-    nu_xp.training.loop.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
+    nu_xp.training.step.train_step(model, nu_xp.CrossEntropyLoss(), opt, xs, ys, hooks)
     assert not np.array_equal(nu_xp.to_host(model[0].weight.data), before)  # the next one stepped
     assert hooks.scaler.scale == 2.0**15
 
