@@ -58,6 +58,7 @@ __all__ = [
     "ModelFileNotFoundError",
     "ModelFileWarning",
     "atomic_savez",
+    "atomic_write",
     "read_archive",
     "read_weights",
     "weight_arrays",

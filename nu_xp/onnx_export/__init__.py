@@ -163,7 +163,7 @@ def export_onnx(
     dtype : str or dtype, optional
         The graph's float type: the model's own by default. A float64 model whose
         graph uses an op that ONNX Runtime's CPU runs in float32 only
-        ([`FLOAT32_ONLY`][nu_xp.onnx_export.FLOAT32_ONLY]: ``Conv``, ``LSTM``…) is
+        (``nu_xp.onnx_export.FLOAT32_ONLY``: ``Conv``, ``LSTM``…) is
         refused unless ``dtype`` is given: ``"float32"`` to run it there,
         ``"float64"`` to write float64 for another runtime.
 

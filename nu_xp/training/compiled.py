@@ -112,6 +112,14 @@ def compile_step(model: Layer, loss: Loss, optimizer: Any) -> CompiledStep:
 class CompiledStep:
     """A training step compiled per input shape (see [`compile_step`][]).
 
+    Parameters
+    ----------
+    model, loss, optimizer :
+        As for [`compile_step`][].
+    hooks : StepHooks, optional
+        Where the step differs from the plain one ([`nu_xp.training.hooks`][nu_xp.training.hooks]); ``fit``
+        passes its own.
+
     Attributes
     ----------
     compiles : int
