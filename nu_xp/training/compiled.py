@@ -50,7 +50,6 @@ client cannot reuse them); on a GPU or TPU parameters and state are.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -145,7 +144,10 @@ class CompiledStep:
         # does not see the new ones: make a new step then); values (p.data, buffers) are read every call
         self._modules = list(model.modules())  # whose train/eval modes pick the program
         self._params = _unique_parameters(model, unwrap(optimizer))
-        self._buffers = list(model.named_buffers(remove_duplicate=False))
+        self._buffer_slots = [  # (layer, attribute) of every buffer: where its current array is read and set
+            (model.layer_at(name.rpartition(".")[0]), name.rpartition(".")[2])
+            for name, _ in model.named_buffers(remove_duplicate=False)
+        ]
         self._programs: dict[Any, _Program] = {}
 
     def __call__(self, x: Any, y: Any) -> Any:
@@ -165,7 +167,7 @@ class CompiledStep:
         key = self._key(x, y, self._params, opt)
         program = self._programs.get(key)
         if program is None:
-            program = self._programs[key] = _Program(self, self._params, self._buffers, x, y)
+            program = self._programs[key] = _Program(self, self._params, self._buffer_slots, x, y)
         return program.call(x, y)
 
     def _arrays(self, x: Any, y: Any) -> tuple[Any, Any]:
@@ -213,11 +215,11 @@ class CompiledStep:
 class _Program:
     """One compiled program: the pure function, the host draws it takes, and how to call it."""
 
-    def __init__(self, owner: CompiledStep, params: list[Parameter], buffers: list[tuple[str, Any]], x: Any, y: Any):
+    def __init__(
+        self, owner: CompiledStep, params: list[Parameter], buffer_slots: list[tuple[Layer, str]], x: Any, y: Any
+    ) -> None:
         ops = owner.model.backend.ops
-        self.owner, self.params, self.buffer_names = owner, params, [name for name, _ in buffers]
-        model = owner.model
-        self.buffer_slots = [(model.layer_at(n.rpartition(".")[0]), n.rpartition(".")[2]) for n in self.buffer_names]
+        self.owner, self.params, self.buffer_slots = owner, params, buffer_slots
         self.opt = unwrap(owner.optimizer)
         self.counters: list[tuple[int, str]] = []  # (parameter index, key) of the Python numbers in the state
         self.arrays: list[tuple[int, str]] = []  # (parameter index, key) of the state's arrays
@@ -337,25 +339,20 @@ def _unique_parameters(model: Layer, opt: Any) -> list[Parameter]:
     return list(seen.values())
 
 
-def _set_buffers(model: Layer, values: dict[str, Any]) -> None:
-    for name, value in values.items():
-        owner, _, attr = name.rpartition(".")
-        setattr(model.layer_at(owner), attr, value)
-
-
 @contextlib.contextmanager
 def _swapped(program: _Program, params, buffers, arrays, counters, lrs) -> Iterator[None]:  # type: ignore[no-untyped-def]
     """Put the traced values where the eager step reads them; give every object its own values back after."""
-    opt, model = program.opt, program.owner.model
+    opt, slots = program.opt, program.buffer_slots
     saved_params = [(p, p.data, p.grad) for p in program.params]
-    saved_buffers = dict(model.named_buffers(remove_duplicate=False))
+    saved_buffers = [getattr(layer, attr) for layer, attr in slots]
     saved_state = {i: dict(entries) for i, entries in opt.state.items()}
     saved_lrs = [g["lr"] for g in opt.param_groups]
     saved_where = opt.__dict__.get("_where")
     try:
         for p, value in zip(program.params, params):
             p.data, p.grad = value, None
-        _set_buffers(model, dict(zip(program.buffer_names, buffers)))
+        for (layer, attr), value in zip(slots, buffers):
+            setattr(layer, attr, value)
         for (i, k), value in zip(program.arrays, arrays):
             opt.state[i][k] = value
         program.counter_inputs = [counters[j] for j in range(len(program.counters))]
@@ -370,7 +367,8 @@ def _swapped(program: _Program, params, buffers, arrays, counters, lrs) -> Itera
     finally:
         for p, data, grad in saved_params:
             p.data, p.grad = data, grad
-        _set_buffers(model, saved_buffers)
+        for (layer, attr), value in zip(slots, saved_buffers):
+            setattr(layer, attr, value)
         opt.state.clear()
         opt.state.update(saved_state)
         for g, lr in zip(opt.param_groups, saved_lrs):
@@ -402,7 +400,7 @@ def _replaying(masks: list[Any]) -> Iterator[None]:
         if not queue:
             raise RuntimeError("compile_step: the step asked for more random masks than its abstract run did")
         mask = queue.pop(0)
-        if tuple(mask.shape) != tuple(shape) or not math.isfinite(p):
+        if tuple(mask.shape) != tuple(shape):
             raise RuntimeError(f"compile_step: a mask of shape {tuple(shape)} was asked for, {tuple(mask.shape)} drawn")
         return mask
 
