@@ -4,6 +4,9 @@
   library, each hot-path kernel defaulting to the array-API standard;
 * [`numpy_ops`][], [`torch_ops`][], [`cupy_ops`][], [`strict_ops`][], [`jax_ops`][] —
   one class per backend, holding everything particular to it;
+* [`numpy_windows`][] — NumPy's own convolution and pooling kernels (batch axis last),
+  [`taps`][] — the kernel taps' geometry they share with the layers,
+  [`host_memory`][] — glibc's malloc thresholds for a training loop's big arrays;
 * [`registry`][] — names → classes (one line per backend);
 * [`backend`][] — ``Backend`` (ops, device, dtype) and the default
   (``get_backend``, ``set_backend``, ``use_backend``);

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
+from . import numpy_windows
+from .host_memory import keep_freed_memory
 from .ops import Ops
 
 __all__ = ["NumpyOps"]
@@ -72,6 +74,7 @@ class NumpyOps(Ops):
 
     def __init__(self) -> None:
         super().__init__()
+        keep_freed_memory()  # glibc keeps a step's large freed arrays for the next step (see host_memory)
         # the clamps are numpy's ufuncs themselves: ``ops.clamp_min(x, 0.0)`` is one C call, no Python frame
         self.clamp_min = _maximum  # type: ignore[method-assign]
         self.clamp_max = _minimum  # type: ignore[method-assign]
@@ -93,6 +96,19 @@ class NumpyOps(Ops):
         return erf(x)
 
     pad = Ops.pad_by_writing  # one allocation and one copy instead of a concat per axis
+
+    # convolution and pooling: the layers' formulas computed batch last (numpy_windows), where every tap is a
+    # run of contiguous numbers; the layers' own windows stay the reference (and array_api_strict's path)
+    native_conv = True
+    native_pool = True
+    conv = staticmethod(numpy_windows.conv)  # type: ignore[assignment]
+    conv_backward = staticmethod(numpy_windows.conv_backward)  # type: ignore[assignment]
+    conv_transpose = staticmethod(numpy_windows.conv_transpose)  # type: ignore[assignment]
+    conv_transpose_backward = staticmethod(numpy_windows.conv_transpose_backward)  # type: ignore[assignment]
+    max_pool = staticmethod(numpy_windows.max_pool)  # type: ignore[assignment]
+    max_pool_backward = staticmethod(numpy_windows.max_pool_backward)  # type: ignore[assignment]
+    avg_pool = staticmethod(numpy_windows.avg_pool)  # type: ignore[assignment]
+    avg_pool_backward = staticmethod(numpy_windows.avg_pool_backward)  # type: ignore[assignment]
 
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
         """``numpy.add.at`` (unbuffered, so repeated indices add up), on a copy of ``table``."""

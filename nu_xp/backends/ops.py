@@ -334,10 +334,12 @@ class Ops:
         """A host numpy copy of one of the library's tensors, or None when ``value`` is not one."""
         return None
 
-    # ------------------------------------------------------------------ native convolution, where there is one
-    #: True where the library has its own convolution kernels (oneDNN, cuDNN): ``Conv1d``/``Conv2d`` then call
-    #: [`conv`][nu_xp.backends.ops.Ops.conv] and [`conv_backward`][nu_xp.backends.ops.Ops.conv_backward]
-    #: instead of their im2col formula (``nu_xp.layers.conv``), which stays the reference everywhere else
+    # ------------------------------------------------------------------ own convolution and pooling kernels
+    #: True where the backend has its own convolution kernels (torch: oneDNN, cuDNN; NumPy: batch-last GEMMs in
+    #: [`numpy_windows`][nu_xp.backends.numpy_windows]): ``Conv1d``/``Conv2d`` and the transposed ones then call
+    #: [`conv`][nu_xp.backends.ops.Ops.conv] and its backward instead of their im2col formula
+    #: (``nu_xp.layers.conv``), which stays the reference everywhere else and in the tests.
+    #: Each forward returns ``(y, saved)``; the layer keeps ``saved`` for the backward, whatever it is.
     native_conv: ClassVar[bool] = False
 
     def conv(
@@ -349,8 +351,8 @@ class Ops:
         pads: tuple[tuple[int, int], ...],
         dilation: tuple[int, ...],
         groups: int,
-    ) -> Any:
-        """``y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, c, p·s + k·d]`` with the library's own kernel.
+    ) -> tuple[Any, Any]:
+        """``(y, saved)`` with ``y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, c, p·s + k·d]``.
 
         Only where ``native_conv`` is True; ``pads`` are ``(left, right)`` per spatial axis.
         """
@@ -359,7 +361,7 @@ class Ops:
     def conv_backward(
         self,
         grad: Any,
-        x: Any,
+        saved: Any,
         weight: Any,
         has_bias: bool,
         stride: tuple[int, ...],
@@ -385,8 +387,8 @@ class Ops:
         output_padding: tuple[int, ...],
         dilation: tuple[int, ...],
         groups: int,
-    ) -> Any:
-        """The transposed convolution (``nu_xp.layers.conv_transpose``) with the library's own kernel.
+    ) -> tuple[Any, Any]:
+        """``(y, saved)``: the transposed convolution (``nu_xp.layers.conv_transpose``) with the backend's kernel.
 
         Only where ``native_conv`` is True; ``weight`` is ``(C_in, C_out/groups, *kernel)``.
         """
@@ -395,7 +397,7 @@ class Ops:
     def conv_transpose_backward(
         self,
         grad: Any,
-        x: Any,
+        saved: Any,
         weight: Any,
         has_bias: bool,
         stride: tuple[int, ...],
@@ -408,26 +410,31 @@ class Ops:
         """``(dL/dx or None, dL/dW, dL/db or None)`` of [`conv_transpose`][nu_xp.backends.ops.Ops.conv_transpose]."""
         raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses col2im")
 
-    #: True where the library has its own pooling kernels: ``MaxPool``/``AvgPool`` then call ``max_pool``,
-    #: ``avg_pool`` and their backwards instead of their windows (``nu_xp.layers.pooling``)
+    #: True where the backend has its own pooling kernels: ``MaxPool``/``AvgPool`` then call ``max_pool``,
+    #: ``avg_pool`` and their backwards instead of their windows (``nu_xp.layers.pooling``); each forward
+    #: returns ``(y, saved)``, as the convolutions' do
     native_pool: ClassVar[bool] = False
 
-    def max_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
-        """``(y, indices)``: each window's maximum (``-inf`` padding) and where it was, for the backward."""
+    def max_pool(
+        self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> tuple[Any, Any]:
+        """``(y, saved)``: each window's maximum (``-inf`` padding), and where it was for the backward."""
         raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
 
     def max_pool_backward(
-        self, grad: Any, x: Any, indices: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any
+        self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
         """``dL/dx``: each window's gradient added at its maximum's position."""
         raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
 
-    def avg_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
-        """Each window's mean, padding counted (PyTorch's ``count_include_pad=True``)."""
+    def avg_pool(
+        self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> tuple[Any, Any]:
+        """``(y, saved)``: each window's mean, padding counted (PyTorch's ``count_include_pad=True``)."""
         raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
 
     def avg_pool_backward(
-        self, grad: Any, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+        self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
         """``dL/dx``: ``g/K`` added to every position of each window."""
         raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")

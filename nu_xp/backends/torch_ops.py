@@ -144,17 +144,17 @@ class TorchOps(Ops):
         pads: tuple[tuple[int, int], ...],
         dilation: tuple[int, ...],
         groups: int,
-    ) -> Any:
-        """``torch.nn.functional.conv1d``/``conv2d``."""
-        x, padding = self._symmetric(x, pads)
+    ) -> tuple[Any, Any]:
+        """``torch.nn.functional.conv1d``/``conv2d``; what the backward keeps is the input."""
+        padded, padding = self._symmetric(x, pads)
         functional = self.library.nn.functional
         fn = functional.conv1d if x.ndim == 3 else functional.conv2d
-        return fn(x, weight, bias, list(stride), padding, list(dilation), groups)
+        return fn(padded, weight, bias, list(stride), padding, list(dilation), groups), x
 
     def conv_backward(
         self,
         grad: Any,
-        x: Any,
+        saved: Any,
         weight: Any,
         has_bias: bool,
         stride: tuple[int, ...],
@@ -164,6 +164,7 @@ class TorchOps(Ops):
         input_grad: bool,
     ) -> tuple[Any, Any, Any]:
         """``aten.convolution_backward``: the three gradients in one call, as PyTorch's autograd computes them."""
+        x = saved
         padded, padding = self._symmetric(x, pads)
         nd = x.ndim - 2
         dx, dw, db = self.library.ops.aten.convolution_backward(
@@ -193,16 +194,16 @@ class TorchOps(Ops):
         output_padding: tuple[int, ...],
         dilation: tuple[int, ...],
         groups: int,
-    ) -> Any:
-        """``torch.nn.functional.conv_transpose1d``/``conv_transpose2d``."""
+    ) -> tuple[Any, Any]:
+        """``torch.nn.functional.conv_transpose1d``/``conv_transpose2d``; the backward keeps the input."""
         functional = self.library.nn.functional
         fn = functional.conv_transpose1d if x.ndim == 3 else functional.conv_transpose2d
-        return fn(x, weight, bias, list(stride), list(padding), list(output_padding), groups, list(dilation))
+        return fn(x, weight, bias, list(stride), list(padding), list(output_padding), groups, list(dilation)), x
 
     def conv_transpose_backward(
         self,
         grad: Any,
-        x: Any,
+        saved: Any,
         weight: Any,
         has_bias: bool,
         stride: tuple[int, ...],
@@ -215,7 +216,7 @@ class TorchOps(Ops):
         """``aten.convolution_backward`` with ``transposed=True``: PyTorch's own three gradients."""
         return self.library.ops.aten.convolution_backward(
             grad.contiguous(),
-            x,
+            saved,
             weight,
             [weight.shape[1] * groups] if has_bias else None,
             list(stride),
@@ -237,32 +238,38 @@ class TorchOps(Ops):
             return x, list(kernel), list(stride), list(padding)
         return x.unsqueeze(2), [1, *kernel], [1, *stride], [0, *padding]
 
-    def max_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
-        """``aten.max_pool2d_with_indices``."""
+    def max_pool(
+        self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> tuple[Any, Any]:
+        """``aten.max_pool2d_with_indices``; the backward keeps the input and the indices."""
         x2, k, s, p = self._as_2d(x, kernel, stride, padding)
         y, indices = self.library.ops.aten.max_pool2d_with_indices(x2, k, s, p, [1, 1], False)
-        return (y, indices) if x.ndim == 4 else (y.squeeze(2), indices.squeeze(2))
+        return (y if x.ndim == 4 else y.squeeze(2)), (x, indices)
 
     def max_pool_backward(
-        self, grad: Any, x: Any, indices: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any
+        self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
         """``aten.max_pool2d_with_indices_backward``."""
+        x, indices = saved
         x2, k, s, p = self._as_2d(x, kernel, stride, padding)
         if x.ndim == 3:
-            grad, indices = grad.unsqueeze(2), indices.unsqueeze(2)
+            grad = grad.unsqueeze(2)
         dx = self.library.ops.aten.max_pool2d_with_indices_backward(grad, x2, k, s, p, [1, 1], False, indices)
         return dx if x.ndim == 4 else dx.squeeze(2)
 
-    def avg_pool(self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Any:
-        """``aten.avg_pool2d`` with ``count_include_pad=True``."""
+    def avg_pool(
+        self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+    ) -> tuple[Any, Any]:
+        """``aten.avg_pool2d`` with ``count_include_pad=True``; the backward keeps the input."""
         x2, k, s, p = self._as_2d(x, kernel, stride, padding)
         y = self.library.ops.aten.avg_pool2d(x2, k, s, p, False, True, None)
-        return y if x.ndim == 4 else y.squeeze(2)
+        return (y if x.ndim == 4 else y.squeeze(2)), x
 
     def avg_pool_backward(
-        self, grad: Any, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+        self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
         """``aten.avg_pool2d_backward``."""
+        x = saved
         x2, k, s, p = self._as_2d(x, kernel, stride, padding)
         g2 = grad if x.ndim == 4 else grad.unsqueeze(2)
         dx = self.library.ops.aten.avg_pool2d_backward(g2, x2, k, s, p, False, True, None)

@@ -157,10 +157,11 @@ class _ConvNd(Layer):
             )
         ops, xp = be.ops, be.xp
         out = output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, self._pads, self.dilation, name)
-        if ops.native_conv:  # the library's own kernel (torch: oneDNN, cuDNN); the formula below is the reference
+        if ops.native_conv:  # the backend's own kernel (torch: oneDNN, cuDNN; numpy: batch last); the reference below
             bias = self.bias.data if self.bias is not None else None
-            self.save_for_backward(NATIVE, x, out)
-            return ops.conv(x, self.weight.data, bias, self.stride, self._pads, self.dilation, self.groups)
+            y, kept = ops.conv(x, self.weight.data, bias, self.stride, self._pads, self.dilation, self.groups)
+            self.save_for_backward(NATIVE, kept, (x.shape[0], self.out_channels, *out))
+            return y
         n, g, positions = x.shape[0], self.groups, math.prod(out)
         x_pad = ops.pad(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), self._pads)  # (C, N, *padded)
         taps = tap_slices(self.kernel_size, self.stride, self.dilation, out)
@@ -196,12 +197,12 @@ class _ConvNd(Layer):
         dx = unpad(ops.add_taps(dcols, taps, padded), self._pads)
         return xp.permute_dims(dx, (1, 0, *range(2, dx.ndim)))
 
-    def _native_backward(self, grad: Any, x: Any, out: tuple[int, ...], *, input_grad: bool) -> Any:
+    def _native_backward(self, grad: Any, kept: Any, out_shape: tuple[int, ...], *, input_grad: bool) -> Any:
         """The backend's ``conv_backward`` (``Ops.native_conv``): dL/dW and dL/db accumulated, dL/dx returned."""
         be = self._backend
-        grad = check_grad(self, grad, (x.shape[0], self.out_channels, *out), be)
+        grad = check_grad(self, grad, out_shape, be)
         geometry = (self.stride, self._pads, self.dilation, self.groups)
-        dx, dw, db = be.ops.conv_backward(grad, x, self.weight.data, self.bias is not None, *geometry, input_grad)
+        dx, dw, db = be.ops.conv_backward(grad, kept, self.weight.data, self.bias is not None, *geometry, input_grad)
         accumulate(self.weight, dw)
         if self.bias is not None:
             accumulate(self.bias, db)

@@ -167,9 +167,10 @@ class _ConvTransposeNd(Layer):
         ops, xp = be.ops, be.xp
         if ops.native_conv:  # the library's own kernel; the formula below is the reference
             bias = self.bias.data if self.bias is not None else None
-            self.save_for_backward(NATIVE, x, out)
             geometry = (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
-            return ops.conv_transpose(x, self.weight.data, bias, *geometry)
+            y, kept = ops.conv_transpose(x, self.weight.data, bias, *geometry)
+            self.save_for_backward(NATIVE, kept, (x.shape[0], self.out_channels, *out))
+            return y
         n, g, k = x.shape[0], self.groups, math.prod(self.kernel_size)
         x3 = xp.reshape(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), (g, self.in_channels // g, -1))
         w2 = xp.reshape(self.weight.data, (g, self.in_channels // g, self.out_channels // g * k))
@@ -216,13 +217,13 @@ class _ConvTransposeNd(Layer):
         dx = xp.reshape(w2 @ cols, (self.in_channels, n, *spatial))  # a convolution of the gradient
         return xp.permute_dims(dx, (1, 0, *range(2, dx.ndim)))
 
-    def _native_backward(self, grad: Any, x: Any, out: tuple[int, ...], *, input_grad: bool) -> Any:
+    def _native_backward(self, grad: Any, kept: Any, out_shape: tuple[int, ...], *, input_grad: bool) -> Any:
         """The backend's ``conv_transpose_backward``: dL/dW and dL/db accumulated, dL/dx returned."""
         be = self._backend
-        grad = check_grad(self, grad, (x.shape[0], self.out_channels, *out), be)
+        grad = check_grad(self, grad, out_shape, be)
         geometry = (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
         dx, dw, db = be.ops.conv_transpose_backward(
-            grad, x, self.weight.data, self.bias is not None, *geometry, input_grad
+            grad, kept, self.weight.data, self.bias is not None, *geometry, input_grad
         )
         accumulate(self.weight, dw)
         if self.bias is not None:

@@ -89,10 +89,10 @@ class _MaxPoolNd(_PoolNd):
     pad_value = -math.inf
 
     def forward(self, x: Any) -> Any:
-        if ops_of(x).native_pool:  # the library's own kernel (torch); the running maximum below is the reference
-            ops, x, _ = self._checked(x)
-            y, indices = ops.max_pool(x, self.kernel_size, self.stride, self.padding)
-            self.save_for_backward(NATIVE, x, indices)
+        if ops_of(x).native_pool:  # the backend's own kernel (torch, numpy); the running maximum below is the reference
+            ops, x, out = self._checked(x)
+            y, kept = ops.max_pool(x, self.kernel_size, self.stride, self.padding)
+            self.save_for_backward(NATIVE, kept, (x.shape[0], x.shape[1], *out), type(x))
             return y
         ops, parts, geometry, taps = self._windows(x)
         xp = ops.xp
@@ -108,9 +108,9 @@ class _MaxPoolNd(_PoolNd):
     def backward(self, grad: Any) -> Any:
         saved = self.saved_tensors()
         if saved[0] is NATIVE:
-            _, x, indices = saved
-            grad = check_grad(self, grad, tuple(indices.shape), type(x))
-            return ops_of(x).max_pool_backward(grad, x, indices, self.kernel_size, self.stride, self.padding)
+            _, kept, out_shape, array_type = saved
+            grad = check_grad(self, grad, out_shape, array_type)
+            return ops_of(grad).max_pool_backward(grad, kept, self.kernel_size, self.stride, self.padding)
         winner, (padded, out_shape, array_type), taps = saved
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
@@ -124,10 +124,11 @@ class _MaxPoolNd(_PoolNd):
 
 class _AvgPoolNd(_PoolNd):
     def forward(self, x: Any) -> Any:
-        if ops_of(x).native_pool:  # the library's own kernel (torch); the sum of taps below is the reference
+        if ops_of(x).native_pool:  # the backend's own kernel (torch, numpy); the sum of taps below is the reference
             ops, x, out = self._checked(x)
-            self.save_for_backward(NATIVE, x, (x.shape[0], x.shape[1], *out))
-            return ops.avg_pool(x, self.kernel_size, self.stride, self.padding)
+            y, kept = ops.avg_pool(x, self.kernel_size, self.stride, self.padding)
+            self.save_for_backward(NATIVE, kept, (x.shape[0], x.shape[1], *out), type(x))
+            return y
         _, parts, geometry, taps = self._windows(x)
         total = parts[0]
         for part in parts[1:]:
@@ -138,9 +139,9 @@ class _AvgPoolNd(_PoolNd):
     def backward(self, grad: Any) -> Any:
         saved = self.saved_tensors()
         if saved[0] is NATIVE:
-            _, x, out_shape = saved
-            grad = check_grad(self, grad, out_shape, type(x))
-            return ops_of(x).avg_pool_backward(grad, x, self.kernel_size, self.stride, self.padding)
+            _, kept, out_shape, array_type = saved
+            grad = check_grad(self, grad, out_shape, array_type)
+            return ops_of(grad).avg_pool_backward(grad, kept, self.kernel_size, self.stride, self.padding)
         (padded, out_shape, array_type), taps = saved
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)

@@ -20,12 +20,13 @@ may override with a faster or write-free version.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ..backends.taps import offsets_on_data, tap_slices
 
 __all__ = ["as_tuple", "offsets_on_data", "output_shape", "resolve_padding", "tap_slices", "unpad"]
 
@@ -84,49 +85,6 @@ def output_shape(
             )
         out.append((n + lo + hi - span) // s + 1)
     return tuple(out)
-
-
-def tap_slices(
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    dilation: tuple[int, ...],
-    out: tuple[int, ...],
-    offsets: list[Any] | None = None,
-) -> list[tuple[slice, ...]]:
-    """One index per kernel tap (C order over the kernel axes): ``(:, :, slice_1, …, slice_nd)``.
-
-    ``offsets`` (one sequence per axis) keeps only those kernel offsets; default: all of ``range(k)``.
-    """
-    everything = (slice(None), slice(None))
-    axes = offsets if offsets is not None else [range(k) for k in kernel]
-    return [
-        (*everything, *(slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(taps, dilation, stride, out)))
-        for taps in itertools.product(*axes)
-    ]
-
-
-def offsets_on_data(
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    out: tuple[int, ...],
-    spatial: tuple[int, ...],
-    padding: tuple[tuple[int, int], ...],
-) -> list[Any]:
-    """Per axis, the kernel offsets that read the input (not only padding) at one output position at least.
-
-    Pooling skips the others: a padding tap never wins a max (it is -inf) and
-    adds 0 to a sum, so leaving it out changes nothing but the cost, which
-    then grows with the input, never with a kernel far larger than it
-    (``MaxPool1d(3_000_000, padding=1_500_000)`` on 4 values reads 4 taps).
-    Offset ``o`` reads padded position ``o + s·j`` at output ``j``; the data
-    lies in ``[lo, lo + n)``.
-    """
-    kept = []
-    for k, s, n_out, n, (lo, _) in zip(kernel, stride, out, spatial, padding):
-        o = np.arange(k)
-        j = np.maximum(0, -((o - lo) // s))  # the first output whose read position o + s·j is ≥ lo
-        kept.append(o[(j < n_out) & (o + s * j < lo + n)].tolist())
-    return kept
 
 
 def unpad(x: Any, padding: tuple[tuple[int, int], ...]) -> Any:

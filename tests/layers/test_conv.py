@@ -122,25 +122,36 @@ def test_bad_conv_inputs(backend):
 CONV2D_EVEN_SAME = (2, 3, (2, 4), 1, "same", (2, 1), 1, True, (6, 7))  # uneven padding on both axes
 
 
+def native_ops(name):
+    """The ``Ops`` class of a backend with its own convolution and pooling kernels (skips when not installed)."""
+    if name == "torch":
+        pytest.importorskip("torch")
+        from nu_xp.backends.torch_ops import TorchOps
+
+        return TorchOps
+    from nu_xp.backends.numpy_ops import NumpyOps
+
+    return NumpyOps
+
+
 @pytest.mark.parametrize(
     ("cls", "args"),
     [(nu_xp.Conv1d, a) for a in CONV1D] + [(nu_xp.Conv2d, a) for a in (*CONV2D, CONV2D_EVEN_SAME)],
 )
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, input_grad):
-    """Where a backend has native convolution kernels (``Ops.native_conv``: torch), they give what the
-    layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
-    pytest.importorskip("torch")
-    from nu_xp.backends.torch_ops import TorchOps
-
+@pytest.mark.parametrize("kernels", ["numpy", "torch"])
+def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, input_grad, kernels):
+    """Where a backend has its own convolution kernels (``Ops.native_conv``: torch's oneDNN, numpy's
+    batch-last GEMMs), they give what the layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
+    ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
-    x = on("torch", rng.normal(size=(3, args[0], *spatial)))
+    x = on(kernels, rng.normal(size=(3, args[0], *spatial)))
     results = []
     for native in (True, False):
-        monkeypatch.setattr(TorchOps, "native_conv", native)
-        layer = build(cls, args, "torch")
+        monkeypatch.setattr(ops_class, "native_conv", native)
+        layer = build(cls, args, kernels)
         y = layer(x)
-        g = on("torch", np.random.default_rng(1).normal(size=tuple(y.shape)))
+        g = on(kernels, np.random.default_rng(1).normal(size=tuple(y.shape)))
         dx = layer.backward(g, input_grad=input_grad)
         assert (dx is None) == (not input_grad)
         grads = [p.grad for p in layer.parameters()]

@@ -7,6 +7,7 @@ import pytest
 
 import nu_xp
 from tests.helpers import assert_close, on
+from tests.layers.test_conv import native_ops
 from tests.layers.torch_reference import compare_with_torch
 
 POOLS = [
@@ -56,21 +57,20 @@ def test_bad_pooling(backend):
 
 
 @pytest.mark.parametrize(("name", "args", "shape"), POOLS)
-def test_native_kernels_equal_the_windows(monkeypatch, name, args, shape):
-    """Where a backend has native pooling kernels (``Ops.native_pool``: torch), they give what the layer's
-    own windows give, values and dL/dx, ties included (the first maximum wins in both)."""
-    pytest.importorskip("torch")
-    from nu_xp.backends.torch_ops import TorchOps
-
+@pytest.mark.parametrize("kernels", ["numpy", "torch"])
+def test_native_kernels_equal_the_windows(monkeypatch, name, args, shape, kernels):
+    """Where a backend has its own pooling kernels (``Ops.native_pool``: torch, numpy), they give what the
+    layer's own windows give, values and dL/dx, ties included (the first maximum wins in both)."""
+    ops_class = native_ops(kernels)
     rng = np.random.default_rng(0)
-    x = on("torch", np.round(rng.normal(size=shape), 1))  # rounded: ties within windows
+    x = on(kernels, np.round(rng.normal(size=shape), 1))  # rounded: ties within windows
     g = None
     results = []
     for native in (True, False):
-        monkeypatch.setattr(TorchOps, "native_pool", native)
+        monkeypatch.setattr(ops_class, "native_pool", native)
         layer = getattr(nu_xp, name)(*args)
         y = layer(x)
-        g = on("torch", rng.normal(size=tuple(y.shape))) if g is None else g
+        g = on(kernels, rng.normal(size=tuple(y.shape))) if g is None else g
         results.append((y, layer.backward(g)))
     (y1, dx1), (y2, dx2) = results
     assert_close(y1, y2)
