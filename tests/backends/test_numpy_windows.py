@@ -1,0 +1,113 @@
+"""NumPy's own convolution and pooling kernels (``nu_xp.backends.numpy_windows``) against the layers' reference
+windows, on the paths the small layer tests do not reach: the chunked products of a wide first layer, reused
+buffers, inputs laid out in any order; and the malloc thresholds of ``host_memory``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nu_xp
+from nu_xp.backends import host_memory, numpy_windows
+from nu_xp.backends.numpy_ops import NumpyOps
+from tests.helpers import assert_close
+
+
+def both_ways(monkeypatch, make, x, g_seed=1):
+    """``(y, dx, parameter grads)`` through numpy's kernels and through the reference windows."""
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(NumpyOps, "native_conv", native)
+        monkeypatch.setattr(NumpyOps, "native_pool", native)
+        model = make()
+        y = model(x)
+        g = np.random.default_rng(g_seed).normal(size=y.shape).astype(y.dtype)
+        dx = model.backward(g)
+        results.append((y, dx, [p.grad for p in model.parameters()]))
+    return results
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_wide_first_layer_takes_the_chunked_products_and_equals_the_reference(monkeypatch, dtype):
+    """6 kernels over 9·44·44 = 17 424 positions: the forward splits its columns into products of 4096 and the
+    weight gradient its reduction into chunks of 512, each with a remainder; the results are the reference's."""
+    x = np.random.default_rng(0).normal(size=(9, 1, 48, 48)).astype(dtype)
+
+    def make():
+        return nu_xp.Sequential(nu_xp.Conv2d(1, 6, 5, seed=0, dtype=dtype), nu_xp.Tanh())
+
+    assert 9 * 44 * 44 >= numpy_windows._LONG and 9 * 44 * 44 % numpy_windows._WIDE
+    (y1, dx1, g1), (y2, dx2, g2) = both_ways(monkeypatch, make, x)
+    assert_close(y1, y2)
+    assert_close(dx1, dx2)
+    for a, b in zip(g1, g2):
+        assert_close(a, b)
+
+
+def test_gemm_helpers_equal_matmul_on_every_path():
+    rng = np.random.default_rng(1)
+    for groups, m, k, n in [(1, 6, 25, 20000), (2, 3, 4, 17000), (1, 32, 8, 20000), (3, 5, 7, 100)]:
+        a, b = rng.normal(size=(groups, m, k)), rng.normal(size=(groups, k, n))
+        np.testing.assert_allclose(numpy_windows._gemm(a, b), a @ b, rtol=1e-10, atol=1e-10)
+        c = rng.normal(size=(groups, m, n))
+        d = rng.normal(size=(groups, 7, n))
+        expected = c @ d.transpose(0, 2, 1)
+        np.testing.assert_allclose(numpy_windows._gemm_nt(c, d), expected, rtol=1e-10, atol=1e-8)
+
+
+def test_two_calls_before_their_backwards_keep_their_own_columns(monkeypatch):
+    """A buffer goes back for reuse only after its backward: a siamese model's two forwards, then the backwards
+    in reverse order, then a third forward that reuses a buffer, all give the reference's gradients."""
+    rng = np.random.default_rng(2)
+    a, b, c = (rng.normal(size=(4, 2, 9, 9)).astype(np.float32) for _ in range(3))
+    runs = []
+    for native in (True, False):
+        monkeypatch.setattr(NumpyOps, "native_conv", native)
+        conv = nu_xp.Conv2d(2, 3, 3, padding=1, seed=0)
+        ya, yb = conv(a), conv(b)
+        dxb = conv.backward(np.ones(yb.shape, np.float32))
+        dxa = conv.backward(2 * np.ones(ya.shape, np.float32))
+        yc = conv(c)
+        dxc = conv.backward(np.asarray(yc))
+        runs.append([ya, yb, dxa, dxb, yc, dxc, conv.weight.grad, conv.bias.grad])
+    for got, want in zip(*runs):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "batch last", "strided"])
+def test_any_input_layout_gives_the_same_numbers(layout):
+    """The kernels read their input through a transposed view: how it lies in memory changes nothing."""
+    x = np.random.default_rng(3).normal(size=(5, 3, 8, 8))
+    if layout == "batch last":
+        x_in = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    elif layout == "strided":
+        x_in = np.zeros((5, 3, 16, 8))[:, :, ::2]
+        x_in[...] = x
+    else:
+        x_in = x
+    model = nu_xp.Sequential(
+        nu_xp.Conv2d(3, 4, 3, padding=1, seed=0, dtype="float64"), nu_xp.MaxPool2d(2), nu_xp.AvgPool2d(2)
+    )
+    np.testing.assert_array_equal(model(x_in), model(x))
+
+
+def test_outputs_lie_batch_last_and_read_as_any_array():
+    y = nu_xp.Conv2d(2, 3, 3, seed=0)(np.ones((4, 2, 6, 6), np.float32))
+    assert y.shape == (4, 3, 4, 4) and not y.flags.c_contiguous  # a view of a (C, H, W, N) product
+    assert np.ascontiguousarray(y).flags.c_contiguous
+    np.testing.assert_array_equal(y.reshape(4, -1), np.ascontiguousarray(y).reshape(4, -1))
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_once_and_can_be_turned_off():
+    if not host_memory._is_glibc():
+        assert host_memory.keep_freed_memory(force=True) is False
+        return
+    assert host_memory.keep_freed_memory() is True  # done when numpy's Ops was made
+    code = "import nu_xp, nu_xp.backends.host_memory as h; nu_xp.Linear(2, 2); print(h.keep_freed_memory())"
+    env = {**os.environ, "NU_XP_KEEP_FREED_MEMORY": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
