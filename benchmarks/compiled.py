@@ -1,13 +1,19 @@
-"""JAX eager, JAX compiled (``nu_xp.compile_step``), NumPy and PyTorch eager: one training step, five networks.
+"""JAX eager, JAX compiled (``nu_xp.compile_step``), NumPy, PyTorch eager and Keras 3 on JAX: one training step.
 
 Every contender trains the same network from the same weights on the same
 batch with Adam (lr 1e-3); contenders are interleaved in one process, 0.5 s
 idle before each timed run, and the table gives the median over rounds of
 each one's time per step divided by nu_xp-on-NumPy's in the same round
 (below 1: faster than NumPy). The compiled step's compile time (its first
-call per shape, tracing included) is reported beside its step time. Run::
+call per shape, tracing included) is reported beside its step time.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compiled.py [--nets mlp_mid,lenet5] [--rounds 5]
+``--keras`` adds Keras 3 on its JAX backend (``pip install keras``; the
+multi-backend peer), ``model.compile(jit_compile=True)`` and
+``train_on_batch``, for the networks Keras has a twin of here (not the tiny
+GPT): the same layers and sizes, channels last as Keras lays them out, its
+own initial weights (a step's cost does not depend on the values). Run::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compiled.py [--nets lenet5] [--rounds 5] [--keras]
 """
 
 from __future__ import annotations
@@ -78,7 +84,39 @@ def torch_net(name: str, torch: Any) -> Any:
     return torch.nn.Sequential(body, torch.nn.Flatten(0, 1))
 
 
-def contenders(name: str, torch: Any) -> tuple[dict[str, Any], dict[str, float]]:
+def keras_net(name: str, keras: Any) -> Any:
+    """The Keras twin of network ``name`` (channels last), or None where there is none here."""
+    layers = keras.layers
+    if name == "mlp_mid":
+        body = [layers.Input((64,)), layers.Dense(128, "relu"), layers.Dense(64, "relu"), layers.Dense(10)]
+    elif name == "mnist1d_cnn":
+        body = [layers.Input((40, 1))]
+        for _ in range(3):
+            body += [
+                layers.ZeroPadding1D(1),
+                layers.Conv1D(25, 5 if len(body) == 1 else 3, strides=2, activation="relu"),
+            ]
+        body += [layers.Flatten(), layers.Dense(10)]
+    elif name == "lenet5":
+        body = [
+            layers.Input((28, 28, 1)), layers.Conv2D(6, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+            layers.Dense(120, "relu"), layers.Dense(84, "relu"), layers.Dense(10),
+        ]  # fmt: skip
+    elif name == "lstm":
+        body = [layers.Input((50,), dtype="int32"), layers.Embedding(100, 32), layers.LSTM(128), layers.Dense(10)]
+    else:
+        return None
+    model = keras.Sequential(body)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    return model
+
+
+def contenders(name: str, torch: Any, keras: Any = None) -> tuple[dict[str, Any], dict[str, float]]:
     x_host, y_host = data(name)
     steps = STEPS[name]
     runs: dict[str, Any] = {}
@@ -129,11 +167,26 @@ def contenders(name: str, torch: Any) -> tuple[dict[str, Any], dict[str, float]]
             return float(value.detach())
 
         runs["PyTorch"] = run_torch
+    knet = keras_net(name, keras) if keras is not None else None
+    if knet is not None:
+        kx = x_host if x_host.ndim < 3 else np.ascontiguousarray(np.moveaxis(x_host, 1, -1))  # channels last
+        kx = kx.astype(np.int32) if kx.dtype.kind == "i" else kx
+        start = time.perf_counter()
+        knet.train_on_batch(kx, y_host)  # traces and compiles
+        compile_seconds["Keras (JAX)"] = time.perf_counter() - start
+
+        def run_keras() -> float:
+            value = None
+            for _ in range(steps):
+                value = knet.train_on_batch(kx, y_host)
+            return float(value)
+
+        runs["Keras (JAX)"] = run_keras
     return runs, compile_seconds
 
 
-def bench(name: str, rounds: int, pause: float, torch: Any) -> dict[str, Any]:
-    runs, compile_seconds = contenders(name, torch)
+def bench(name: str, rounds: int, pause: float, torch: Any, keras: Any = None) -> dict[str, Any]:
+    runs, compile_seconds = contenders(name, torch, keras)
     for fn in runs.values():  # warm-up
         fn()
     per_step: dict[str, list[float]] = {k: [] for k in runs}
@@ -161,18 +214,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=0.5)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keras", action="store_true", help="add Keras 3 on JAX (pip install keras)")
     args = parser.parse_args(argv)
     torch, info = torch_contender(args.no_torch)
     import jax
 
+    keras = None
+    if args.keras:
+        import os
+
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        import keras
+
+        if keras.backend.backend() != "jax":
+            raise SystemExit(f"--keras compares Keras on JAX; KERAS_BACKEND is {keras.backend.backend()!r}")
+
     print(json.dumps({"blas": info, "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()]}))
     results = []
     for name in args.nets.split(","):
-        r = bench(name, args.rounds, args.pause, torch)
+        r = bench(name, args.rounds, args.pause, torch, keras)
         results.append(r)
         ms = "  ".join(f"{k} {v:8.2f}" for k, v in r["ms_per_step"].items())
         over = "  ".join(f"{k} {v:5.2f}" for k, v in r["over_numpy"].items())
-        print(f"{name:<12} [ms/step] {ms}\n{'':<12} / numpy:   {over}   compile {r['compile_s']['jax compiled']:.2f} s")
+        compiles = "  ".join(f"{k} {v:.2f} s" for k, v in r["compile_s"].items())
+        print(f"{name:<12} [ms/step] {ms}\n{'':<12} / numpy:   {over}   compile: {compiles}")
         if "PyTorch" in r["over_numpy"]:
             t = r["over_numpy"]["PyTorch"]
             print(f"{'':<12} / PyTorch: " + "  ".join(f"{k} {v / t:5.2f}" for k, v in r["over_numpy"].items()))

@@ -128,3 +128,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         terminalreporter.section("skipped, by reason")
         for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
             terminalreporter.line(f"{count:5d}  {reason}")
+
+
+@pytest.fixture(autouse=True)
+def _fit_compiles_where_a_test_is_about_it(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """``fit(compile="auto")`` compiles on JAX: one XLA program per batch shape, seconds each, which made the
+    JAX session three times longer. A test about something else runs the eager step (the compiled step equals
+    it: ``tests/training/test_compiled.py``, which keeps "auto", as does any test marked ``compiles``);
+    ``compile=True`` still compiles everywhere."""
+    module = getattr(request.node, "module", None)
+    if request.node.get_closest_marker("compiles") or getattr(module, "__name__", "").endswith("test_compiled"):
+        return
+    from nu_xp.training import loop
+
+    check = loop._check_compile
+    monkeypatch.setattr(
+        loop, "_check_compile", lambda model, options: options.compile is True and check(model, options)
+    )
