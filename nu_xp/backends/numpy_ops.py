@@ -100,6 +100,7 @@ class NumpyOps(Ops):
     # convolution and pooling: the layers' formulas computed batch last (numpy_windows), where every tap is a
     # run of contiguous numbers; the layers' own windows stay the reference (and array_api_strict's path)
     native_conv = True
+    native_conv_transpose = True
     native_pool = True
     conv = staticmethod(numpy_windows.conv)  # type: ignore[assignment]
     conv_backward = staticmethod(numpy_windows.conv_backward)  # type: ignore[assignment]

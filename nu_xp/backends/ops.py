@@ -377,6 +377,10 @@ class Ops:
         """
         raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses im2col")
 
+    #: True where ``ConvTranspose1d/2d`` call [`conv_transpose`][nu_xp.backends.ops.Ops.conv_transpose] and its
+    #: backward (numpy, torch); JAX has its own ``conv`` only
+    native_conv_transpose: ClassVar[bool] = False
+
     def conv_transpose(
         self,
         x: Any,
@@ -390,7 +394,7 @@ class Ops:
     ) -> tuple[Any, Any]:
         """``(y, saved)``: the transposed convolution (``nu_xp.layers.conv_transpose``) with the backend's kernel.
 
-        Only where ``native_conv`` is True; ``weight`` is ``(C_in, C_out/groups, *kernel)``.
+        Only where ``native_conv_transpose`` is True; ``weight`` is ``(C_in, C_out/groups, *kernel)``.
         """
         raise NotImplementedError(f"the {self.name} backend has no native convolution; the layer uses col2im")
 

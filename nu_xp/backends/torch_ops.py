@@ -127,6 +127,7 @@ class TorchOps(Ops):
 
     # convolution: oneDNN on the CPU, cuDNN on CUDA (the im2col path stays the reference, and the test)
     native_conv = True
+    native_conv_transpose = True
 
     def _symmetric(self, x: Any, pads: tuple[tuple[int, int], ...]) -> tuple[Any, list[int]]:
         """``x`` and torch's symmetric ``padding``; uneven pads (``"same"`` with an even kernel) are applied first."""

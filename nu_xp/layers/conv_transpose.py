@@ -20,8 +20,8 @@ gradient::
 
     cols_g = im2col(pad(g, p))          dL/dx = W2 @ cols_g          dL/dW2 = X @ cols_g.T          dL/db = Σ g
 
-Where the backend has its own kernels (``Ops.native_conv``: torch's oneDNN
-and cuDNN) the layer calls ``Ops.conv_transpose`` and its backward; the
+Where the backend has its own kernels (``Ops.native_conv_transpose``: torch's
+oneDNN and cuDNN, NumPy's batch-last GEMMs) the layer calls ``Ops.conv_transpose`` and its backward; the
 formulas above stay the reference the tests compare them with.
 """
 
@@ -41,7 +41,7 @@ from .windows import as_tuple, tap_slices
 
 __all__ = ["ConvTranspose1d", "ConvTranspose2d"]
 
-#: marks what a forward through the backend's native kernel saved (``Ops.native_conv``)
+#: marks what a forward through the backend's native kernel saved (``Ops.native_conv_transpose``)
 NATIVE = object()
 
 
@@ -165,7 +165,7 @@ class _ConvTransposeNd(Layer):
                 "more than the transposed convolution makes"
             )
         ops, xp = be.ops, be.xp
-        if ops.native_conv:  # the library's own kernel; the formula below is the reference
+        if ops.native_conv_transpose:  # the backend's own kernel; the formula below is the reference
             bias = self.bias.data if self.bias is not None else None
             geometry = (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
             y, kept = ops.conv_transpose(x, self.weight.data, bias, *geometry)

@@ -129,6 +129,11 @@ def native_ops(name):
         from nu_xp.backends.torch_ops import TorchOps
 
         return TorchOps
+    if name == "jax":
+        pytest.importorskip("jax")
+        from nu_xp.backends.jax_ops import JaxOps
+
+        return JaxOps
     from nu_xp.backends.numpy_ops import NumpyOps
 
     return NumpyOps
@@ -139,10 +144,10 @@ def native_ops(name):
     [(nu_xp.Conv1d, a) for a in CONV1D] + [(nu_xp.Conv2d, a) for a in (*CONV2D, CONV2D_EVEN_SAME)],
 )
 @pytest.mark.parametrize("input_grad", [True, False])
-@pytest.mark.parametrize("kernels", ["numpy", "torch"])
+@pytest.mark.parametrize("kernels", ["numpy", "torch", "jax"])
 def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, input_grad, kernels):
     """Where a backend has its own convolution kernels (``Ops.native_conv``: torch's oneDNN, numpy's
-    batch-last GEMMs), they give what the layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
+    batch-last GEMMs, XLA's convolutions on JAX), they give what the layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
     ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
     x = on(kernels, rng.normal(size=(3, args[0], *spatial)))

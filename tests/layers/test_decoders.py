@@ -74,14 +74,14 @@ def test_conv_transpose_gradcheck_and_its_native_kernel_agrees_with_the_formula(
 @pytest.mark.parametrize("input_grad", [True, False])
 @pytest.mark.parametrize("kernels", ["numpy", "torch"])
 def test_conv_transpose_native_kernels_equal_the_col2im_formula(monkeypatch, cls, args, input_grad, kernels):
-    """Where a backend has its own kernels (``Ops.native_conv``: numpy's batch-last GEMMs, torch's oneDNN), a
+    """Where a backend has its own kernels (``Ops.native_conv_transpose``: numpy's batch-last GEMMs, torch's oneDNN), a
     transposed convolution gives what the layer's col2im formula gives: output, dL/dx, dL/dW, dL/db."""
     ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
     x = on(kernels, np.random.default_rng(5).normal(size=(3, args[0], *spatial)))
     results = []
     for native in (True, False):
-        monkeypatch.setattr(ops_class, "native_conv", native)
+        monkeypatch.setattr(ops_class, "native_conv_transpose", native)
         layer = build_ct(cls, args, kernels)
         y = layer(x)
         g = on(kernels, np.random.default_rng(6).normal(size=tuple(y.shape)))

@@ -57,9 +57,9 @@ def test_bad_pooling(backend):
 
 
 @pytest.mark.parametrize(("name", "args", "shape"), POOLS)
-@pytest.mark.parametrize("kernels", ["numpy", "torch"])
+@pytest.mark.parametrize("kernels", ["numpy", "torch", "jax"])
 def test_native_kernels_equal_the_windows(monkeypatch, name, args, shape, kernels):
-    """Where a backend has its own pooling kernels (``Ops.native_pool``: torch, numpy), they give what the
+    """Where a backend has its own pooling kernels (``Ops.native_pool``: torch, numpy, XLA's on JAX), they give what the
     layer's own windows give, values and dL/dx, ties included (the first maximum wins in both)."""
     ops_class = native_ops(kernels)
     rng = np.random.default_rng(0)
