@@ -16,6 +16,10 @@ def dtype_name(dtype: Any) -> str:
     """``"float32"`` for ``"float32"``, ``numpy.float32``, ``torch.float32``, ``xp.float32``…"""
     if isinstance(dtype, str):
         return dtype
+    if isinstance(dtype, np.dtype):
+        return dtype.name
+    if not isinstance(dtype, type):  # another library's dtype object (torch.int64): its text, no exception raised
+        return str(dtype).rsplit(".", 1)[-1]  # (torch.compile cannot trace numpy raising on one)
     try:
         return np.dtype(dtype).name
     except TypeError:

@@ -293,3 +293,15 @@ def test_strict_device_object():
     assert layer.backend.device_name == "device1"
     x = strict.asarray(np.ones((1, 2), dtype=np.float32), device=strict.Device("device1"))
     assert layer(x).device == strict.Device("device1")
+
+
+@pytest.mark.parametrize("name", ["float32", "float64", "int64", "int32", "int8", "uint8", "bool"])
+def test_dtype_name_is_the_same_for_every_library(backend, name):
+    """``dtype_name`` of each backend's own dtype object (and of numpy's), read without an exception raised
+    and caught on the way (torch.compile cannot trace one)."""
+    from nu_xp.backends import dtype_name, ops_for
+
+    xp = ops_for(backend).xp
+    assert dtype_name(getattr(xp, name)) == name
+    assert dtype_name(np.dtype(name)) == name
+    assert dtype_name(xp.asarray([1], dtype=getattr(xp, name)).dtype) == name

@@ -147,7 +147,8 @@ def native_ops(name):
 @pytest.mark.parametrize("kernels", ["numpy", "torch", "jax"])
 def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, input_grad, kernels):
     """Where a backend has its own convolution kernels (``Ops.native_conv``: torch's oneDNN, numpy's
-    batch-last GEMMs, XLA's convolutions on JAX), they give what the layer's own im2col formula gives: output, dL/dx, dL/dW, dL/db."""
+    batch-last GEMMs, XLA's convolutions on JAX), they give what the layer's own im2col formula gives:
+    output, dL/dx, dL/dW, dL/db."""
     ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
     x = on(kernels, rng.normal(size=(3, args[0], *spatial)))
