@@ -205,7 +205,7 @@ def _t(a: np.ndarray) -> np.ndarray:
 def _batch_last_matrix(a: np.ndarray, groups: int) -> np.ndarray:
     """``(N, C, *spatial)`` → ``(groups, C/groups, P·N)``, batch last; a copy only when ``a`` does not lie so."""
     at = np.ascontiguousarray(batch_last(a))
-    return at.reshape(groups, a.shape[1] // groups, -1)
+    return at.reshape(groups, a.shape[1] // groups, at.size // a.shape[1])  # sizes named: a batch may be empty
 
 
 # ---------------------------------------------------------------------------- convolution
@@ -226,7 +226,7 @@ def conv(
     out = _out(tuple(xt.shape[1:-1]), weight.shape[2:], stride, dilation)
     cols = _im2col(xt, _taps(weight.shape[2:], stride, dilation, out), out)
     w3 = weight.reshape(groups, c_out // groups, -1)
-    y = _gemm(w3, cols.reshape(groups, w3.shape[2], -1)).reshape(c_out, *out, n)
+    y = _gemm(w3, cols.reshape(groups, w3.shape[2], math.prod(out) * n)).reshape(c_out, *out, n)
     if bias is not None:
         y += bias.reshape(c_out, *([1] * (len(out) + 1)))
     return batch_first(y), (cols, tuple(xt.shape))
@@ -247,9 +247,9 @@ def conv_backward(
     cols, padded = saved
     c_out, out = weight.shape[0], tuple(cols.shape[2:-1])
     g3 = _batch_last_matrix(grad, groups)  # (groups, C_out/groups, P·N)
-    cols3 = cols.reshape(groups, -1, g3.shape[2])
+    cols3 = cols.reshape(groups, cols.shape[0] * cols.shape[1] // groups, g3.shape[2])
     dw = _gemm_nt(g3, cols3).reshape(weight.shape)
-    db = np.add.reduce(g3.reshape(c_out, -1), axis=1) if has_bias else None
+    db = np.add.reduce(g3.reshape(c_out, g3.shape[2]), axis=1) if has_bias else None
     if not input_grad:
         _buffers.give(cols)
         return None, dw, db
@@ -310,9 +310,9 @@ def conv_transpose_backward(
     )
     gt = _padded(grad, tuple((p, p) for p in padding), 0.0)  # (C_out, *full, N)
     cols = _im2col(gt, _taps(kernel, stride, dilation, spatial), spatial)
-    cols3 = cols.reshape(groups, -1, x3.shape[2])
+    cols3 = cols.reshape(groups, cols.shape[0] * cols.shape[1] // groups, x3.shape[2])
     dw = _gemm_nt(x3, cols3).reshape(weight.shape)
-    db = np.add.reduce(batch_last(grad).reshape(c_out, -1), axis=1) if has_bias else None
+    db = np.add.reduce(batch_last(grad).reshape(c_out, grad.size // c_out), axis=1) if has_bias else None
     if not input_grad:
         return None, dw, db
     w3 = weight.reshape(groups, weight.shape[0] // groups, -1)

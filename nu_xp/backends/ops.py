@@ -261,7 +261,7 @@ class Ops:
         a, b = parts.shape[0], parts.shape[2]
         spatial = tuple(shape[2:])
         values = xp.permute_dims(parts, (1, *range(3, parts.ndim), 0, 2))  # (K, *out, A, B)
-        values = xp.reshape(values, (-1, a * b))
+        values = xp.reshape(values, (math.prod(values.shape[:-2]), a * b))
         table = xp.zeros((math.prod(spatial), a * b), dtype=parts.dtype, device=self.device_of(parts))
         table = self.index_add(table, self.tap_positions(taps, spatial, self.device_of(parts)), values)
         return xp.reshape(xp.permute_dims(table, (1, 0)), (a, b, *spatial))

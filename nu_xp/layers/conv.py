@@ -189,7 +189,7 @@ class _ConvNd(Layer):
         if self.weight.requires_grad:  # a frozen weight costs no GEMM
             accumulate(self.weight, xp.reshape(g3 @ xp.matrix_transpose(cols), self.weight.data.shape))
         if self.bias is not None and self.bias.requires_grad:
-            accumulate(self.bias, ops.sum(xp.reshape(g3, (self.out_channels, -1)), axis=1))
+            accumulate(self.bias, ops.sum(xp.reshape(g3, (self.out_channels, n * math.prod(out))), axis=1))
         if not input_grad:
             return None
         w = xp.reshape(self.weight.data, (g, self.out_channels // g, self.in_channels // g * len(taps)))

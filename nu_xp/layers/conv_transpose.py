@@ -172,7 +172,9 @@ class _ConvTransposeNd(Layer):
             self.save_for_backward(NATIVE, kept, (x.shape[0], self.out_channels, *out))
             return y
         n, g, k = x.shape[0], self.groups, math.prod(self.kernel_size)
-        x3 = xp.reshape(xp.permute_dims(x, (1, 0, *range(2, x.ndim))), (g, self.in_channels // g, -1))
+        x3 = xp.reshape(
+            xp.permute_dims(x, (1, 0, *range(2, x.ndim))), (g, self.in_channels // g, n * math.prod(spatial))
+        )
         w2 = xp.reshape(self.weight.data, (g, self.in_channels // g, self.out_channels // g * k))
         cols = xp.reshape(xp.matrix_transpose(w2) @ x3, (self.out_channels, k, n, *spatial))  # one GEMM per group
         full = self._full(spatial)
@@ -210,7 +212,7 @@ class _ConvTransposeNd(Layer):
         if self.weight.requires_grad:
             accumulate(self.weight, xp.reshape(x3 @ xp.matrix_transpose(cols), self.weight.data.shape))
         if self.bias is not None and self.bias.requires_grad:
-            accumulate(self.bias, ops.sum(xp.reshape(g_t, (self.out_channels, -1)), axis=1))
+            accumulate(self.bias, ops.sum(xp.reshape(g_t, (self.out_channels, n * math.prod(out))), axis=1))
         if not input_grad:
             return None
         w2 = xp.reshape(self.weight.data, (g, self.in_channels // g, self.out_channels // g * k))

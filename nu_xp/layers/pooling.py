@@ -115,9 +115,10 @@ class _MaxPoolNd(_PoolNd):
         grad = check_grad(self, grad, out_shape, array_type)
         ops = ops_of(grad)
         xp = ops.xp
-        k = xp.reshape(xp.arange(len(taps), dtype=winner.dtype, device=ops.device_of(winner)), (1, -1, 1))
-        chosen = xp.reshape(winner, (winner.shape[0], 1, -1)) == k  # (N, K, C·out): the window's winner
-        g = xp.reshape(grad, (grad.shape[0], 1, -1))
+        k = xp.reshape(xp.arange(len(taps), dtype=winner.dtype, device=ops.device_of(winner)), (1, len(taps), 1))
+        rest = math.prod(winner.shape[1:])  # every size named: a batch may be empty
+        chosen = xp.reshape(winner, (winner.shape[0], 1, rest)) == k  # (N, K, C·out): the window's winner
+        g = xp.reshape(grad, (grad.shape[0], 1, rest))
         parts = xp.where(chosen, g, xp.zeros_like(g))
         return self._col2im(ops, xp.reshape(parts, (grad.shape[0], len(taps), *grad.shape[1:])), taps, padded)
 

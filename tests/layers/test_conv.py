@@ -169,3 +169,26 @@ def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, in
         assert_close(dx1, dx2)
     for a, b in zip(g1, g2):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_an_empty_batch_goes_through_convolutions_and_pools(backend, nd):
+    """A batch of zero samples (the tail of a split, a filtered batch) gives empty outputs and gradients of
+    the right shapes, parameter gradients of zeros, on every backend and through every kernel."""
+    conv, pool, avg, up = (
+        (nu_xp.Conv1d, nu_xp.MaxPool1d, nu_xp.AvgPool1d, nu_xp.ConvTranspose1d)
+        if nd == 1
+        else (nu_xp.Conv2d, nu_xp.MaxPool2d, nu_xp.AvgPool2d, nu_xp.ConvTranspose2d)
+    )
+    kw = {"backend": backend, "dtype": "float64"}
+    model = nu_xp.Sequential(
+        conv(2, 3, 3, padding=1, seed=0, **kw), pool(2), avg(2), up(3, 2, 2, stride=2, seed=1, **kw)
+    )
+    x = on(backend, np.zeros((0, 2, *(8,) * nd)))
+    y = model(x)
+    assert tuple(y.shape) == (0, 2, *(4,) * nd)
+    dx = model.backward(on(backend, np.zeros(tuple(y.shape))))
+    assert tuple(dx.shape) == tuple(x.shape)
+    for p in model.parameters():
+        assert tuple(p.grad.shape) == tuple(p.shape)
+        assert_close(p.grad, np.zeros(tuple(p.shape)))
