@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .taps import offsets_on_data, tap_slices
+from .taps import offsets_on_data, output_shape, tap_slices
 
 __all__ = [
     "avg_pool",
@@ -124,11 +124,6 @@ def _padded(x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float) -> n
 def _taps(kernel: Any, stride: Any, dilation: Any, out: Any, offsets: Any = None) -> list[tuple[slice, ...]]:
     """The taps' slices for a ``(C, *spatial, N)`` array (the trailing batch axis taken whole)."""
     return [t[1:] for t in tap_slices(tuple(kernel), tuple(stride), tuple(dilation), tuple(out), offsets)]
-
-
-def _out(padded: tuple[int, ...], kernel: Any, stride: Any, dilation: Any) -> tuple[int, ...]:
-    """``floor((n_padded - d·(k - 1) - 1) / s) + 1`` per axis (the layer checked that the kernel fits)."""
-    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded, kernel, stride, dilation))
 
 
 def _im2col(xt: np.ndarray, taps: list[tuple[slice, ...]], out: tuple[int, ...]) -> np.ndarray:
@@ -223,7 +218,7 @@ def conv(
     """``y[n, o, p] = b[o] + Σ_c Σ_k W[o, c, k] · x_pad[n, c, p·s + k·d]`` as ``W2 @ cols``; ``(y, cols)``."""
     n, c_out = x.shape[0], weight.shape[0]
     xt = _padded(x, pads, 0.0)
-    out = _out(tuple(xt.shape[1:-1]), weight.shape[2:], stride, dilation)
+    out = output_shape(tuple(x.shape[2:]), weight.shape[2:], stride, pads, dilation, "conv")  # the layer checked it
     cols = _im2col(xt, _taps(weight.shape[2:], stride, dilation, out), out)
     w3 = weight.reshape(groups, c_out // groups, -1)
     y = _gemm(w3, cols.reshape(groups, w3.shape[2], math.prod(out) * n)).reshape(c_out, *out, n)
@@ -329,7 +324,7 @@ def _pool_taps(
     """``(x padded with value, batch last; the taps that read data; the output's spatial shape)``."""
     pads = tuple((p, p) for p in padding)
     xt = _padded(x, pads, value)
-    out = _out(tuple(xt.shape[1:-1]), kernel, stride, (1,) * len(kernel))
+    out = output_shape(tuple(x.shape[2:]), kernel, stride, pads, (1,) * len(kernel), "pool")  # checked by the layer
     on_data = offsets_on_data(kernel, stride, out, tuple(x.shape[2:]), pads)  # padding-only taps change nothing
     return xt, _taps(kernel, stride, (1,) * len(kernel), out, on_data), out
 

@@ -1,4 +1,4 @@
-"""The kernel taps of a sliding window: which strided slice of a padded input each tap reads.
+"""The geometry of a sliding window: its output size, and which strided slice of the padded input each tap reads.
 
 A kernel of ``K = prod(kernel_size)`` taps over ``nd`` spatial axes reads, at
 tap ``(i, j)`` (2-D), ``x_pad[..., i·d : i·d + s·(H_out - 1) + 1 : s, j·d : … : s]``:
@@ -15,7 +15,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["offsets_on_data", "tap_slices"]
+__all__ = ["offsets_on_data", "output_shape", "tap_slices"]
+
+
+def output_shape(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+    dilation: tuple[int, ...],
+    layer: str,
+) -> tuple[int, ...]:
+    """``floor((n + left + right - d·(k - 1) - 1) / s) + 1`` per axis; ``ValueError`` when a kernel does not fit."""
+    out = []
+    for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if n + lo + hi < span:
+            raise ValueError(
+                f"{layer}: the kernel spans {span} (kernel_size {k}, dilation {d}) but the padded input has "
+                f"only {n + lo + hi} along an axis (input spatial shape {spatial}, padding {padding})"
+            )
+        out.append((n + lo + hi - span) // s + 1)
+    return tuple(out)
 
 
 def tap_slices(

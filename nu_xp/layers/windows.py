@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.taps import offsets_on_data, tap_slices
+from ..backends.taps import offsets_on_data, output_shape, tap_slices
 
 __all__ = ["as_tuple", "offsets_on_data", "output_shape", "resolve_padding", "tap_slices", "unpad"]
 
@@ -64,27 +64,6 @@ def resolve_padding(
             return tuple((t // 2, t - t // 2) for t in totals)
         raise ValueError(f"{layer}: padding must be an int, {nd} ints, 'same' or 'valid', got {padding!r}")
     return tuple((p, p) for p in as_tuple(padding, nd, "padding", layer, minimum=0))
-
-
-def output_shape(
-    spatial: tuple[int, ...],
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[tuple[int, int], ...],
-    dilation: tuple[int, ...],
-    layer: str,
-) -> tuple[int, ...]:
-    """``floor((n + left + right - d·(k - 1) - 1) / s) + 1`` per axis; ``ValueError`` when a kernel does not fit."""
-    out = []
-    for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding, dilation):
-        span = d * (k - 1) + 1
-        if n + lo + hi < span:
-            raise ValueError(
-                f"{layer}: the kernel spans {span} (kernel_size {k}, dilation {d}) but the padded input has "
-                f"only {n + lo + hi} along an axis (input spatial shape {spatial}, padding {padding})"
-            )
-        out.append((n + lo + hi - span) // s + 1)
-    return tuple(out)
 
 
 def unpad(x: Any, padding: tuple[tuple[int, int], ...]) -> Any:

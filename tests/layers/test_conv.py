@@ -149,19 +149,28 @@ def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, in
     """Where a backend has its own convolution kernels (``Ops.native_conv``: torch's oneDNN, numpy's
     batch-last GEMMs, XLA's convolutions on JAX), they give what the layer's own im2col formula gives:
     output, dL/dx, dL/dW, dL/db."""
-    ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
     x = on(kernels, rng.normal(size=(3, args[0], *spatial)))
+    assert_native_equals_reference(
+        monkeypatch, kernels, "native_conv", lambda: build(cls, args, kernels), x, input_grad
+    )
+
+
+def assert_native_equals_reference(monkeypatch, kernels, flag, make, x_host, input_grad, g_seed=1):
+    """A layer from ``make()`` run on ``x_host`` (on backend ``kernels``) with the backend's own kernels
+    (``Ops.<flag>`` True) and with the layer's reference formula: the same output, dL/dx (None with
+    ``input_grad=False``) and parameter grads."""
+    ops_class = native_ops(kernels)  # skips where the backend is not installed
+    x = on(kernels, x_host)
     results = []
     for native in (True, False):
-        monkeypatch.setattr(ops_class, "native_conv", native)
-        layer = build(cls, args, kernels)
+        monkeypatch.setattr(ops_class, flag, native)
+        layer = make()
         y = layer(x)
-        g = on(kernels, np.random.default_rng(1).normal(size=tuple(y.shape)))
+        g = on(kernels, np.random.default_rng(g_seed).normal(size=tuple(y.shape)))
         dx = layer.backward(g, input_grad=input_grad)
         assert (dx is None) == (not input_grad)
-        grads = [p.grad for p in layer.parameters()]
-        results.append((y, dx, grads))
+        results.append((y, dx, [p.grad for p in layer.parameters()]))
     (y1, dx1, g1), (y2, dx2, g2) = results
     assert_close(y1, y2)
     if input_grad:

@@ -8,7 +8,7 @@ import pytest
 
 import nu_xp
 from tests.helpers import assert_close, host, on
-from tests.layers.test_conv import native_ops
+from tests.layers.test_conv import assert_native_equals_reference
 from tests.layers.torch_reference import compare_with_torch
 
 CT1D = [
@@ -76,25 +76,10 @@ def test_conv_transpose_gradcheck_and_its_native_kernel_agrees_with_the_formula(
 def test_conv_transpose_native_kernels_equal_the_col2im_formula(monkeypatch, cls, args, input_grad, kernels):
     """Where a backend has its own kernels (``Ops.native_conv_transpose``: numpy's batch-last GEMMs, torch's oneDNN), a
     transposed convolution gives what the layer's col2im formula gives: output, dL/dx, dL/dW, dL/db."""
-    ops_class = native_ops(kernels)
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
-    x = on(kernels, np.random.default_rng(5).normal(size=(3, args[0], *spatial)))
-    results = []
-    for native in (True, False):
-        monkeypatch.setattr(ops_class, "native_conv_transpose", native)
-        layer = build_ct(cls, args, kernels)
-        y = layer(x)
-        g = on(kernels, np.random.default_rng(6).normal(size=tuple(y.shape)))
-        dx = layer.backward(g, input_grad=input_grad)
-        results.append((y, dx, [p.grad for p in layer.parameters()]))
-    (y1, dx1, g1), (y2, dx2, g2) = results
-    assert_close(y1, y2)
-    assert (dx1 is None) == (dx2 is None) == (not input_grad)
-    if input_grad:
-        assert tuple(dx1.shape) == tuple(x.shape)
-        assert_close(dx1, dx2)
-    for a, b in zip(g1, g2):
-        assert_close(a, b)
+    x = np.random.default_rng(5).normal(size=(3, args[0], *spatial))
+    make = lambda: build_ct(cls, args, kernels)  # noqa: E731
+    assert_native_equals_reference(monkeypatch, kernels, "native_conv_transpose", make, x, input_grad, g_seed=6)
 
 
 def test_conv_transpose_is_the_input_gradient_of_a_convolution(backend):
