@@ -150,7 +150,7 @@ def test_native_kernels_equal_the_im2col_formula(monkeypatch, rng, cls, args, in
     batch-last GEMMs, XLA's convolutions on JAX), they give what the layer's own im2col formula gives:
     output, dL/dx, dL/dW, dL/db."""
     spatial = args[-1] if isinstance(args[-1], tuple) else (args[-1],)
-    x = on(kernels, rng.normal(size=(3, args[0], *spatial)))
+    x = rng.normal(size=(3, args[0], *spatial))
     assert_native_equals_reference(
         monkeypatch, kernels, "native_conv", lambda: build(cls, args, kernels), x, input_grad
     )
