@@ -29,7 +29,9 @@ through the host with one device-to-host and one host-to-device copy per step
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import traceback
 import zlib
 from collections.abc import Iterable
@@ -44,6 +46,7 @@ from .optim.optimizer import OptimizerWrapper, unwrap
 
 __all__ = [
     "DistributedOptimizer",
+    "SameOnEveryRankError",
     "allgather",
     "allreduce_gradients",
     "barrier",
@@ -54,6 +57,7 @@ __all__ = [
     "initialized",
     "is_active",
     "rank",
+    "report_failure_and_abort",
     "world_size",
 ]
 
@@ -89,12 +93,22 @@ def _install_abort_hook() -> None:
     sys.excepthook = abort_all
 
 
+_OUTPUT_DRAIN_S = 0.5
+
+
 def abort(why: str, code: int = 1) -> None:
-    """Print ``why`` on stderr, flush, and end every rank (``MPI_Abort``); in a world of one, exit."""
-    sys.stderr.write(f"nu_xp.distributed: {why}; ending all {world_size()} ranks\n")
-    sys.stderr.flush()
+    """Print ``why`` on stderr, flush, and end every rank (``MPI_Abort``); in a world of one, exit.
+
+    Between the last write and ``MPI_Abort`` the rank pauses ``0.5`` s: the
+    process manager (MPICH's Hydra) forwards a rank's output asynchronously
+    and stops forwarding when it kills the ranks, so without the pause the
+    message that says why can be lost (seen about once in ten runs on a loaded
+    2-core machine).
+    """
     sys.stdout.flush()
+    _write_stderr(f"nu_xp.distributed: {why}; ending all {world_size()} ranks\n")
     if _comm is not None and _comm.Get_size() > 1:
+        time.sleep(_OUTPUT_DRAIN_S)
         _comm.Abort(code)
     raise SystemExit(code)
 
@@ -251,8 +265,17 @@ def _in_place() -> Any:
     return MPI.IN_PLACE
 
 
+class SameOnEveryRankError(ValueError):
+    """A ``ValueError`` raised identically on every rank (from one ``allgather``'s result).
+
+    [`report_failure_and_abort`][] lets rank 0 alone print it: several ranks
+    printing one message at once race with the first ``MPI_Abort``, which can
+    cut another rank's report off mid-line.
+    """
+
+
 def check_same_everywhere(what: dict[str, Any]) -> None:
-    """Raise the same ``ValueError`` on every rank when a rank was given other values than rank 0.
+    """Raise one ``SameOnEveryRankError`` (a ``ValueError``) on every rank if a rank differs from rank 0.
 
     ``what`` maps a name (``"x"``, ``"model"``, ``"seed"``) to arrays, models
     or plain values; a CRC32 of each travels in one ``allgather``.
@@ -267,7 +290,7 @@ def check_same_everywhere(what: dict[str, Any]) -> None:
         if odd:
             problems.append(f"{name} differs on rank{'s' if len(odd) > 1 else ''} {', '.join(map(str, odd))}")
     if problems:
-        raise ValueError(
+        raise SameOnEveryRankError(
             "distributed fit: every rank must pass the same data, model and arguments, but "
             + "; ".join(problems)
             + " (compared with rank 0 by checksum)"
@@ -302,8 +325,33 @@ class DistributedOptimizer(OptimizerWrapper):
         self.optimizer.step()
 
 
-def report_failure_and_abort(exc: BaseException) -> None:
-    """In a distributed ``fit``: print ``exc`` with its traceback (rank named), then end every rank."""
-    sys.stderr.write(f"nu_xp.distributed: rank {rank()} of {world_size()} failed:\n")
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+def report_failure_and_abort(exc: BaseException, *, wait_s: float = 30.0) -> None:
+    """In a distributed ``fit``: print ``exc`` with its traceback (rank named), then end every rank.
+
+    The report goes out in one write, so that another rank's ``MPI_Abort``
+    cannot cut it in half. An error every rank raised alike
+    ([`SameOnEveryRankError`][]) is printed by rank 0 only; the other ranks
+    wait up to ``wait_s`` seconds for rank 0's abort before aborting themselves.
+    """
+    if isinstance(exc, SameOnEveryRankError) and rank() != 0:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:  # rank 0 raised the same error and is ending the world
+            time.sleep(0.05)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    _write_stderr(f"nu_xp.distributed: rank {rank()} of {world_size()} failed:\n{text}")
     abort(f"{type(exc).__name__} on rank {rank()}")
+
+
+def _write_stderr(text: str) -> None:
+    """All of ``text`` onto file descriptor 2, after what ``sys.stderr`` holds, in as few writes as it takes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    data = text.encode("utf-8", "replace")
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stderr (pytest's capture, a notebook)
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return
+    while data:
+        data = data[os.write(fd, data) :]

@@ -199,6 +199,7 @@ def test_different_data_on_a_rank_is_named(tmp_path):
     result = run_ranks(3, script, tmp_path, timeout=60)
     assert result.returncode != 0
     assert "x differs on rank 2" in result.stdout
+    assert result.stdout.count("failed:") == 1  # every rank raised it alike; rank 0 alone reports it
     assert time.monotonic() - start < 45  # seconds even on a loaded 2-core machine; a hang would hit the timeout
 
 
