@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
-from . import numpy_windows
+from . import numpy_recurrent, numpy_windows
 from .host_memory import keep_freed_memory
 from .ops import Ops
 
@@ -110,6 +110,11 @@ class NumpyOps(Ops):
     max_pool_backward = staticmethod(numpy_windows.max_pool_backward)  # type: ignore[assignment]
     avg_pool = staticmethod(numpy_windows.avg_pool)  # type: ignore[assignment]
     avg_pool_backward = staticmethod(numpy_windows.avg_pool_backward)  # type: ignore[assignment]
+
+    # the LSTM's loop with every step written into buffers made once per sequence (numpy_recurrent)
+    native_lstm = True
+    lstm = staticmethod(numpy_recurrent.lstm_forward)  # type: ignore[assignment]
+    lstm_backward = staticmethod(numpy_recurrent.lstm_backward)  # type: ignore[assignment]
 
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
         """``numpy.add.at`` (unbuffered, so repeated indices add up), on a copy of ``table``."""

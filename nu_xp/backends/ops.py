@@ -443,6 +443,32 @@ class Ops:
         """``dL/dx``: ``g/K`` added to every position of each window."""
         raise NotImplementedError(f"the {self.name} backend has no native pooling; the layer uses its windows")
 
+    # ------------------------------------------------------------------ own recurrent kernels
+    #: True where the backend has its own LSTM loop: ``LSTM`` then calls [`lstm`][] and [`lstm_backward`][]
+    #: for each layer and direction instead of stepping ``LSTMCell`` (``nu_xp.layers.cells``), which stays the
+    #: reference everywhere else and in the tests. Not while a step is compiled (the layer scans then).
+    native_lstm: ClassVar[bool] = False
+
+    def lstm(
+        self, x: Any, w_ih: Any, w_hh: Any, bias: Any, h0: Any, c0: Any, reverse: bool
+    ) -> tuple[Any, Any, Any, Any]:
+        """``(outputs (L, N, H), h_last, c_last, saved)`` of one layer and direction.
+
+        ``x`` ``(L, N, I)``, ``bias`` = ``b_ih + b_hh`` or None; each step
+        ``[i, f, g, o] = [σ, σ, tanh, σ](W_ih x_t + b + W_hh h_{t-1})``, ``c_t = f ⊙ c_{t-1} + i ⊙ g``,
+        ``h_t = o ⊙ tanh(c_t)``; ``reverse`` runs ``t = L-1 … 0``.
+        """
+        raise NotImplementedError(f"the {self.name} backend has no native LSTM; the layer steps LSTMCell")
+
+    def lstm_backward(
+        self, saved: Any, g_out: Any, dh: Any, dc: Any, input_grad: bool
+    ) -> tuple[Any, Any, Any, Any, Any, Any]:
+        """``(dx or None, dW_ih, dW_hh, db or None, dh_0, dc_0)`` (``db``: of ``b_ih`` and ``b_hh`` alike).
+
+        ``g_out``: ``dL/d(outputs)`` or None; ``dh``, ``dc``: the last state's gradients or None (zero).
+        """
+        raise NotImplementedError(f"the {self.name} backend has no native LSTM; the layer steps LSTMCell")
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

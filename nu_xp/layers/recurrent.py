@@ -77,8 +77,8 @@ class _Direction(NamedTuple):
     """What one direction of one layer keeps for its backward."""
 
     inputs: Any  #: the layer's input ``(L, N, width)``
-    h_prev: list[Any]  #: the state entering each step
-    kept: list[Any]  #: what each step's cell kept
+    h_prev: Any  #: the state entering each step (a list; stacked after a scan; None after the backend's own loop)
+    kept: Any  #: what each step's cell kept (or what the backend's own loop kept, ``Ops.lstm``)
 
 
 class _Kept(NamedTuple):
@@ -292,6 +292,10 @@ class _RNNBase(Layer):
         cell, hidden = self._cell, self.hidden_size
         steps, n = inputs.shape[0], inputs.shape[1]
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        if isinstance(cell, LSTMCell) and be.ops.native_lstm and not be.ops.is_traced(inputs):  # the backend's loop
+            bias = None if b_ih is None else b_ih.data + b_hh.data
+            outputs, h, c, saved = be.ops.lstm(inputs, w_ih.data, w_hh.data, bias, h, c, bool(direction))
+            return outputs, h, c, _Direction(inputs, None, saved)
         a_in = xp.reshape(inputs, (steps * n, inputs.shape[2])) @ w_ih.data.T
         fold = b_hh is not None and cell.fold_hidden_bias
         if b_ih is not None:
@@ -405,6 +409,14 @@ class _RNNBase(Layer):
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
         w = w_hh.data
         gates = cell.gates * hidden
+        if kept.h_prev is None:  # the forward ran the backend's own LSTM loop: so does the backward
+            dx, d_w_ih, d_w_hh, d_b, dh, dc = be.ops.lstm_backward(kept.kept, g_out, dh, dc, want_dx)
+            accumulate(w_ih, d_w_ih)
+            accumulate(w_hh, d_w_hh)
+            if b_ih is not None and b_hh is not None:
+                accumulate(b_ih, d_b)
+                accumulate(b_hh, be.xp.asarray(d_b, copy=True))  # its own array: a gradient is never shared
+            return dx, dh, dc
         if not isinstance(kept.h_prev, list):  # the forward ran as a scan: the reverse loop as one scan too
             d_in_all, d_hh_all, dh, dc = self._back_scan(kept, g_out, dh, dc, w, consts, direction)
             h_prev_all = kept.h_prev

@@ -1,0 +1,121 @@
+"""NumPy's own LSTM loop (``nu_xp.backends.numpy_recurrent``) against ``LSTMCell``'s reference steps, on every
+configuration of the layer: stacked, bidirectional, batch first, without biases, unbatched, an empty batch, a
+given initial state with gradients for it, gradients of the last state only, frozen weights, float32 and 64."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import nu_xp
+from nu_xp.backends.numpy_ops import NumpyOps
+from tests.helpers import assert_close
+
+CONFIGS = [
+    dict(num_layers=1, bidirectional=False, batch_first=False, bias=True),
+    dict(num_layers=2, bidirectional=True, batch_first=True, bias=True),
+    dict(num_layers=3, bidirectional=False, batch_first=True, bias=False),
+    dict(num_layers=1, bidirectional=True, batch_first=False, bias=False),
+]
+
+
+def both_ways(monkeypatch, make, run):
+    """``run(model)`` through numpy's loop and through the reference cells: two lists of arrays."""
+    results = []
+    for native in (True, False):
+        monkeypatch.setattr(NumpyOps, "native_lstm", native)
+        results.append(run(make()))
+    return results
+
+
+def assert_all_close(a_list, b_list):
+    assert len(a_list) == len(b_list)
+    for a, b in zip(a_list, b_list):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert_close(a, b)
+
+
+def grads(model):
+    return [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("config, dtype", list(itertools.product(CONFIGS, ["float32", "float64"])))
+@pytest.mark.parametrize("batch", [5, 0])
+def test_numpy_lstm_equals_the_reference_cells(monkeypatch, config, dtype, batch):
+    rng = np.random.default_rng(0)
+    steps, width, hidden = 7, 3, 6
+    shape = (batch, steps, width) if config["batch_first"] else (steps, batch, width)
+    x = rng.normal(size=shape).astype(dtype)
+    directions = 2 if config["bidirectional"] else 1
+    h0 = rng.normal(size=(config["num_layers"] * directions, batch, hidden)).astype(dtype)
+    c0 = rng.normal(size=h0.shape).astype(dtype)
+
+    def make():
+        return nu_xp.LSTM(width, hidden, seed=3, dtype=dtype, **config)
+
+    def run(model):
+        out, (h_n, c_n) = model(x, (h0, c0))
+        g = np.random.default_rng(1)
+        g_out, g_h, g_c = (g.normal(size=a.shape).astype(dtype) for a in (out, h_n, c_n))
+        dx, (dh0, dc0) = model.backward((g_out, (g_h, g_c)))
+        return [out, h_n, c_n, dx, dh0, dc0, *grads(model)]
+
+    assert_all_close(*both_ways(monkeypatch, make, run))
+
+
+def test_numpy_lstm_with_gradients_of_the_last_state_only_and_unbatched(monkeypatch):
+    """No ``g_output``, only ``c_n``'s gradient (the backward starts from zeros), and an unbatched sequence."""
+    x = np.random.default_rng(2).normal(size=(9, 4))
+
+    def make():
+        return nu_xp.LSTM(4, 5, num_layers=2, seed=0, dtype="float64")
+
+    def run(model):
+        out, (h_n, c_n) = model(x)
+        dx = model.backward((None, (None, np.ones_like(c_n))))
+        return [out, h_n, c_n, dx, *grads(model)]
+
+    assert_all_close(*both_ways(monkeypatch, make, run))
+
+
+def test_numpy_lstm_leaves_frozen_weights_without_gradient_and_gives_each_bias_its_own(monkeypatch):
+    x = np.random.default_rng(3).normal(size=(6, 2, 3)).astype("float32")
+
+    def make():
+        model = nu_xp.LSTM(3, 4, seed=0)
+        model.weight_ih_l0.requires_grad = False
+        return model
+
+    def run(model):
+        out, _ = model(x)
+        dx = model.backward(np.ones_like(out))
+        assert model.weight_ih_l0.grad is None
+        assert model.bias_ih_l0.grad is not model.bias_hh_l0.grad
+        return [out, dx, model.weight_hh_l0.grad, model.bias_ih_l0.grad, model.bias_hh_l0.grad]
+
+    assert_all_close(*both_ways(monkeypatch, make, run))
+
+
+def test_numpy_lstm_saturated_gates_stay_finite_and_warn_nothing(monkeypatch):
+    """Pre-activations of ±1e4 (weights of 1e3): tanh saturates, nothing overflows, the results are the reference's."""
+    x = np.full((5, 2, 3), 10.0, dtype="float32")
+
+    def make():
+        model = nu_xp.LSTM(3, 4, seed=0)
+        for p in model.parameters():
+            p.data[...] = np.sign(p.data) * 1e3
+        return model
+
+    def run(model):
+        out, _ = model(x)
+        dx = model.backward(np.ones_like(out))
+        return [out, dx, *grads(model)]
+
+    with np.errstate(all="raise"):
+        native, reference = both_ways(monkeypatch, make, run)
+    assert all(np.isfinite(a).all() for a in native)
+    assert_all_close(native, reference)
