@@ -449,6 +449,10 @@ class Ops:
     #: reference everywhere else and in the tests. Not while a step is compiled (the layer scans then).
     native_lstm: ClassVar[bool] = False
 
+    def lstm_supports(self, x: Any) -> bool:
+        """Whether [`lstm`][] takes this input (a backend's kernel may cover some dtypes or devices only)."""
+        return True
+
     def lstm(
         self, x: Any, w_ih: Any, w_hh: Any, bias: Any, h0: Any, c0: Any, reverse: bool
     ) -> tuple[Any, Any, Any, Any]:

@@ -276,6 +276,50 @@ class TorchOps(Ops):
         dx = self.library.ops.aten.avg_pool2d_backward(g2, x2, k, s, p, False, True, None)
         return dx if x.ndim == 4 else dx.squeeze(2)
 
+    # the LSTM: oneDNN's own loop (aten.mkldnn_rnn_layer and its backward, what torch.nn.LSTM runs on the CPU)
+    native_lstm = True
+    _LSTM = 2  # the LSTM's number in ATen's enum of recurrent modes
+
+    def lstm_supports(self, x: Any) -> bool:
+        """float32 on the CPU with oneDNN enabled (elsewhere the layer steps ``LSTMCell``, as PyTorch's own
+        non-oneDNN path would)."""
+        torch = self.library
+        return (
+            x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and x.numel() > 0
+            and torch.backends.mkldnn.is_available()
+            and torch._C._get_mkldnn_enabled()
+        )
+
+    def lstm(
+        self, x: Any, w_ih: Any, w_hh: Any, bias: Any, h0: Any, c0: Any, reverse: bool
+    ) -> tuple[Any, Any, Any, Any]:
+        """``aten.mkldnn_rnn_layer``; the backward keeps its inputs, results and oneDNN's workspace."""
+        torch = self.library
+        b_ih = bias if bias is not None else torch.zeros(w_ih.shape[0], dtype=x.dtype)
+        b_hh = torch.zeros_like(b_ih)
+        x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
+        with torch.enable_grad():  # oneDNN hands out its workspace only with grad mode on (nothing requires grad)
+            out, h, c, work = torch.ops.aten.mkldnn_rnn_layer(
+                x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse, [], self._LSTM, w_hh.shape[1], 1, True, False, False, True
+            )
+        return out, h, c, (x, w_ih, w_hh, b_ih, b_hh, h0, c0, out, h, c, work, reverse, bias is not None)
+
+    def lstm_backward(
+        self, saved: Any, g_out: Any, dh: Any, dc: Any, input_grad: bool
+    ) -> tuple[Any, Any, Any, Any, Any, Any]:
+        """``aten.mkldnn_rnn_layer_backward``: the input's, weights' and initial state's gradients in one call."""
+        x, w_ih, w_hh, b_ih, b_hh, h0, c0, out, h, c, work, reverse, has_bias = saved
+        if g_out is None:
+            g_out = self.library.zeros_like(out)
+        dx, dw_ih, dw_hh, db, _, dh0, dc0 = self.library.ops.aten.mkldnn_rnn_layer_backward(
+            x, w_ih, w_hh, b_ih, b_hh, h0, c0, out, h, c, g_out.contiguous(),
+            None if dh is None else dh.contiguous(), None if dc is None else dc.contiguous(),
+            reverse, self._LSTM, w_hh.shape[1], 1, True, True, False, [], False, work,
+        )  # fmt: skip
+        return (dx if input_grad else None), dw_ih, dw_hh, (db if has_bias else None), dh0, dc0
+
     # im2col and col2im as one gather and one scatter-add: on a GPU each of the K slice copies would be a launch
     pad = Ops.pad_by_writing  # one allocation and one copy instead of a concat per axis
     stack_taps = Ops.stack_taps_by_gather

@@ -292,7 +292,12 @@ class _RNNBase(Layer):
         cell, hidden = self._cell, self.hidden_size
         steps, n = inputs.shape[0], inputs.shape[1]
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-        if isinstance(cell, LSTMCell) and be.ops.native_lstm and not be.ops.is_traced(inputs):  # the backend's loop
+        if (
+            isinstance(cell, LSTMCell)
+            and be.ops.native_lstm
+            and not be.ops.is_traced(inputs)
+            and be.ops.lstm_supports(inputs)
+        ):
             bias = None if b_ih is None else b_ih.data + b_hh.data
             outputs, h, c, saved = be.ops.lstm(inputs, w_ih.data, w_hh.data, bias, h, c, bool(direction))
             return outputs, h, c, _Direction(inputs, None, saved)

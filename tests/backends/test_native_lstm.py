@@ -1,6 +1,7 @@
-"""NumPy's own LSTM loop (``nu_xp.backends.numpy_recurrent``) against ``LSTMCell``'s reference steps, on every
-configuration of the layer: stacked, bidirectional, batch first, without biases, unbatched, an empty batch, a
-given initial state with gradients for it, gradients of the last state only, frozen weights, float32 and 64."""
+"""Backends' own LSTM loops (``Ops.native_lstm``: NumPy's ``numpy_recurrent``, torch's oneDNN kernel) against
+``LSTMCell``'s reference steps, on every configuration of the layer: stacked, bidirectional, batch first, without
+biases, unbatched, an empty batch, a given initial state with gradients for it, gradients of the last state only,
+frozen weights, float32 and float64 (where the backend's kernel takes them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from nu_xp.backends.numpy_ops import NumpyOps
-from tests.helpers import assert_close
+from tests.helpers import assert_close, on
 
 CONFIGS = [
     dict(num_layers=1, bidirectional=False, batch_first=False, bias=True),
@@ -21,11 +21,16 @@ CONFIGS = [
 ]
 
 
-def both_ways(monkeypatch, make, run):
-    """``run(model)`` through numpy's loop and through the reference cells: two lists of arrays."""
+def both_ways(monkeypatch, backend, x, make, run):
+    """``run(model)`` through the backend's own loop and through the reference cells: two lists of arrays."""
+    ops = nu_xp.get_backend(backend).ops
+    if not ops.native_lstm:
+        pytest.skip(f"the {backend} backend has no LSTM loop of its own (Ops.native_lstm is False)")
+    if not ops.lstm_supports(x):
+        pytest.skip(f"the {backend} backend's LSTM kernel does not take {x.dtype} input of shape {tuple(x.shape)}")
     results = []
     for native in (True, False):
-        monkeypatch.setattr(NumpyOps, "native_lstm", native)
+        monkeypatch.setattr(type(ops), "native_lstm", native)
         results.append(run(make()))
     return results
 
@@ -45,59 +50,60 @@ def grads(model):
 
 @pytest.mark.parametrize("config, dtype", list(itertools.product(CONFIGS, ["float32", "float64"])))
 @pytest.mark.parametrize("batch", [5, 0])
-def test_numpy_lstm_equals_the_reference_cells(monkeypatch, config, dtype, batch):
+def test_native_lstm_equals_the_reference_cells(monkeypatch, backend, config, dtype, batch):
     rng = np.random.default_rng(0)
     steps, width, hidden = 7, 3, 6
     shape = (batch, steps, width) if config["batch_first"] else (steps, batch, width)
-    x = rng.normal(size=shape).astype(dtype)
+    x = on(backend, rng.normal(size=shape), dtype)
     directions = 2 if config["bidirectional"] else 1
-    h0 = rng.normal(size=(config["num_layers"] * directions, batch, hidden)).astype(dtype)
-    c0 = rng.normal(size=h0.shape).astype(dtype)
+    h0 = on(backend, rng.normal(size=(config["num_layers"] * directions, batch, hidden)), dtype)
+    c0 = on(backend, rng.normal(size=h0.shape), dtype)
 
     def make():
-        return nu_xp.LSTM(width, hidden, seed=3, dtype=dtype, **config)
+        return nu_xp.LSTM(width, hidden, seed=3, dtype=dtype, backend=backend, **config)
 
     def run(model):
         out, (h_n, c_n) = model(x, (h0, c0))
         g = np.random.default_rng(1)
-        g_out, g_h, g_c = (g.normal(size=a.shape).astype(dtype) for a in (out, h_n, c_n))
+        g_out, g_h, g_c = (on(backend, g.normal(size=a.shape), dtype) for a in (out, h_n, c_n))
         dx, (dh0, dc0) = model.backward((g_out, (g_h, g_c)))
         return [out, h_n, c_n, dx, dh0, dc0, *grads(model)]
 
-    assert_all_close(*both_ways(monkeypatch, make, run))
+    assert_all_close(*both_ways(monkeypatch, backend, x, make, run))
 
 
-def test_numpy_lstm_with_gradients_of_the_last_state_only_and_unbatched(monkeypatch):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_native_lstm_with_gradients_of_the_last_state_only_and_unbatched(monkeypatch, backend, dtype):
     """No ``g_output``, only ``c_n``'s gradient (the backward starts from zeros), and an unbatched sequence."""
-    x = np.random.default_rng(2).normal(size=(9, 4))
+    x = on(backend, np.random.default_rng(2).normal(size=(9, 4)), dtype)
 
     def make():
-        return nu_xp.LSTM(4, 5, num_layers=2, seed=0, dtype="float64")
+        return nu_xp.LSTM(4, 5, num_layers=2, seed=0, dtype=dtype, backend=backend)
 
     def run(model):
         out, (h_n, c_n) = model(x)
-        dx = model.backward((None, (None, np.ones_like(c_n))))
+        dx = model.backward((None, (None, nu_xp.get_backend(backend).xp.ones_like(c_n))))
         return [out, h_n, c_n, dx, *grads(model)]
 
-    assert_all_close(*both_ways(monkeypatch, make, run))
+    assert_all_close(*both_ways(monkeypatch, backend, x, make, run))
 
 
-def test_numpy_lstm_leaves_frozen_weights_without_gradient_and_gives_each_bias_its_own(monkeypatch):
-    x = np.random.default_rng(3).normal(size=(6, 2, 3)).astype("float32")
+def test_native_lstm_leaves_frozen_weights_without_gradient_and_gives_each_bias_its_own(monkeypatch, backend):
+    x = on(backend, np.random.default_rng(3).normal(size=(6, 2, 3)), "float32")
 
     def make():
-        model = nu_xp.LSTM(3, 4, seed=0)
+        model = nu_xp.LSTM(3, 4, seed=0, backend=backend)
         model.weight_ih_l0.requires_grad = False
         return model
 
     def run(model):
         out, _ = model(x)
-        dx = model.backward(np.ones_like(out))
+        dx = model.backward(nu_xp.get_backend(backend).xp.ones_like(out))
         assert model.weight_ih_l0.grad is None
         assert model.bias_ih_l0.grad is not model.bias_hh_l0.grad
         return [out, dx, model.weight_hh_l0.grad, model.bias_ih_l0.grad, model.bias_hh_l0.grad]
 
-    assert_all_close(*both_ways(monkeypatch, make, run))
+    assert_all_close(*both_ways(monkeypatch, backend, x, make, run))
 
 
 def test_numpy_lstm_saturated_gates_stay_finite_and_warn_nothing(monkeypatch):
@@ -116,6 +122,6 @@ def test_numpy_lstm_saturated_gates_stay_finite_and_warn_nothing(monkeypatch):
         return [out, dx, *grads(model)]
 
     with np.errstate(all="raise"):
-        native, reference = both_ways(monkeypatch, make, run)
+        native, reference = both_ways(monkeypatch, "numpy", x, make, run)
     assert all(np.isfinite(a).all() for a in native)
     assert_all_close(native, reference)
