@@ -281,13 +281,14 @@ class TorchOps(Ops):
     _LSTM = 2  # the LSTM's number in ATen's enum of recurrent modes
 
     def lstm_supports(self, x: Any) -> bool:
-        """float32 on the CPU with oneDNN enabled (elsewhere the layer steps ``LSTMCell``, as PyTorch's own
-        non-oneDNN path would)."""
+        """float32 on the CPU with oneDNN enabled, outside ``torch.inference_mode`` (elsewhere the layer steps
+        ``LSTMCell``, as PyTorch's own non-oneDNN path would)."""
         torch = self.library
         return (
             x.dtype == torch.float32
             and x.device.type == "cpu"
             and x.numel() > 0
+            and not torch.is_inference_mode_enabled()  # there oneDNN keeps no workspace for a backward
             and torch.backends.mkldnn.is_available()
             and torch._C._get_mkldnn_enabled()
         )

@@ -125,3 +125,22 @@ def test_numpy_lstm_saturated_gates_stay_finite_and_warn_nothing(monkeypatch):
         native, reference = both_ways(monkeypatch, "numpy", x, make, run)
     assert all(np.isfinite(a).all() for a in native)
     assert_all_close(native, reference)
+
+
+def test_torch_lstm_under_torch_no_grad_and_inference_mode_still_has_a_backward(backend):
+    """oneDNN hands out its workspace only with torch's grad mode on: the forward turns it on for its call, and
+    under ``torch.inference_mode`` (where it cannot) the layer steps the reference cells."""
+    if backend != "torch":
+        pytest.skip("about torch's own grad modes")
+    import torch
+
+    x = on(backend, np.random.default_rng(4).normal(size=(5, 3, 2)), "float32")
+    results = []
+    for mode in (torch.no_grad, torch.inference_mode, torch.enable_grad):
+        model = nu_xp.LSTM(2, 3, seed=0, backend=backend)
+        with mode():
+            out, _ = model(x)
+        dx = model.backward(torch.ones_like(out))
+        results.append([out, dx, *grads(model)])
+    assert_all_close(results[0], results[2])
+    assert_all_close(results[1], results[2])
