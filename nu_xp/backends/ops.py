@@ -161,11 +161,15 @@ class Ops:
         so the one-hot matrix stays under ~4 M elements: exact sums, cost
         ``O(len(indices) · rows · width)`` multiply-adds (fine for small
         vocabularies); with an inf or NaN among the values, a select and a sum
-        instead of the product, so an inf reaches its own row only. Backends
-        with a native scatter-add override it.
+        instead of the product, so an inf reaches its own row only. Rows of
+        any shape (``table`` ``(R, *row)``, ``values`` ``(n, *row)``) are
+        flattened for the product and shaped back. Backends with a native
+        scatter-add override it.
         """
         xp = self.xp
-        rows = table.shape[0]
+        rows, shape = table.shape[0], tuple(table.shape)
+        width = math.prod(shape[1:])
+        table, values = xp.reshape(table, (rows, width)), xp.reshape(values, (values.shape[0], width))
         classes = xp.arange(rows, dtype=indices.dtype, device=self.device_of(indices))
         finite = self.all(xp.isfinite(values))  # else 0 · inf would put NaN into every other row
         chunk = max(1, 4_194_304 // max(rows * (1 if finite else values.shape[-1]), 1))
@@ -178,7 +182,7 @@ class Ops:
             else:  # select instead of multiply: an inf reaches its own row only
                 picked = xp.where(hit[:, :, None], values[start:stop, None, :], xp.zeros_like(values[:1, None, :]))
                 table = table + xp.sum(picked, axis=0)
-        return table
+        return xp.reshape(table, shape)
 
     # ------------------------------------------------------------------ window kernels (convolution, pooling)
     def pad(self, x: Any, padding: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:

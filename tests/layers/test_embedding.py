@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import on
+from tests.helpers import assert_close, host, on
 from tests.layers.torch_reference import compare_with_torch
 
 
@@ -38,6 +38,26 @@ def test_the_standard_scatter_add_equals_the_native_one(backend):
     np.add.at(expected, [1, 1, 5, 0, 1], np.arange(10.0).reshape(5, 2))
     np.testing.assert_array_equal(nu_xp.to_host(generic(ops, table, idx, vals)), expected)
     np.testing.assert_array_equal(nu_xp.to_host(ops.index_add(table, idx, vals)), expected)
+
+
+@pytest.mark.parametrize("width", [(), (3,), (2, 4)])
+def test_scatter_add_with_many_repeats_equals_numpy_add_at(backend, width):
+    """Random rows with many repeats, values of any trailing shape, a table that is not zero, an inf and a NaN
+    (each stays in its own row), an empty index list: every backend's ``index_add`` equals ``np.add.at``."""
+    ops = nu_xp.backends.ops_for(backend)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 7, size=300)
+    values = rng.normal(size=(300, *width))
+    values[5], values[9] = np.inf, np.nan
+    table = rng.normal(size=(7, *width))
+    for idx, vals in ((rows, values), (rows[:0], values[:0])):
+        expected = table.copy()
+        np.add.at(expected, idx, vals)
+        got = host(ops.index_add(on(backend, table), on(backend, idx, dtype=None), on(backend, vals)))
+        finite = np.isfinite(expected)
+        np.testing.assert_array_equal(np.isfinite(got), finite)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        assert_close(got[finite], expected[finite])
 
 
 def test_bad_indices(backend):
