@@ -37,6 +37,10 @@ import numpy as np
 
 __all__ = ["Ops"]
 
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
 
 class Ops:
     """One array library: its namespace ``xp``, its devices, host transfers and hot-path kernels.
@@ -477,6 +481,31 @@ class Ops:
         """
         raise NotImplementedError(f"the {self.name} backend has no native LSTM; the layer steps LSTMCell")
 
+    # ------------------------------------------------------------------ activations with kernels of their own
+    def gelu(self, x: Any, approximate: str = "none") -> tuple[Any, Any]:
+        """``(y, kept)``: GELU's value and what [`gelu_backward`][] needs (here the slope ``dy/dx``).
+
+        ``approximate="none"``: ``y = x Φ(x)``, ``Φ(x) = (1 + erf(x/√2))/2``, slope
+        ``Φ(x) + x φ(x)`` with ``φ(x) = exp(-x²/2)/√(2π)``. ``"tanh"``:
+        ``Φ(x) ≈ (1 + tanh(v))/2``, ``v = √(2/π)(x + 0.044715 x³)``, slope
+        ``Φ + x/2 (1 - tanh²v) √(2/π)(1 + 3·0.044715 x²)``. The reference formula;
+        NumPy (float32) and torch override it.
+        """
+        xp = self.xp
+        u = xp.clip(x, -40.0, 40.0)  # beyond ±40 Φ is 0 or 1 and x φ(x) is 0 even in float64: x², x³ never overflow
+        if approximate == "tanh":
+            t = xp.tanh(_SQRT_2_OVER_PI * (u + 0.044715 * u * u * u))
+            cdf = 0.5 * (1.0 + t)
+            pdf_term = 0.5 * u * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * u * u)
+        else:
+            cdf = 0.5 * (1.0 + self.erf(x * _SQRT_HALF))
+            pdf_term = u * xp.exp(-0.5 * u * u) * _INV_SQRT_2PI
+        return x * cdf, cdf + pdf_term
+
+    def gelu_backward(self, grad: Any, kept: Any, approximate: str = "none") -> Any:
+        """``dL/dx = g · slope`` from what [`gelu`][] kept."""
+        return grad * kept
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 
@@ -496,7 +525,7 @@ class Ops:
             term = term * (-s2) / n
             total = total + term / (2 * n + 1)
         series = total * (2.0 / math.sqrt(math.pi))
-        large = xp.maximum(a, xp.full_like(a, 2.0))  # the continued fraction, on values ≥ 2
+        large = xp.clip(a, 2.0, 30.0)  # the continued fraction, on values ≥ 2 (erf(30) is 1 even in float64)
         f = large
         for k in range(50, 0, -1):
             f = large + (k / 2.0) / f

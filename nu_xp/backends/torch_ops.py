@@ -102,6 +102,16 @@ class TorchOps(Ops):
         """``torch.special.erf`` (native)."""
         return self.library.special.erf(x)
 
+    def gelu(self, x: Any, approximate: str = "none") -> tuple[Any, Any]:
+        """``torch.nn.functional.gelu`` (one fused kernel); keeps ``x`` for ATen's ``gelu_backward``, clipped to
+        ±40 for ``"tanh"`` (whose backward takes ``x³``: NaN at 1e30 in float32; the slope is 0 or 1 there)."""
+        kept = x if approximate == "none" else self.library.clamp(x, -40.0, 40.0)
+        return self.library.nn.functional.gelu(x, approximate=approximate), kept
+
+    def gelu_backward(self, grad: Any, kept: Any, approximate: str = "none") -> Any:
+        """``aten.gelu_backward(g, x)``: the slope computed and applied in one pass."""
+        return self.library.ops.aten.gelu_backward(grad, kept, approximate=approximate)
+
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
         """``Tensor.index_add`` (one native kernel)."""
         return table.index_add(0, indices, values)

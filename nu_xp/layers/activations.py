@@ -273,7 +273,8 @@ class GELU(Activation):
     ``approximate="tanh"``: ``Φ(x) ≈ (1 + tanh(u)) / 2``, ``u = √(2/π) (x + 0.044715 x³)``,
     and ``dL/dx = g · (Φ + x/2 · (1 - tanh²u) · √(2/π) (1 + 3·0.044715 x²))``.
     The standard has no ``erf``: [`nu_xp.backends.Ops.erf`][nu_xp.backends.ops.Ops.erf] computes it
-    from standard functions where the backend has no native one.
+    from standard functions where the backend has no native one. The formula is
+    [`Ops.gelu`][nu_xp.backends.ops.Ops.gelu]'s; NumPy (float32) and torch run kernels of their own.
 
     Parameters
     ----------
@@ -289,20 +290,13 @@ class GELU(Activation):
 
     def forward(self, x: Any) -> Any:
         ops, x = self._float_input(x)
-        xp = ops.xp
-        if self.approximate == "tanh":
-            t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-            cdf = 0.5 * (1.0 + t)
-            pdf_term = 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
-        else:
-            cdf = 0.5 * (1.0 + ops.erf(x * _SQRT_HALF))
-            pdf_term = x * xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        self.save_for_backward(cdf + pdf_term, x)
-        return x * cdf
+        y, kept = ops.gelu(x, self.approximate)  # the slope, or what the backend's own backward reads
+        self.save_for_backward(kept, x)
+        return y
 
     def backward(self, grad: Any) -> Any:
-        slope, _ = self._saved_pair(grad)
-        return grad * slope
+        kept, _ = self._saved_pair(grad)
+        return ops_of(kept).gelu_backward(grad, kept, self.approximate)
 
 
 @register_layer
@@ -386,11 +380,6 @@ class LogSoftmax(AlongDim):
         y = self._saved(grad)
         ops = ops_of(y)
         return grad - ops.xp.exp(y) * ops.sum(grad, axis=self.dim, keepdims=True)
-
-
-_SQRT_HALF = math.sqrt(0.5)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _check_dim(name: str, dim: Any, axis: Any) -> int:
