@@ -506,6 +506,43 @@ class Ops:
         """``dL/dx = g · slope`` from what [`gelu`][] kept."""
         return grad * kept
 
+    def layer_norm(self, x: Any, weight: Any, bias: Any, dims: int, eps: float) -> tuple[Any, Any]:
+        """``(y, kept)``: ``y = γ x̂ + β``, ``x̂ = (x - μ)/√(σ² + ε)`` with ``μ``, ``σ²`` over the last ``dims``
+        axes (``weight`` γ and ``bias`` β may be None); ``kept`` is what [`layer_norm_backward`][] reads
+        (here ``x̂`` and ``1/√(σ² + ε)``). The reference formula; torch overrides it."""
+        xp = self.xp
+        axes = tuple(range(x.ndim - dims, x.ndim))
+        mean = xp.mean(x, axis=axes, keepdims=True)
+        centered = x - mean
+        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes, keepdims=True) + eps)
+        x_hat = centered * inv_std
+        y = x_hat if weight is None else x_hat * weight
+        return (y if bias is None else y + bias), (x_hat, inv_std)
+
+    def layer_norm_backward(
+        self, grad: Any, kept: Any, weight: Any, bias: Any, dims: int, needs: tuple[bool, bool, bool]
+    ) -> tuple[Any, Any, Any]:
+        """``(dL/dx, dL/dγ, dL/dβ)``, each None where ``needs`` (input, weight, bias) says so:
+        ``dL/dx = (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)) / √(σ² + ε)`` with ``ĝ = g γ``, ``dL/dγ = Σ g x̂``,
+        ``dL/dβ = Σ g`` (summed over the leading axes)."""
+        x_hat, inv_std = kept
+        lead = tuple(range(grad.ndim - dims))
+        axes = tuple(range(grad.ndim - dims, grad.ndim))
+        d_weight = d_bias = d_x = None
+        if needs[1]:
+            d_weight = self.sum(grad * x_hat, axis=lead) if lead else grad * x_hat
+        if needs[2]:
+            d_bias = self.sum(grad, axis=lead) if lead else grad
+        if needs[0]:
+            g_hat = grad if weight is None else grad * weight
+            xp = self.xp
+            d_x = (
+                g_hat
+                - xp.mean(g_hat, axis=axes, keepdims=True)
+                - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
+            ) * inv_std
+        return d_x, d_weight, d_bias
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

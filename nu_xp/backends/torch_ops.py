@@ -11,7 +11,7 @@ argument translation. Measured on the benchmark machine (``benchmarks/RESULTS.md
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import array_api_compat
 import numpy as np
@@ -19,6 +19,15 @@ import numpy as np
 from .ops import Ops
 
 __all__ = ["TorchOps"]
+
+
+class _NativeLayerNorm(NamedTuple):
+    """What ``aten.native_layer_norm`` leaves for its backward: the input, ``μ``, ``1/σ`` and the normalized shape."""
+
+    x: Any
+    mean: Any
+    rstd: Any
+    shape: list[int]
 
 
 class TorchOps(Ops):
@@ -111,6 +120,27 @@ class TorchOps(Ops):
     def gelu_backward(self, grad: Any, kept: Any, approximate: str = "none") -> Any:
         """``aten.gelu_backward(g, x)``: the slope computed and applied in one pass."""
         return self.library.ops.aten.gelu_backward(grad, kept, approximate=approximate)
+
+    def layer_norm(self, x: Any, weight: Any, bias: Any, dims: int, eps: float) -> tuple[Any, Any]:
+        """``aten.native_layer_norm`` (one kernel; keeps ``x``, ``μ`` and ``1/σ`` for its backward) where the
+        parameters have the input's dtype and the input is not empty; else the reference formula."""
+        if x.numel() == 0 or any(p is not None and p.dtype != x.dtype for p in (weight, bias)):
+            return super().layer_norm(x, weight, bias, dims, eps)
+        shape = list(x.shape[x.ndim - dims :])
+        y, mean, rstd = self.library.ops.aten.native_layer_norm(x, shape, weight, bias, eps)
+        return y, _NativeLayerNorm(x, mean, rstd, shape)
+
+    def layer_norm_backward(
+        self, grad: Any, kept: Any, weight: Any, bias: Any, dims: int, needs: tuple[bool, bool, bool]
+    ) -> tuple[Any, Any, Any]:
+        """``aten.native_layer_norm_backward`` (one kernel for all three gradients) after the native forward."""
+        if not isinstance(kept, _NativeLayerNorm):
+            return super().layer_norm_backward(grad, kept, weight, bias, dims, needs)
+        mask = [needs[0], needs[1] and weight is not None, needs[2] and bias is not None]
+        d_x, d_weight, d_bias = self.library.ops.aten.native_layer_norm_backward(
+            grad, kept.x, kept.shape, kept.mean, kept.rstd, weight, bias, mask
+        )
+        return (d_x if mask[0] else None), (d_weight if mask[1] else None), (d_bias if mask[2] else None)
 
     def index_add(self, table: Any, indices: Any, values: Any) -> Any:
         """``Tensor.index_add`` (one native kernel)."""

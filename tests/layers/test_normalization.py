@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import on
+from tests.helpers import assert_close, host, on
 from tests.layers.torch_reference import compare_with_torch
 
 BATCHNORMS = [
@@ -41,6 +41,48 @@ def test_layernorm_equals_torch(torch, backend, shape, kwargs, x_shape):
     for p in ours.parameters():  # not just ones and zeros
         p.data = nu_xp.asarray(rng.normal(size=p.shape), like=ours, dtype="float64")
     compare_with_torch(torch, backend, ours, theirs, x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("shape", "kwargs", "x_shape", "frozen"),
+    [
+        (16, {}, (3, 7, 16), ()),
+        ((2, 3), {"bias": False}, (4, 2, 3), ("weight",)),
+        (4, {"elementwise_affine": False}, (2, 3, 4), ()),
+        (5, {}, (5,), ("bias",)),
+        (5, {}, (0, 5), ()),
+    ],
+)
+def test_layernorm_kernel_equals_the_formula(monkeypatch, backend, dtype, shape, kwargs, x_shape, frozen):
+    """The backend's ``Ops.layer_norm`` (torch: ATen's native kernels) against the reference formula
+    ``Ops.layer_norm`` through the layer: output, input and parameter gradients, frozen parameters
+    (no gradient), an unbatched input, an empty batch, and a backward without the input's gradient."""
+    rng = np.random.default_rng(7)
+    x = on(backend, rng.normal(size=x_shape) * 3 + 1, dtype=dtype)
+    g = on(backend, rng.normal(size=x_shape), dtype=dtype)
+    results = []
+    for formula in (False, True):
+        layer = nu_xp.LayerNorm(shape, backend=backend, dtype=dtype, **kwargs)
+        for p in layer.parameters():
+            p.data = nu_xp.asarray(np.random.default_rng(5).normal(size=p.shape), like=layer, dtype=dtype)
+        for name in frozen:
+            getattr(layer, name).requires_grad = False
+        if formula:  # the reference formula on this backend's Ops class
+            ops_class = type(layer.backend.ops)
+            monkeypatch.setattr(ops_class, "layer_norm", nu_xp.backends.Ops.layer_norm)
+            monkeypatch.setattr(ops_class, "layer_norm_backward", nu_xp.backends.Ops.layer_norm_backward)
+        y = layer(x)
+        dx = layer.backward(g)
+        layer.zero_grad()
+        layer(x)
+        assert layer.backward(g, input_grad=False) is None
+        grads = [p.grad for p in layer.parameters()]
+        assert [grad is None for grad in grads] == [p.requires_grad is False for p in layer.parameters()]
+        results.append([host(y), host(dx), *[host(grad) for grad in grads if grad is not None]])
+    for ours, reference in zip(*results):
+        assert ours.shape == reference.shape and ours.dtype == reference.dtype
+        assert_close(ours, reference, ulps=64)
 
 
 @pytest.mark.parametrize(
