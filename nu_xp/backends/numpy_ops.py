@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
-from . import numpy_elementwise, numpy_recurrent, numpy_windows
+from . import numpy_elementwise, numpy_norms, numpy_recurrent, numpy_windows
 from .host_memory import keep_freed_memory
 from .ops import Ops
 
@@ -117,6 +117,21 @@ class NumpyOps(Ops):
         if approximate == "none" and x.dtype == np.float32:
             return numpy_elementwise.gelu(x)
         return super().gelu(x, approximate)
+
+    def layer_norm(self, x: Any, weight: Any, bias: Any, dims: int, eps: float) -> tuple[Any, Any]:
+        """LayerNorm on rows, every pass in place (``numpy_norms``), for float input whose parameters share its
+        dtype; else the reference formula."""
+        if x.dtype.kind == "f" and all(p is None or p.dtype == x.dtype for p in (weight, bias)):
+            return numpy_norms.layer_norm(x, weight, bias, dims, eps)
+        return super().layer_norm(x, weight, bias, dims, eps)
+
+    def layer_norm_backward(
+        self, grad: Any, kept: Any, weight: Any, bias: Any, dims: int, needs: tuple[bool, bool, bool]
+    ) -> tuple[Any, Any, Any]:
+        """``numpy_norms.layer_norm_backward`` after its forward; else the reference formula."""
+        if isinstance(kept, numpy_norms.LayerNormKept):
+            return numpy_norms.layer_norm_backward(grad, kept, weight, dims, needs)
+        return super().layer_norm_backward(grad, kept, weight, bias, dims, needs)
 
     # the LSTM's loop with every step written into buffers made once per sequence (numpy_recurrent)
     native_lstm = True
