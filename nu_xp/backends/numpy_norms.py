@@ -1,4 +1,4 @@
-"""NumPy's own LayerNorm: the formulas of [`Ops.layer_norm`][nu_xp.backends.ops.Ops.layer_norm] on rows, in place.
+"""NumPy's own row normalizations: LayerNorm and the attention's softmax, the formulas of ``Ops`` on rows, in place.
 
 The reference (every other backend runs it, and the tests compare against it)
 makes a new array for each of its operations. Here the normalized axes are
@@ -19,11 +19,11 @@ float32) takes ~1.0 ms instead of 1.45 (the 2-core benchmark machine).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["LayerNormKept", "layer_norm", "layer_norm_backward"]
+__all__ = ["LayerNormKept", "layer_norm", "layer_norm_backward", "masked_softmax", "softmax_backward"]
 
 _add = np.add
 
@@ -67,7 +67,7 @@ def layer_norm_backward(
     shape = tuple(grad.shape[grad.ndim - dims :])  # γ's and β's
     g = np.reshape(grad, x_hat.shape)
     d_x = d_weight = d_bias = None
-    product = np.multiply(g, x_hat) if needs[0] or needs[1] else None
+    product: Any = np.multiply(g, x_hat) if needs[0] or needs[1] else None
     if needs[1]:
         d_weight = np.reshape(_add.reduce(product, axis=0), shape)
     if needs[2]:
@@ -85,3 +85,37 @@ def layer_norm_backward(
         g_hat *= inv_std
         d_x = np.reshape(g_hat, grad.shape)
     return d_x, d_weight, d_bias
+
+
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """``Σ_j a[..., j]`` kept as ``(..., 1)``: one matrix-vector product over every row."""
+    width = a.shape[-1]
+    if width == 0:
+        return np.zeros((*a.shape[:-1], 1), a.dtype)
+    return np.reshape(np.reshape(a, (-1, width)) @ np.ones((width, 1), a.dtype), (*a.shape[:-1], 1))
+
+
+def masked_softmax(scores: np.ndarray) -> np.ndarray:
+    """[`Ops.masked_softmax`][nu_xp.backends.ops.Ops.masked_softmax] with one new array: ``exp`` and the
+    division in place, the row sums as a matrix-vector product, the row maximum by ``fmax`` (NumPy's
+    ``maximum`` checks every pair for NaN: 0.69 against 0.49 ms for 8192 rows of 64). A NaN in a row
+    still makes the row NaN (through ``exp`` and the sum)."""
+    if scores.shape[-1] == 0:
+        return scores
+    m = np.fmax.reduce(scores, axis=-1, keepdims=True)
+    m[m == -np.inf] = 0.0  # a row with no finite score: shifted by nothing
+    e = np.subtract(scores, m)
+    np.exp(e, out=e)
+    total = _row_sums(e)
+    total[total == 0.0] = 1.0
+    e /= total
+    return e
+
+
+def softmax_backward(p: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``p ⊙ (g - Σ_j g_j p_j)`` with one new array (the row sums a matrix-vector product)."""
+    out = np.multiply(grad, p)
+    dot = _row_sums(out)
+    np.subtract(grad, dot, out=out)
+    out *= p
+    return out

@@ -133,6 +133,9 @@ class NumpyOps(Ops):
             return numpy_norms.layer_norm_backward(grad, kept, weight, dims, needs)
         return super().layer_norm_backward(grad, kept, weight, bias, dims, needs)
 
+    masked_softmax = staticmethod(numpy_norms.masked_softmax)  # type: ignore[assignment]
+    softmax_backward = staticmethod(numpy_norms.softmax_backward)  # type: ignore[assignment]
+
     # the LSTM's loop with every step written into buffers made once per sequence (numpy_recurrent)
     native_lstm = True
     lstm = staticmethod(numpy_recurrent.lstm_forward)  # type: ignore[assignment]

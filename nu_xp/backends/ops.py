@@ -543,6 +543,27 @@ class Ops:
             ) * inv_std
         return d_x, d_weight, d_bias
 
+    def masked_softmax(self, scores: Any) -> Any:
+        """Softmax over the last axis, ``p = exp(s - m) / Σ exp(s - m)`` with ``m`` the row's maximum, where
+        ``-inf`` scores (masked keys) get weight 0 and a row of ``-inf`` only gets zeros, never NaN.
+
+        A row whose maximum is ``-inf`` is shifted by 0, so no ``-inf - (-inf)`` is
+        ever formed and no warning is raised. With no keys at all (``S = 0``) the
+        weights are empty. The reference formula; NumPy overrides it.
+        """
+        if scores.shape[-1] == 0:
+            return scores
+        xp = self.xp
+        m = xp.max(scores, axis=-1, keepdims=True)
+        m = xp.where(m == -math.inf, xp.zeros_like(m), m)
+        e = xp.exp(scores - m)
+        total = xp.sum(e, axis=-1, keepdims=True)
+        return e / xp.where(total == 0.0, xp.ones_like(total), total)
+
+    def softmax_backward(self, p: Any, grad: Any) -> Any:
+        """``dL/ds = p ⊙ (g - Σ_j g_j p_j)`` row by row, for ``p`` = [`masked_softmax`][]``(s)`` and ``g = dL/dp``."""
+        return p * (grad - self.xp.sum(grad * p, axis=-1, keepdims=True))
+
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.
 

@@ -242,7 +242,7 @@ class MultiheadAttention(Layer):
         scores = heads.q @ xp.permute_dims(heads.k, (0, 1, 3, 2))  # (N, h, L, S)
         if mask is not None:
             scores = scores + mask
-        p = _masked_softmax(xp, scores)
+        p = be.ops.masked_softmax(scores)  # over the keys; a row of -inf only gets zeros
         drop = None
         p_used = p
         if self.training and self.dropout > 0.0:
@@ -386,7 +386,7 @@ class MultiheadAttention(Layer):
         g_p = g_o @ xp.permute_dims(heads.v, (0, 1, 3, 2))  # G Vᵀ
         if kept.drop is not None:
             g_p = g_p * kept.drop
-        g_a = p * (g_p - xp.sum(g_p * p, axis=-1, keepdims=True))  # softmax backward, row by row
+        g_a = self._backend.ops.softmax_backward(p, g_p)  # P ⊙ (G_P - rowsum(G_P ⊙ P))
         g_q = (g_a @ heads.k) * (1.0 / math.sqrt(self.head_dim))  # heads.q already holds Q/√d
         g_k = xp.permute_dims(g_a, (0, 1, 3, 2)) @ heads.q
         return g_q, g_k, g_v
@@ -436,19 +436,3 @@ def _split_heads(xp: Any, a2d: Any, n: int, length: int, h: int, d: int) -> Any:
 def _merge_heads(xp: Any, a: Any, n: int, length: int, e: int) -> Any:
     """``(N, h, L, d)`` → ``(N·L, h·d)``."""
     return xp.reshape(xp.permute_dims(a, (0, 2, 1, 3)), (n * length, e))
-
-
-def _masked_softmax(xp: Any, scores: Any) -> Any:
-    """Softmax over the last axis where −∞ scores get weight 0; a row that is all −∞ gets zeros, never NaN.
-
-    The maximum is taken over the finite scores (a row without any counts 0),
-    so no ``-inf - (-inf)`` is ever formed and no warning is raised. With no keys at all (``S = 0``)
-    the weights are empty, so every output is the output projection's bias, as PyTorch's.
-    """
-    if scores.shape[-1] == 0:
-        return scores
-    m = xp.max(scores, axis=-1, keepdims=True)
-    m = xp.where(m == -math.inf, xp.zeros_like(m), m)
-    e = xp.exp(scores - m)
-    total = xp.sum(e, axis=-1, keepdims=True)
-    return e / xp.where(total == 0.0, xp.ones_like(total), total)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nu_xp
-from tests.helpers import host, on
+from tests.helpers import assert_close, host, on
 
 TOL = 1e-10
 
@@ -357,6 +357,32 @@ def test_fully_masked_rows_give_zeros_without_warnings(backend):
         grads = mha.backward(nu_xp.backends.ops_of(out).xp.ones_like(out))
     assert np.all(host(w)[0] == 0.0) and np.all(np.isfinite(host(out)))
     assert all(np.all(np.isfinite(host(g))) for g in grads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 1), (3, 0), (6, 64)])
+def test_softmax_kernel_equals_the_formula(backend, dtype, shape):
+    """The backend's ``masked_softmax`` and ``softmax_backward`` (NumPy's in-place rows) against ``Ops``'s
+    formulas: masked keys, a row of ``-inf`` only (zeros, no warning), large scores, one key, no keys."""
+    ops = nu_xp.backends.ops_for(backend)
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=shape) * 30
+    if shape[-1] > 1:
+        scores[..., 1:, -1] = -np.inf  # masked keys
+        scores.reshape(-1, shape[-1])[0] = -np.inf  # a row with no key allowed
+    g = rng.normal(size=shape)
+    s_b, g_b = on(backend, scores, dtype=dtype), on(backend, g, dtype=dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        p = ops.masked_softmax(s_b)
+        dp = ops.softmax_backward(p, g_b)
+    p_ref = nu_xp.backends.Ops.masked_softmax(ops, s_b)
+    dp_ref = nu_xp.backends.Ops.softmax_backward(ops, p_ref, g_b)
+    assert tuple(p.shape) == shape and tuple(dp.shape) == shape and host(p).dtype == np.dtype(dtype)
+    assert_close(host(p), host(p_ref), ulps=16)
+    assert_close(host(dp), host(dp_ref), ulps=16)
+    if shape[-1] > 1:
+        assert np.all(host(p).reshape(-1, shape[-1])[0] == 0.0)
+        assert np.all(host(p)[..., 1:, -1] == 0.0)
 
 
 def test_attention_bad_input(backend):
