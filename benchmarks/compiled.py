@@ -129,8 +129,8 @@ def contenders(name: str, torch: Any, keras: Any = None) -> tuple[dict[str, Any]
         model = build(name, backend)
         opt = nu_xp.optim.Adam(model.parameters(), lr=1e-3)
         loss = nu_xp.CrossEntropyLoss()
-        x, y = nu_xp.asarray(x_host, like=model, dtype=None if x_host.dtype.kind == "f" else "int64"), None
-        y = nu_xp.asarray(y_host, like=model, dtype="int64")
+        # integers keep their dtype: JAX without x64 holds them as int32 (asking for int64 there warns)
+        x, y = nu_xp.asarray(x_host, like=model, dtype=None), nu_xp.asarray(y_host, like=model, dtype=None)
         if compiled:
             step = nu_xp.compile_step(model, loss, opt)
             step(x, y)  # eager: creates Adam's state
