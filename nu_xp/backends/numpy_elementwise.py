@@ -78,21 +78,15 @@ def _cdf_into(x: np.ndarray, out: np.ndarray, t: np.ndarray, s: np.ndarray, q: n
     return out
 
 
-def _blocks(x: np.ndarray, outputs: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """``x`` flat and contiguous, ``outputs`` flat result arrays, five work arrays of one block."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    results = [np.empty_like(flat) for _ in range(outputs)]
-    work = [np.empty(min(BLOCK, flat.size), flat.dtype) for _ in range(5)]
-    return flat, results, work
-
-
 def gelu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(y, slope)`` of the exact GELU for a float32 array: ``y = x Φ(x)``, ``slope = Φ(x) + x φ(x)``.
 
     ``x = -inf`` gives ``y = nan`` (``-inf · 0``), as the reference formula and
     PyTorch do, without NumPy's warning; ``x = +inf`` gives ``y = inf``, slope 1.
     """
-    flat, (y, slope), (t, s, q, u, cdf) = _blocks(x, 2)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y, slope = np.empty_like(flat), np.empty_like(flat)
+    t, s, q, u, cdf = (np.empty(min(BLOCK, flat.size), flat.dtype) for _ in range(5))  # one block's work arrays
     with np.errstate(invalid="ignore"):  # -inf · Φ(-inf) = -inf · 0
         for start in range(0, flat.size, BLOCK):
             n = min(BLOCK, flat.size - start)

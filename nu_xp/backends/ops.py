@@ -509,7 +509,7 @@ class Ops:
     def layer_norm(self, x: Any, weight: Any, bias: Any, dims: int, eps: float) -> tuple[Any, Any]:
         """``(y, kept)``: ``y = γ x̂ + β``, ``x̂ = (x - μ)/√(σ² + ε)`` with ``μ``, ``σ²`` over the last ``dims``
         axes (``weight`` γ and ``bias`` β may be None); ``kept`` is what [`layer_norm_backward`][] reads
-        (here ``x̂`` and ``1/√(σ² + ε)``). The reference formula; torch overrides it."""
+        (here ``x̂`` and ``1/√(σ² + ε)``). The reference formula; NumPy and torch override it."""
         xp = self.xp
         axes = tuple(range(x.ndim - dims, x.ndim))
         mean = xp.mean(x, axis=axes, keepdims=True)
@@ -534,14 +534,17 @@ class Ops:
         if needs[2]:
             d_bias = self.sum(grad, axis=lead) if lead else grad
         if needs[0]:
-            g_hat = grad if weight is None else grad * weight
-            xp = self.xp
-            d_x = (
-                g_hat
-                - xp.mean(g_hat, axis=axes, keepdims=True)
-                - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
-            ) * inv_std
+            d_x = self.normalize_backward(grad if weight is None else grad * weight, x_hat, inv_std, axes)
         return d_x, d_weight, d_bias
+
+    def normalize_backward(self, g_hat: Any, x_hat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
+        """``dL/dx = (ĝ - mean_A(ĝ) - x̂ · mean_A(ĝ · x̂)) / √(σ² + ε)`` over the axes ``A`` a normalization
+        averaged (``ĝ = g γ``; μ and σ depend on every element they average): LayerNorm's, BatchNorm's and
+        GroupNorm's input gradient."""
+        xp = self.xp
+        return (
+            g_hat - xp.mean(g_hat, axis=axes, keepdims=True) - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
+        ) * inv_std
 
     def masked_softmax(self, scores: Any) -> Any:
         """Softmax over the last axis, ``p = exp(s - m) / Σ exp(s - m)`` with ``m`` the row's maximum, where

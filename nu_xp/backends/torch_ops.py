@@ -22,12 +22,11 @@ __all__ = ["TorchOps"]
 
 
 class _NativeLayerNorm(NamedTuple):
-    """What ``aten.native_layer_norm`` leaves for its backward: the input, ``μ``, ``1/σ`` and the normalized shape."""
+    """What ``aten.native_layer_norm`` leaves for its backward: the input, ``μ`` and ``1/σ``."""
 
     x: Any
     mean: Any
     rstd: Any
-    shape: list[int]
 
 
 class TorchOps(Ops):
@@ -126,9 +125,8 @@ class TorchOps(Ops):
         parameters have the input's dtype and the input is not empty; else the reference formula."""
         if x.numel() == 0 or any(p is not None and p.dtype != x.dtype for p in (weight, bias)):
             return super().layer_norm(x, weight, bias, dims, eps)
-        shape = list(x.shape[x.ndim - dims :])
-        y, mean, rstd = self.library.ops.aten.native_layer_norm(x, shape, weight, bias, eps)
-        return y, _NativeLayerNorm(x, mean, rstd, shape)
+        y, mean, rstd = self.library.ops.aten.native_layer_norm(x, list(x.shape[x.ndim - dims :]), weight, bias, eps)
+        return y, _NativeLayerNorm(x, mean, rstd)
 
     def layer_norm_backward(
         self, grad: Any, kept: Any, weight: Any, bias: Any, dims: int, needs: tuple[bool, bool, bool]
@@ -138,7 +136,7 @@ class TorchOps(Ops):
             return super().layer_norm_backward(grad, kept, weight, bias, dims, needs)
         mask = [needs[0], needs[1] and weight is not None, needs[2] and bias is not None]
         d_x, d_weight, d_bias = self.library.ops.aten.native_layer_norm_backward(
-            grad, kept.x, kept.shape, kept.mean, kept.rstd, weight, bias, mask
+            grad, kept.x, list(kept.x.shape[kept.x.ndim - dims :]), kept.mean, kept.rstd, weight, bias, mask
         )
         return (d_x if mask[0] else None), (d_weight if mask[1] else None), (d_bias if mask[2] else None)
 

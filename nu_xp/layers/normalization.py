@@ -34,14 +34,6 @@ from .registry import register_layer
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
 
 
-def _normalize_backward(ops: Any, g_hat: Any, x_hat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
-    """``(ĝ - mean_A(ĝ) - x̂ · mean_A(ĝ · x̂)) / √(σ² + ε)`` over the axes ``A``."""
-    xp = ops.xp
-    return (
-        g_hat - xp.mean(g_hat, axis=axes, keepdims=True) - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
-    ) * inv_std
-
-
 class _BatchNorm(Layer):
     """Batch normalization per channel (axis 1); subclasses say which input ranks they take."""
 
@@ -172,7 +164,7 @@ class _BatchNorm(Layer):
         if not input_grad:
             return None
         if use_batch:
-            return _normalize_backward(ops, g_hat, x_hat, inv_std, axes)
+            return ops.normalize_backward(g_hat, x_hat, inv_std, axes)
         return g_hat * inv_std
 
 
@@ -458,5 +450,5 @@ class GroupNorm(Layer):
         if not input_grad:
             return None
         groups = (shape[0], self.num_groups, -1)
-        dx = _normalize_backward(ops, xp.reshape(g_hat, groups), xp.reshape(x_hat, groups), inv_std, (2,))
+        dx = ops.normalize_backward(xp.reshape(g_hat, groups), xp.reshape(x_hat, groups), inv_std, (2,))
         return xp.reshape(dx, shape)
