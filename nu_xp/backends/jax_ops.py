@@ -152,17 +152,25 @@ class JaxOps(Ops):
         dilation: tuple[int, ...],
         groups: int,
     ) -> tuple[Any, Any]:
-        """``lax.conv_general_dilated``; what the backward keeps is the ``jax.vjp`` of that product."""
+        """``lax.conv_general_dilated``, or on the CPU for one input channel im2col by slices
+        ([`conv_by_taps`][nu_xp.backends.jax_windows.conv_by_taps]: XLA's CPU convolution is slow there);
+        what the backward keeps is the ``jax.vjp`` of that product."""
         lax = self.library.lax
         layout = ("NCH", "OIH", "NCH") if x.ndim == 3 else ("NCHW", "OIHW", "NCHW")
+        geometry = (tuple(stride), tuple(tuple(p) for p in pads), tuple(dilation))
+        by_taps = groups == 1 and x.shape[1] == 1 and self.default_device().platform == "cpu"
 
         def product(x: Any, w: Any) -> Any:
+            if by_taps:
+                from .jax_windows import conv_by_taps
+
+                return conv_by_taps(x, w, *geometry)
             return lax.conv_general_dilated(
                 x,
                 w,
-                window_strides=tuple(stride),
-                padding=[tuple(p) for p in pads],
-                rhs_dilation=tuple(dilation),
+                window_strides=geometry[0],
+                padding=geometry[1],
+                rhs_dilation=geometry[2],
                 dimension_numbers=layout,
                 feature_group_count=groups,
             )
@@ -189,13 +197,14 @@ class JaxOps(Ops):
         db = self.xp.sum(grad, axis=(0, *range(2, grad.ndim))) if has_bias else None
         return (dx if input_grad else None), dw, db
 
-    # pooling: XLA's reduce_window, its gradient through jax.vjp (a select-and-scatter for the maximum)
+    # pooling: max pooling by strided slices (jax_windows: XLA's select-and-scatter gradient of reduce_window is
+    # slow on the CPU); average pooling XLA's reduce_window, its gradient through jax.vjp
     native_pool = True
 
     def _pool(self, x: Any, kernel: Any, stride: Any, padding: Any, init: float, reduce: Any) -> tuple[Any, Any]:
         """``(reduce_window of x, its pullback)`` over the spatial axes (padding with ``init``)."""
         lax = self.library.lax
-        start = np.array(init, dtype=x.dtype)  # a concrete identity: JAX then uses its differentiable max/add windows
+        start = np.array(init, dtype=x.dtype)  # a concrete identity: JAX then uses its differentiable add windows
         pads = [(0, 0), (0, 0), *((p, p) for p in padding)]
 
         def window(x: Any) -> Any:
@@ -206,14 +215,21 @@ class JaxOps(Ops):
     def max_pool(
         self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> tuple[Any, Any]:
-        """``lax.reduce_window`` with ``max`` from ``-inf``; the backward keeps its pullback."""
-        return self._pool(x, kernel, stride, padding, -np.inf, self.library.lax.max)
+        """The maximum over the taps (``-inf`` padding), the first maximal tap kept
+        ([`jax_windows.max_pool`][nu_xp.backends.jax_windows.max_pool])."""
+        from .jax_windows import max_pool
+
+        y, winner = max_pool(x, tuple(kernel), tuple(stride), tuple(padding))
+        return y, (winner, tuple(x.shape))
 
     def max_pool_backward(
         self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
-        """The pullback: each window's gradient at its maximum."""
-        return saved(grad)[0]
+        """Each window's gradient at its winning tap."""
+        from .jax_windows import max_pool_backward
+
+        winner, shape = saved
+        return max_pool_backward(grad, winner, shape, tuple(kernel), tuple(stride), tuple(padding))
 
     def avg_pool(
         self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
