@@ -2,7 +2,8 @@
 
 Adding a backend is one new module with an ``Ops`` subclass and its name in
 `OPS_CLASSES` (JAX came this way: ``jax_ops.py`` and this line);
-nothing else in nu_xp names a backend.
+nothing else in nu_xp names a backend but the kernel modules beside its
+class, named after it (``numpy_windows.py``, ``jax_windows.py``).
 """
 
 from __future__ import annotations
