@@ -6,7 +6,9 @@ under the name ``nu_xp_before``, so both versions train the same networks
 same seeds, same data; and the LSTM and tiny GPT of ``sequence.py``) in the same process, with the two interleaved (the
 order alternates each round, each timed run after a short idle pause). The
 result per workload is the median over rounds of ``time(now) / time(before)``
-(paired: a slow phase of a shared machine hits both):
+(paired: a slow phase of a shared machine hits both). ``--jax-compiled`` runs
+the convolutional networks on JAX instead, each version's ``compile_step``
+(compiled once, in the warm-up):
 
     git worktree add /tmp/nu_xp_before <commit>
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/versions.py /tmp/nu_xp_before [--rounds 7]
@@ -57,14 +59,24 @@ def mlp_runner(lib: Any, name: str) -> Any:
     return lambda: run.run_nu_xp(w, model, loss, x, y, lib)
 
 
-def conv_runner(lib: Any, name: str) -> Any:
+def conv_runner(lib: Any, name: str, jax_compiled: bool = False) -> Any:
     spec = conv.NETS[name]
     rng = np.random.default_rng(0)
     x_host = rng.normal(size=(spec["batch"], *spec["input"])).astype(np.float32)
-    model = conv.build_nu_xp(name, "numpy", None, lib)
+    model = conv.build_nu_xp(name, "jax" if jax_compiled else "numpy", None, lib)
     loss = lib.CrossEntropyLoss()
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     x, y = lib.asarray(x_host, like=model), lib.asarray(rng.integers(0, 10, spec["batch"]), like=model)
+    if jax_compiled:
+        compiled = lib.compile_step(model, loss, opt)
+
+        def compiled_steps() -> float:
+            value: Any = 0.0
+            for _ in range(spec["steps"]):
+                value = compiled(x, y)
+            return float(value)  # waits for the last step
+
+        return compiled_steps
 
     def step() -> float:
         value: Any = 0.0
@@ -161,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("other", type=Path, help="the other checkout (its root folder)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,mnist1d_cnn,lenet5,lstm,tiny_gpt")
+    parser.add_argument("--jax-compiled", action="store_true", help="the CNNs on JAX, compiled (compile_step)")
     args = parser.parse_args(argv)
     before = load_other(args.other.resolve())
     print(f"CPU {cpu_model()}; BLAS {run.blas_info()}")
     print(f"{'workload':12s} {'now ms':>9s} {'before ms':>10s} {'now/before':>11s}  ({args.rounds} paired rounds)")
     for name in args.workloads.split(","):
+        if args.jax_compiled and name not in conv.NETS:
+            raise SystemExit(f"--jax-compiled times the convolutional networks ({', '.join(conv.NETS)}), not {name}")
         make = mlp_runner if name in run.WORKLOADS else sequence_runner if name in ("lstm", "tiny_gpt") else conv_runner
-        runners = {"now": make(nu_xp, name), "before": make(before, name)}
+        extra = {"jax_compiled": True} if args.jax_compiled else {}
+        runners = {"now": make(nu_xp, name, **extra), "before": make(before, name, **extra)}
         for fn in runners.values():
             fn()  # warm-up
         times: dict[str, list[float]] = {"now": [], "before": []}

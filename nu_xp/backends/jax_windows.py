@@ -44,7 +44,9 @@ def _stacked(x: Any, taps: list[tuple[slice, ...]], pads: Pads, value: float) ->
     return jnp.stack([padded[t] for t in taps])
 
 
-def _pool_taps(shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]):
+def _pool_taps(
+    shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+) -> tuple[list[tuple[slice, ...]], Pads]:
     """The taps that read data (padding-only ones never win a maximum) and the pads, for an input of ``shape``."""
     pads = tuple((p, p) for p in padding)
     ones = (1,) * len(kernel)
