@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
+from .host_memory import keep_large_blocks
 from .ops import Ops
 
 __all__ = ["JaxOps"]
@@ -79,8 +80,15 @@ class JaxOps(Ops):
     compiles: ClassVar[bool] = True
 
     def compile(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
-        """``jax.jit(fn)``; inputs donated only off the CPU (XLA's CPU client cannot reuse them, and warns)."""
+        """``jax.jit(fn)``; inputs donated only off the CPU (XLA's CPU client cannot reuse them, and warns).
+
+        On the CPU, XLA takes a program's temporaries as one block per run, mapped afresh by glibc when it
+        exceeds 32 MB: [`keep_large_blocks`][nu_xp.backends.host_memory.keep_large_blocks] lets the next
+        run reuse its pages (a 2-block GPT's step: 15 000 page faults fewer, 55 → 42-49 ms).
+        """
         on_cpu = self.default_device().platform == "cpu"
+        if on_cpu:
+            keep_large_blocks()
         return self.library.jit(fn, donate_argnums=() if on_cpu else donate)
 
     def abstract_run(self, fn: Any, *args: Any) -> Any:

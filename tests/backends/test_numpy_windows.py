@@ -111,3 +111,36 @@ def test_keep_freed_memory_sets_glibc_thresholds_once_and_can_be_turned_off():
     env = {**os.environ, "NU_XP_KEEP_FREED_MEMORY": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+_REUSE = """
+import ctypes, resource
+from nu_xp.backends import host_memory
+kept = host_memory.keep_large_blocks()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 96 * 2**20  # above any mmap threshold glibc accepts; malloc's pages, as XLA's (NumPy asks for huge pages)
+block = libc.malloc(size)
+ctypes.memset(block, 1, size)
+libc.free(block)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = libc.malloc(size)
+ctypes.memset(block, 1, size)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.parametrize("turned_off", [False, True])
+def test_keep_large_blocks_lets_a_freed_block_above_32_mb_be_reused_without_page_faults(turned_off):
+    """What ``JaxOps.compile`` asks for on the CPU (XLA's temporaries are one such block per run): the second
+    96 MB block takes the first one's pages (no faults); turned off by the environment, every page faults again."""
+    if not host_memory._is_glibc():
+        assert host_memory.keep_large_blocks(force=True) is False
+        return
+    env = {**os.environ, "NU_XP_KEEP_FREED_MEMORY": "0" if turned_off else "1"}
+    out = subprocess.run([sys.executable, "-c", _REUSE], env=env, capture_output=True, text=True, check=True)
+    kept, faults = out.stdout.split()
+    assert kept == str(not turned_off)
+    pages = 96 * 2**20 // 4096
+    assert (int(faults) > pages // 2) if turned_off else (int(faults) < pages // 20)

@@ -182,6 +182,22 @@ def test_only_jax_compiles():
         nu_xp.compile_step(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model.parameters(), lr=0.1))
 
 
+def test_a_step_compiled_on_the_cpu_keeps_large_freed_blocks(monkeypatch):
+    """XLA takes a program's temporaries as one block per run; on the CPU the step asks glibc to keep such a
+    block for the next run (``host_memory.keep_large_blocks``, whose own test counts the page faults)."""
+    from nu_xp.backends import jax_ops
+
+    calls = []
+    monkeypatch.setattr(jax_ops, "keep_large_blocks", lambda: calls.append(1) or True)
+    model = nu_xp.Linear(2, 1).to(backend="jax")
+    step = nu_xp.compile_step(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model.parameters(), lr=0.1))
+    x, y = np.ones((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    step(x, y)  # the first step makes the optimizer's state, eagerly
+    step(x, y)  # compiles
+    on_cpu = jax.devices()[0].platform == "cpu"
+    assert bool(calls) == on_cpu
+
+
 def test_bad_data_is_refused_before_the_step():
     model = nu_xp.Linear(2, 1).to(backend="jax")
     step = nu_xp.compile_step(model, nu_xp.MSELoss(), nu_xp.optim.SGD(model.parameters(), lr=0.1))
