@@ -7,6 +7,9 @@ write-free ``concat`` of [`Ops.pad`][nu_xp.backends.ops.Ops.pad], and col2im is 
 ([`Ops.add_taps_by_scatter`][nu_xp.backends.ops.Ops.add_taps_by_scatter] through
 [`index_add`][nu_xp.backends.ops.Ops.index_add], here
 ``table.at[indices].add(values)``). ``erf`` is ``jax.scipy.special.erf``.
+Convolutions are XLA's, but max pooling and (on the CPU) a convolution of
+one input channel are strided slices XLA fuses
+([`nu_xp.backends.jax_windows`][nu_xp.backends.jax_windows]).
 
 JAX computes in float32 unless its 64-bit mode is on, and then silently
 hands back float32 for a float64 request: [`check_dtype`][nu_xp.backends.ops.Ops.check_dtype] refuses
