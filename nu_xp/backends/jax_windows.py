@@ -19,17 +19,16 @@ fuses too. No gather, no scatter.
   channels XLA's convolution is as fast or faster, and stays.
 
 Each function is ``jax.jit``-compiled per geometry (the static arguments):
-eagerly it is one dispatch, inside a compiled step XLA inlines it.
+eagerly it is one dispatch, inside a compiled step XLA inlines it. JAX is
+imported at the first call, so the module itself imports without it.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
-
-import jax
-import jax.numpy as jnp
 
 from .taps import offsets_on_data, output_shape, tap_slices
 
@@ -38,8 +37,35 @@ __all__ = ["conv_by_taps", "max_pool", "max_pool_backward"]
 Pads = tuple[tuple[int, int], ...]
 
 
+@functools.cache
+def _jax() -> tuple[Any, Any]:
+    """``(jax, jax.numpy)``, imported on first use."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax, jnp
+
+
+def _compiled(*static: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``jax.jit(fn, static_argnums=static)``, made at the first call."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.cache
+        def jitted() -> Any:
+            return _jax()[0].jit(fn, static_argnums=static)
+
+        @functools.wraps(fn)
+        def call(*args: Any) -> Any:
+            return jitted()(*args)
+
+        return call
+
+    return wrap
+
+
 def _stacked(x: Any, taps: list[tuple[slice, ...]], pads: Pads, value: float) -> Any:
     """``(K, N, C, *out)``: tap ``k``'s strided slice of ``x`` padded with ``value``."""
+    jnp = _jax()[1]
     padded = jnp.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
     return jnp.stack([padded[t] for t in taps])
 
@@ -55,16 +81,17 @@ def _pool_taps(
     return tap_slices(kernel, stride, ones, out, offsets), pads
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+@_compiled(1, 2, 3)
 def max_pool(x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> tuple[Any, Any]:
     """``(y, winner)``: each window's maximum (``-inf`` padding) and the index of its first maximal tap."""
+    jnp = _jax()[1]
     taps, pads = _pool_taps(tuple(x.shape), kernel, stride, padding)
     stacked = _stacked(x, taps, pads, -math.inf)
     winner = jnp.argmax(stacked, axis=0).astype(jnp.int8 if len(taps) < 128 else jnp.int32)
     return jnp.max(stacked, axis=0), winner
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+@_compiled(2, 3, 4, 5)
 def max_pool_backward(
     grad: Any,
     winner: Any,
@@ -74,6 +101,7 @@ def max_pool_backward(
     padding: tuple[int, ...],
 ) -> Any:
     """``dL/dx``: each window's gradient at its winning tap, the taps' slices transposed (pads) and summed."""
+    jax, jnp = _jax()
     taps, pads = _pool_taps(shape, kernel, stride, padding)
     chosen = jnp.arange(len(taps), dtype=winner.dtype).reshape((-1,) + (1,) * winner.ndim) == winner
     parts = jnp.where(chosen, grad, jnp.zeros((), grad.dtype))
@@ -81,9 +109,10 @@ def max_pool_backward(
     return spread(parts)[0]
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+@_compiled(2, 3, 4)
 def conv_by_taps(x: Any, weight: Any, stride: tuple[int, ...], pads: Pads, dilation: tuple[int, ...]) -> Any:
     """``y[n, o, …] = Σ_{c,k} W[o, c, k] tap_k[n, c, …]`` (``groups = 1``, no bias): im2col by slices, one product."""
+    jnp = _jax()[1]
     kernel = tuple(weight.shape[2:])
     out = output_shape(tuple(x.shape[2:]), kernel, stride, pads, dilation, "convolution")
     cols = _stacked(x, tap_slices(kernel, stride, dilation, out), pads, 0.0)  # (K, N, C, *out)
