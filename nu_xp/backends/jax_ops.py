@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
+from . import jax_windows
 from .host_memory import keep_large_blocks
 from .ops import Ops
 
@@ -89,10 +90,14 @@ class JaxOps(Ops):
         exceeds 32 MB: [`keep_large_blocks`][nu_xp.backends.host_memory.keep_large_blocks] lets the next
         run reuse its pages (a 2-block GPT's step: 15 000 page faults fewer, 55 → 42-49 ms).
         """
-        on_cpu = self.default_device().platform == "cpu"
+        on_cpu = self._on_cpu()
         if on_cpu:
             keep_large_blocks()
         return self.library.jit(fn, donate_argnums=() if on_cpu else donate)
+
+    def _on_cpu(self) -> bool:
+        """Whether JAX computes on the CPU here (its default device: a traced value has no device of its own)."""
+        return self.default_device().platform == "cpu"
 
     def abstract_run(self, fn: Any, *args: Any) -> Any:
         """``jax.eval_shape``."""
@@ -169,13 +174,11 @@ class JaxOps(Ops):
         lax = self.library.lax
         layout = ("NCH", "OIH", "NCH") if x.ndim == 3 else ("NCHW", "OIHW", "NCHW")
         geometry = (tuple(stride), tuple(tuple(p) for p in pads), tuple(dilation))
-        by_taps = groups == 1 and x.shape[1] == 1 and self.default_device().platform == "cpu"
+        by_taps = groups == 1 and x.shape[1] == 1 and self._on_cpu()
 
         def product(x: Any, w: Any) -> Any:
             if by_taps:
-                from .jax_windows import conv_by_taps
-
-                return conv_by_taps(x, w, *geometry)
+                return jax_windows.conv_by_taps(x, w, *geometry)
             return lax.conv_general_dilated(
                 x,
                 w,
@@ -212,41 +215,34 @@ class JaxOps(Ops):
     # slow on the CPU); average pooling XLA's reduce_window, its gradient through jax.vjp
     native_pool = True
 
-    def _pool(self, x: Any, kernel: Any, stride: Any, padding: Any, init: float, reduce: Any) -> tuple[Any, Any]:
-        """``(reduce_window of x, its pullback)`` over the spatial axes (padding with ``init``)."""
-        lax = self.library.lax
-        start = np.array(init, dtype=x.dtype)  # a concrete identity: JAX then uses its differentiable add windows
-        pads = [(0, 0), (0, 0), *((p, p) for p in padding)]
-
-        def window(x: Any) -> Any:
-            return lax.reduce_window(x, start, reduce, (1, 1, *kernel), (1, 1, *stride), pads)
-
-        return self.library.vjp(window, x)
-
     def max_pool(
         self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> tuple[Any, Any]:
         """The maximum over the taps (``-inf`` padding), the first maximal tap kept
         ([`jax_windows.max_pool`][nu_xp.backends.jax_windows.max_pool])."""
-        from .jax_windows import max_pool
-
-        y, winner = max_pool(x, tuple(kernel), tuple(stride), tuple(padding))
+        y, winner = jax_windows.max_pool(x, tuple(kernel), tuple(stride), tuple(padding))
         return y, (winner, tuple(x.shape))
 
     def max_pool_backward(
         self, grad: Any, saved: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> Any:
         """Each window's gradient at its winning tap."""
-        from .jax_windows import max_pool_backward
-
         winner, shape = saved
-        return max_pool_backward(grad, winner, shape, tuple(kernel), tuple(stride), tuple(padding))
+        return jax_windows.max_pool_backward(grad, winner, shape, tuple(kernel), tuple(stride), tuple(padding))
 
     def avg_pool(
         self, x: Any, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
     ) -> tuple[Any, Any]:
-        """The windows' sums (``lax.reduce_window`` with ``add``) over ``prod(kernel)``, padding counted."""
-        total, pullback = self._pool(x, kernel, stride, padding, 0.0, self.library.lax.add)
+        """The windows' sums (``lax.reduce_window`` with ``add``) over ``prod(kernel)``, padding counted; the
+        backward keeps the sum's pullback (``jax.vjp``)."""
+        lax = self.library.lax
+        zero = np.array(0.0, dtype=x.dtype)  # a concrete identity: JAX then uses its differentiable add windows
+        pads = [(0, 0), (0, 0), *((p, p) for p in padding)]
+
+        def window(x: Any) -> Any:
+            return lax.reduce_window(x, zero, lax.add, (1, 1, *kernel), (1, 1, *stride), pads)
+
+        total, pullback = self.library.vjp(window, x)
         return total / float(np.prod(kernel)), pullback
 
     def avg_pool_backward(
