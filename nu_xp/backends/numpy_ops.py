@@ -112,8 +112,8 @@ class NumpyOps(Ops):
     avg_pool_backward = staticmethod(numpy_windows.avg_pool_backward)  # type: ignore[assignment]
 
     def gelu(self, x: Any, approximate: str = "none") -> tuple[Any, Any]:
-        """Exact GELU of float32 input: value and slope in one pass of cache-sized blocks, ``Φ`` as a rational
-        function (``numpy_elementwise``: 4.7 ms against 20 ms for 1 M numbers); else the reference formula."""
+        """Exact GELU of float32 input: value and slope in one pass of cache-sized blocks, ``Φ``'s tail as a
+        fitted Mills ratio (``numpy_elementwise``: 4.4 ms against 20 ms for 1 M numbers); else the reference formula."""
         if approximate == "none" and x.dtype == np.float32:
             return numpy_elementwise.gelu(x)
         return super().gelu(x, approximate)
