@@ -95,13 +95,45 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
     return np.reshape(np.reshape(a, (-1, width)) @ np.ones((width, 1), a.dtype), (*a.shape[:-1], 1))
 
 
-def masked_softmax(scores: np.ndarray) -> np.ndarray:
-    """[`Ops.masked_softmax`][nu_xp.backends.ops.Ops.masked_softmax] with one new array: ``exp`` and the
-    division in place, the row sums as a matrix-vector product, the row maximum by ``fmax`` (NumPy's
-    ``maximum`` checks every pair for NaN: 0.69 against 0.49 ms for 8192 rows of 64). A NaN in a row
-    still makes the row NaN (through ``exp`` and the sum)."""
+#: a row whose exps, shifted by the bound on every score, sum below this was shifted too far: it is redone exactly
+_TINY_TOTAL = 2.0**-72
+
+
+def masked_softmax(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """[`Ops.masked_softmax`][nu_xp.backends.ops.Ops.masked_softmax] of ``scores + mask`` with one new array.
+
+    Softmax does not change when a row is shifted, and the reference shifts each
+    row by its maximum, a reduction over rows of ``S`` numbers that NumPy runs
+    one row at a time (0.55 ms for 8192 rows of 64, as long as the ``exp``).
+    Here every row is shifted by one bound on all the scores, ``b = max(s) +
+    max(M)`` (one pass over contiguous memory), folded into the mask (``M - b``,
+    a small array), so ``s + M - b ≤ 0`` comes in one pass, ``exp`` and the
+    division in place, the row sums a matrix-vector product. A row whose
+    maximum lies far below ``b`` would lose its exps to underflow: a row summing
+    below ``2⁻⁷²`` (its maximum at least 50 below ``b``; a row of ``-inf`` sums
+    to 0) is redone with its own maximum. A NaN or infinite bound takes the
+    per-row shift everywhere (a NaN in a row still makes the row NaN).
+    """
     if scores.shape[-1] == 0:
-        return scores
+        return scores if mask is None else np.add(scores, mask)
+    bound = float(np.max(scores)) + (0.0 if mask is None else float(np.max(mask)))
+    if not math.isfinite(bound):
+        return _row_shifted_softmax(scores if mask is None else np.add(scores, mask))
+    e = np.subtract(scores, bound) if mask is None else np.add(scores, np.subtract(mask, bound, dtype=scores.dtype))
+    np.exp(e, out=e)
+    total = _row_sums(e)
+    low = total[..., 0] < _TINY_TOTAL
+    if low.any():  # rows shifted too far: their own maximum
+        rows = np.broadcast_to(scores, e.shape)[low]
+        e[low] = _row_shifted_softmax(rows if mask is None else rows + np.broadcast_to(mask, e.shape)[low])
+        total[low] = 1.0
+    e /= total
+    return e
+
+
+def _row_shifted_softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax with each row shifted by its own maximum (``fmax``: NumPy's ``maximum`` checks every pair for
+    NaN, 0.69 against 0.49 ms for 8192 rows of 64); a row of ``-inf`` is shifted by 0 and gets zeros."""
     m = np.fmax.reduce(scores, axis=-1, keepdims=True)
     m[m == -np.inf] = 0.0  # a row with no finite score: shifted by nothing
     e = np.subtract(scores, m)
@@ -112,10 +144,13 @@ def masked_softmax(scores: np.ndarray) -> np.ndarray:
     return e
 
 
-def softmax_backward(p: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """``p ⊙ (g - Σ_j g_j p_j)`` with one new array (the row sums a matrix-vector product)."""
-    out = np.multiply(grad, p)
-    dot = _row_sums(out)
-    np.subtract(grad, dot, out=out)
+def softmax_backward(p: np.ndarray, grad: np.ndarray, dot: np.ndarray | None = None) -> np.ndarray:
+    """``p ⊙ (g - Σ_j g_j p_j)`` with one new array (the row sums a matrix-vector product, or ``dot`` given)."""
+    if dot is None:
+        out = np.multiply(grad, p)
+        dot = _row_sums(out)
+        np.subtract(grad, dot, out=out)
+    else:
+        out = np.subtract(grad, dot)
     out *= p
     return out

@@ -546,14 +546,17 @@ class Ops:
             g_hat - xp.mean(g_hat, axis=axes, keepdims=True) - x_hat * xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
         ) * inv_std
 
-    def masked_softmax(self, scores: Any) -> Any:
-        """Softmax over the last axis, ``p = exp(s - m) / Σ exp(s - m)`` with ``m`` the row's maximum, where
-        ``-inf`` scores (masked keys) get weight 0 and a row of ``-inf`` only gets zeros, never NaN.
+    def masked_softmax(self, scores: Any, mask: Any = None) -> Any:
+        """Softmax over the last axis of ``s = scores + mask`` (``mask`` additive and broadcastable, or None),
+        ``p = exp(s - m) / Σ exp(s - m)`` with ``m`` the row's maximum, where ``-inf`` scores (masked keys) get
+        weight 0 and a row of ``-inf`` only gets zeros, never NaN.
 
         A row whose maximum is ``-inf`` is shifted by 0, so no ``-inf - (-inf)`` is
         ever formed and no warning is raised. With no keys at all (``S = 0``) the
         weights are empty. The reference formula; NumPy overrides it.
         """
+        if mask is not None:
+            scores = scores + mask
         if scores.shape[-1] == 0:
             return scores
         xp = self.xp
@@ -563,9 +566,12 @@ class Ops:
         total = xp.sum(e, axis=-1, keepdims=True)
         return e / xp.where(total == 0.0, xp.ones_like(total), total)
 
-    def softmax_backward(self, p: Any, grad: Any) -> Any:
-        """``dL/ds = p ⊙ (g - Σ_j g_j p_j)`` row by row, for ``p`` = [`masked_softmax`][]``(s)`` and ``g = dL/dp``."""
-        return p * (grad - self.xp.sum(grad * p, axis=-1, keepdims=True))
+    def softmax_backward(self, p: Any, grad: Any, dot: Any = None) -> Any:
+        """``dL/ds = p ⊙ (g - Σ_j g_j p_j)`` row by row, for ``p`` = [`masked_softmax`][]``(s)`` and ``g = dL/dp``;
+        ``dot``, where given, is ``Σ_j g_j p_j`` ``(..., 1)`` found more cheaply by the caller."""
+        if dot is None:
+            dot = self.xp.sum(grad * p, axis=-1, keepdims=True)
+        return p * (grad - dot)
 
     def erf(self, x: Any) -> Any:
         """The error function ``erf(x) = 2/√π ∫₀ˣ exp(-t²) dt`` (the standard has none), to ~2e-15.

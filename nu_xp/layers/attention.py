@@ -19,6 +19,7 @@ Backward, for ``g = dL/dy``, ``G = dL/dO`` (``g W_o``, split into heads)::
 
     dV = Pᵀ G        dP = G Vᵀ
     dA = P ⊙ (dP − Σ_keys dP ⊙ P)          (the softmax's Jacobian, row by row)
+       = P ⊙ (dP − Σ_d G ⊙ O)              (Σ_keys (G Vᵀ) ⊙ P = Σ_d G ⊙ (P V): d numbers a row, not S)
     dQ = dA K / √d   dK = dAᵀ Q / √d
 
 and the projections' gradients as in [`Linear`][nu_xp.layers.linear.Linear]. With
@@ -206,7 +207,7 @@ class MultiheadAttention(Layer):
         p, p_used, drop, heads_o = self._attend(heads, mask)
         merged = xp.reshape(xp.permute_dims(heads_o, (0, 2, 1, 3)), (n, length, e))
         out = self.out_proj.forward(merged)
-        self.save_for_backward(_Kept((q, k, v), same, single, batched, heads, p, p_used, drop))
+        self.save_for_backward(_Kept((q, k, v), same, single, batched, heads, p, p_used, drop, merged))
         weights = None
         if need_weights:
             weights = xp.mean(p_used, axis=1) if average_attn_weights else p_used
@@ -215,34 +216,47 @@ class MultiheadAttention(Layer):
         return self._from_batch_first(out, batched), weights
 
     def _project_in(self, q: Any, k: Any, v: Any, same: bool) -> _Heads:
-        """``Q/√d, K, V`` split into heads ``(N, h, ·, d)``: one product ``x W_inᵀ`` when q, k, v are one array."""
+        """``Q/√d, K, V`` split into heads ``(N, h, ·, d)``: one product ``x W_inᵀ`` when q, k, v are one array.
+
+        ``1/√d`` scales ``W_q`` and ``b_q`` (``E × E`` numbers) rather than ``Q`` (``N L E``)."""
         xp = self._backend.xp
         n, length, e = q.shape
         source = k.shape[1]
         h, d = self.num_heads, self.head_dim
+        w, b = self._scaled_in_proj()
         if same:
-            qkv = xp.reshape(q, (n * length, e)) @ self.in_proj_weight.data.T
-            if self.in_proj_bias is not None:
-                qkv = qkv + self.in_proj_bias.data
+            qkv = xp.reshape(q, (n * length, e)) @ w.T
+            if b is not None:
+                qkv += b  # in place (one temporary fewer); a new array where arrays are immutable (JAX)
             qp, kp, vp = qkv[:, :e], qkv[:, e : 2 * e], qkv[:, 2 * e :]
         else:
             qp, kp, vp = (
-                self._project(xp.reshape(a, (a.shape[0] * a.shape[1], e)), part) for part, a in enumerate((q, k, v))
+                self._project(xp.reshape(a, (a.shape[0] * a.shape[1], e)), w, b, part)
+                for part, a in enumerate((q, k, v))
             )
         return _Heads(
-            _split_heads(xp, qp, n, length, h, d) * (1.0 / math.sqrt(d)),
+            _split_heads(xp, qp, n, length, h, d),
             _split_heads(xp, kp, n, source, h, d),
             _split_heads(xp, vp, n, source, h, d),
         )
+
+    def _scaled_in_proj(self) -> tuple[Any, Any]:
+        """``W_in`` and ``b_in`` (or None) with the query rows scaled by ``1/√d``."""
+        xp = self._backend.xp
+        e, scale = self.embed_dim, 1.0 / math.sqrt(self.head_dim)
+        w = self.in_proj_weight.data
+        w = xp.concat([w[:e, :] * scale, w[e:, :]], axis=0)
+        if self.in_proj_bias is None:
+            return w, None
+        b = self.in_proj_bias.data
+        return w, xp.concat([b[:e] * scale, b[e:]], axis=0)
 
     def _attend(self, heads: _Heads, mask: Any) -> tuple[Any, Any, Any, Any]:
         """``(P, P after dropout, the dropout mask or None, O = P V)`` for the heads and the additive mask."""
         be = self._backend
         xp = be.xp
         scores = heads.q @ xp.permute_dims(heads.k, (0, 1, 3, 2))  # (N, h, L, S)
-        if mask is not None:
-            scores = scores + mask
-        p = be.ops.masked_softmax(scores)  # over the keys; a row of -inf only gets zeros
+        p = be.ops.masked_softmax(scores, mask)  # over the keys of scores + mask; a row of -inf only gets zeros
         drop = None
         p_used = p
         if self.training and self.dropout > 0.0:
@@ -250,11 +264,11 @@ class MultiheadAttention(Layer):
             p_used = p * drop
         return p, p_used, drop, p_used @ heads.v  # O: (N, h, L, d)
 
-    def _project(self, x2d: Any, part: int) -> Any:
+    def _project(self, x2d: Any, w: Any, b: Any, part: int) -> Any:
         e = self.embed_dim
-        y = x2d @ self.in_proj_weight.data[part * e : (part + 1) * e, :].T
-        if self.in_proj_bias is not None:
-            y = y + self.in_proj_bias.data[part * e : (part + 1) * e]
+        y = x2d @ w[part * e : (part + 1) * e, :].T
+        if b is not None:
+            y += b[part * e : (part + 1) * e]
         return y
 
     def _to_batch_first(self, a: Any, name: str, batched: bool) -> Any:
@@ -345,7 +359,7 @@ class MultiheadAttention(Layer):
         grad = self._grad_batch_first(grad, n, length, kept.batched)
         g_merged = self.out_proj.backward(grad)  # (N, L, E)
         g_o = xp.permute_dims(xp.reshape(g_merged, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3))
-        g_q, g_k, g_v = (_merge_heads(xp, g, n, g.shape[2], e) for g in self._attend_backward(kept, g_o))
+        g_q, g_k, g_v = (_merge_heads(xp, g, n, g.shape[2], e) for g in self._attend_backward(kept, g_o, g_merged))
         inputs = [xp.reshape(a, (a.shape[0] * a.shape[1], e)) for a in (q, k, v)]
         self._project_in_backward(inputs, (g_q, g_k, g_v), kept.same)
         if not input_grad:
@@ -378,15 +392,23 @@ class MultiheadAttention(Layer):
             return xp.expand_dims(grad, axis=0)
         return grad if self.batch_first else xp.permute_dims(grad, (1, 0, 2))
 
-    def _attend_backward(self, kept: _Kept, g_o: Any) -> tuple[Any, Any, Any]:
-        """``(dL/dQ, dL/dK, dL/dV)`` per head from ``G = dL/dO`` (the formulas of the module docstring)."""
+    def _attend_backward(self, kept: _Kept, g_o: Any, g_merged: Any) -> tuple[Any, Any, Any]:
+        """``(dL/dQ, dL/dK, dL/dV)`` per head from ``G = dL/dO`` (the formulas of the module docstring);
+        ``g_merged`` is ``G`` with the heads merged, ``(N, L, E)``, as ``kept.o``."""
         xp = self._backend.xp
         heads, p = kept.heads, kept.p
         g_v = xp.permute_dims(kept.p_used, (0, 1, 3, 2)) @ g_o  # Pᵀ G
         g_p = g_o @ xp.permute_dims(heads.v, (0, 1, 3, 2))  # G Vᵀ
         if kept.drop is not None:
             g_p = g_p * kept.drop
-        g_a = self._backend.ops.softmax_backward(p, g_p)  # P ⊙ (G_P - rowsum(G_P ⊙ P))
+        # Σ_keys dP ⊙ P = Σ_keys (G Vᵀ) ⊙ P = Σ_d G ⊙ (P V) = Σ_d G ⊙ O: d numbers a row instead of S (with
+        # dropout too: dP's mask times P is P after dropout, whose product with V is O); the heads merged, both
+        # arrays are contiguous, and the row sums are one product with a column of ones
+        n, length, h, d = g_merged.shape[0], g_merged.shape[1], self.num_heads, self.head_dim
+        ones = xp.ones((d, 1), dtype=g_merged.dtype, device=self._backend.device)
+        dot = xp.reshape(g_merged * kept.o, (n * length * h, d)) @ ones
+        dot = xp.permute_dims(xp.reshape(dot, (n, length, h, 1)), (0, 2, 1, 3))  # (N, h, L, 1)
+        g_a = self._backend.ops.softmax_backward(p, g_p, dot)  # P ⊙ (G_P - rowsum(G_P ⊙ P))
         g_q = (g_a @ heads.k) * (1.0 / math.sqrt(self.head_dim))  # heads.q already holds Q/√d
         g_k = xp.permute_dims(g_a, (0, 1, 3, 2)) @ heads.q
         return g_q, g_k, g_v
@@ -426,6 +448,7 @@ class _Kept(NamedTuple):
     p: Any  #: the attention weights ``(N, h, L, S)``
     p_used: Any  #: after dropout
     drop: Any  #: the dropout mask, or None
+    o: Any  #: the heads' outputs ``O = P V`` merged, ``(N, L, E)`` (the softmax's backward reads ``Σ_d G ⊙ O``)
 
 
 def _split_heads(xp: Any, a2d: Any, n: int, length: int, h: int, d: int) -> Any:

@@ -361,27 +361,36 @@ def test_fully_masked_rows_give_zeros_without_warnings(backend):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 1), (3, 0), (6, 64)])
-def test_softmax_kernel_equals_the_formula(backend, dtype, shape):
-    """The backend's ``masked_softmax`` and ``softmax_backward`` (NumPy's in-place rows) against ``Ops``'s
-    formulas: masked keys, a row of ``-inf`` only (zeros, no warning), large scores, one key, no keys."""
+@pytest.mark.parametrize("masked", [False, True])
+def test_softmax_kernel_equals_the_formula(backend, dtype, shape, masked):
+    """The backend's ``masked_softmax`` and ``softmax_backward`` (NumPy's: rows shifted by one bound, a row far
+    below it redone with its own maximum) against ``Ops``'s formulas: masked keys, a row of ``-inf`` only (zeros,
+    no warning), large scores, a row 500 below the others, one key, no keys; the mask given apart (broadcast
+    over the leading axis) or already added; the backward's row dots given by the caller or not."""
     ops = nu_xp.backends.ops_for(backend)
     rng = np.random.default_rng(3)
     scores = rng.normal(size=shape) * 30
+    mask = np.zeros(shape[1:] if len(shape) > 2 else shape)  # broadcast over the leading axis where there is one
     if shape[-1] > 1:
-        scores[..., 1:, -1] = -np.inf  # masked keys
-        scores.reshape(-1, shape[-1])[0] = -np.inf  # a row with no key allowed
+        mask[..., 1:, -1] = -np.inf  # masked keys
+        mask[..., 0, :] = -np.inf  # rows with no key allowed
+        mask += rng.normal(size=mask.shape) * 3  # and an additive part
+        scores.reshape(-1, shape[-1])[1] -= 500.0  # a row far below the rest
     g = rng.normal(size=shape)
-    s_b, g_b = on(backend, scores, dtype=dtype), on(backend, g, dtype=dtype)
+    s_b, g_b, m_b = (on(backend, a, dtype=dtype) for a in (scores, g, mask))
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        p = ops.masked_softmax(s_b)
+        p = ops.masked_softmax(s_b, m_b) if masked else ops.masked_softmax(s_b + m_b)
         dp = ops.softmax_backward(p, g_b)
-    p_ref = nu_xp.backends.Ops.masked_softmax(ops, s_b)
+        dot = ops.xp.sum(g_b * p, axis=-1, keepdims=True)
+        dp_dot = ops.softmax_backward(p, g_b, dot)
+    p_ref = nu_xp.backends.Ops.masked_softmax(ops, s_b + m_b)
     dp_ref = nu_xp.backends.Ops.softmax_backward(ops, p_ref, g_b)
     assert tuple(p.shape) == shape and tuple(dp.shape) == shape and host(p).dtype == np.dtype(dtype)
     assert_close(host(p), host(p_ref), ulps=16)
     assert_close(host(dp), host(dp_ref), ulps=16)
+    assert_close(host(dp_dot), host(dp_ref), ulps=16)
     if shape[-1] > 1:
-        assert np.all(host(p).reshape(-1, shape[-1])[0] == 0.0)
+        assert np.all(host(p)[..., 0, :] == 0.0)
         assert np.all(host(p)[..., 1:, -1] == 0.0)
 
 
