@@ -115,8 +115,8 @@ def masked_softmax(scores: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     to 0) is redone with its own maximum. A NaN or infinite bound takes the
     per-row shift everywhere (a NaN in a row still makes the row NaN).
     """
-    if scores.shape[-1] == 0:
-        return scores if mask is None else np.add(scores, mask)
+    if scores.size == 0:  # no keys, or no rows
+        return scores.copy() if mask is None else np.add(scores, mask)
     bound = float(np.max(scores)) + (0.0 if mask is None else float(np.max(mask)))
     if not math.isfinite(bound):
         return _row_shifted_softmax(scores if mask is None else np.add(scores, mask))
