@@ -11,6 +11,8 @@ machine; see ``benchmarks/RESULTS.md``). The overrides call the ufuncs'
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -26,6 +28,30 @@ _add: Any = np.add
 _maximum: Any = np.maximum
 _minimum: Any = np.minimum
 _logical_and: Any = np.logical_and
+
+
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: numbers from which [`NumpyOps.sum`][nu_xp.backends.numpy_ops.NumpyOps.sum] over leading axes is a product
+#: with ones (2 µs of checks and reshapes against 1-3 µs saved at 4096 numbers, 110 µs saved at 1 M)
+GEMV_SUM_SIZE = 4096
+
+
+def _leading(axis: Any, ndim: int) -> int:
+    """How many leading axes ``axis`` names when it is ``0``, ``(0,)``, ``(0, 1)``… and leaves one or more
+    axes after them; else 0."""
+    if axis == 0 and ndim >= 2:
+        return 1
+    if type(axis) is tuple and 0 < len(axis) < ndim and axis == tuple(range(len(axis))):
+        return len(axis)
+    return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: Any) -> np.ndarray:
+    """A read-only vector of ``n`` ones (made once per length and dtype)."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 class NumpyOps(Ops):
@@ -59,8 +85,22 @@ class NumpyOps(Ops):
 
     # fast kernels: ufunc.reduce without numpy's Python dispatch (2-5 µs saved per call)
     def sum(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        """``np.add.reduce`` for floating arrays (the standard ``sum`` for integers, which widens them)."""
+        """``np.add.reduce`` for floating arrays (the standard ``sum`` for integers, which widens them).
+
+        A sum over the leading axes of a large contiguous float32/float64 array
+        (a bias's gradient: ``Σ_rows g``) is a product ``1ᵀ G`` with BLAS: NumPy
+        reduces down the columns one row at a time, a running sum as BLAS's,
+        at 2.4× the time (0.19 against 0.08 ms for 2048 rows of 512). Below
+        ``GEMV_SUM_SIZE`` numbers the checks would cost more than they save.
+        """
         if x.dtype.kind == "f":
+            if x.size >= GEMV_SUM_SIZE and not keepdims and x.dtype in _BLAS_FLOATS:
+                lead = _leading(axis, x.ndim)
+                if lead and x.flags.c_contiguous:
+                    rows, rest = math.prod(x.shape[:lead]), x.shape[lead:]
+                    if lead == 1 and x.ndim == 2:
+                        return _ones(rows, x.dtype) @ x
+                    return np.reshape(_ones(rows, x.dtype) @ np.reshape(x, (rows, math.prod(rest))), rest)
             return _add.reduce(x, axis=axis, keepdims=keepdims)
         return self.xp.sum(x, axis=axis, keepdims=keepdims)
 

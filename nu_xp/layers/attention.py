@@ -422,11 +422,11 @@ class MultiheadAttention(Layer):
             g_qkv = xp.concat(list(grads), axis=1)  # (N·L, 3E)
             accumulate(self.in_proj_weight, g_qkv.T @ inputs[0])
             if self.in_proj_bias is not None:
-                accumulate(self.in_proj_bias, xp.sum(g_qkv, axis=0))
+                accumulate(self.in_proj_bias, self._backend.ops.sum(g_qkv, axis=0))
             return
         accumulate(self.in_proj_weight, xp.concat([g.T @ x for g, x in zip(grads, inputs)], axis=0))
         if self.in_proj_bias is not None:
-            accumulate(self.in_proj_bias, xp.concat([xp.sum(g, axis=0) for g in grads], axis=0))
+            accumulate(self.in_proj_bias, xp.concat([self._backend.ops.sum(g, axis=0) for g in grads], axis=0))
 
 
 class _Heads(NamedTuple):

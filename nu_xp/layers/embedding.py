@@ -184,6 +184,6 @@ class TokenAndPosition(Layer):
         return self.tok(x) + self.pos(positions)[None, ...]
 
     def backward(self, grad: Any) -> None:
-        self.pos.backward(self.tok.backend.xp.sum(grad, axis=0))
+        self.pos.backward(self.tok.backend.ops.sum(grad, axis=0))
         self.tok.backward(grad)
         return None

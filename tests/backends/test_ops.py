@@ -14,6 +14,27 @@ from tests.helpers import host, on
 values_2d = arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4)), elements=st.floats(-1e3, 1e3))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((6, 3), 0), ((0, 3), 0), ((5, 0), 0), ((2, 3, 4), 0), ((2, 3, 4), (0, 1)), ((2, 3, 4), (0, 2))]
+)
+@pytest.mark.parametrize("transposed", [False, True])
+def test_sum_over_leading_axes_agrees_with_the_standard(backend, dtype, shape, axis, transposed):
+    """``ops.sum`` over the leading axes (a bias's gradient; NumPy's as a product with a vector of ones) equals
+    ``xp.sum`` in value, shape and dtype, on contiguous and transposed input, empty axes included, and carries
+    ``inf`` and NaN as the standard sum does."""
+    ops = nu_xp.backends.ops_for(backend)
+    values = np.random.default_rng(len(shape)).normal(size=shape[::-1] if transposed else shape) * 100
+    if values.size:
+        values.flat[0], values.flat[-1] = np.inf, np.nan
+    a = on(backend, values, dtype=dtype)
+    if transposed:
+        a = ops.xp.permute_dims(a, tuple(range(a.ndim))[::-1])
+    ours, ref = ops.sum(a, axis=axis), ops.xp.sum(a, axis=axis)
+    assert ours.dtype == ref.dtype and tuple(ours.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(host(ours), host(ref), rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-3)
+
+
 @given(
     values_2d,
     st.sampled_from(["float32", "float64", "int64", "bool"]),
