@@ -7,7 +7,7 @@ same seeds, same data; and the LSTM and tiny GPT of ``sequence.py``) in the same
 order alternates each round, each timed run after a short idle pause). The
 result per workload is the median over rounds of ``time(now) / time(before)``
 (paired: a slow phase of a shared machine hits both). ``--jax-compiled`` runs
-the convolutional networks on JAX instead, each version's ``compile_step``
+the convolutional and sequence networks on JAX instead, each version's ``compile_step``
 (compiled once, in the warm-up):
 
     git worktree add /tmp/nu_xp_before <commit>
@@ -140,13 +140,27 @@ def _sequence_model(lib: Any, name: str) -> Any:
     return lib.Sequential(embed, *blocks, lib.LayerNorm(128), head)
 
 
-def sequence_runner(lib: Any, name: str) -> Any:
-    """An Adam step of ``sequence.py``'s LSTM or tiny GPT on ``lib``."""
+def sequence_runner(lib: Any, name: str, jax_compiled: bool = False) -> Any:
+    """An Adam step of ``sequence.py``'s LSTM or tiny GPT on ``lib`` (``jax_compiled``: on JAX, ``compile_step``;
+    the GPT's output flattened to ``(N·L, V)`` for the loss, as ``compiled.py`` does)."""
     x_host, y_host = sequence.data(name)
     model = _sequence_model(lib, name)
+    if jax_compiled:
+        model = model.to("jax") if name == "lstm" else lib.Sequential(*model, lib.Flatten(0, 1)).to("jax")
+        y_host = y_host if name == "lstm" else y_host.reshape(-1)
     opt = lib.optim.Adam(model.parameters(), lr=1e-3)
     loss = lib.CrossEntropyLoss()
-    x, y = lib.asarray(x_host, like=model), lib.asarray(y_host, like=model)
+    x, y = lib.asarray(x_host, like=model, dtype=None), lib.asarray(y_host, like=model, dtype=None)
+    if jax_compiled:
+        compiled = lib.compile_step(model, loss, opt)
+
+        def compiled_steps() -> float:
+            value: Any = 0.0
+            for _ in range(sequence.STEPS_PER_RUN):
+                value = compiled(x, y)
+            return float(value)  # waits for the last step
+
+        return compiled_steps
 
     def step() -> float:
         value: Any = 0.0
@@ -173,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("other", type=Path, help="the other checkout (its root folder)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workloads", default="xor_tiny,regression,mlp_mid,mlp_large,mnist1d_cnn,lenet5,lstm,tiny_gpt")
-    parser.add_argument("--jax-compiled", action="store_true", help="the CNNs on JAX, compiled (compile_step)")
+    parser.add_argument("--jax-compiled", action="store_true", help="the CNNs and sequence nets on JAX, compiled")
     args = parser.parse_args(argv)
     before = load_other(args.other.resolve())
     print(f"CPU {cpu_model()}; BLAS {run.blas_info()}")
     print(f"{'workload':12s} {'now ms':>9s} {'before ms':>10s} {'now/before':>11s}  ({args.rounds} paired rounds)")
     for name in args.workloads.split(","):
-        if args.jax_compiled and name not in conv.NETS:
-            raise SystemExit(f"--jax-compiled times the convolutional networks ({', '.join(conv.NETS)}), not {name}")
+        if args.jax_compiled and name not in (*conv.NETS, "lstm", "tiny_gpt"):
+            raise SystemExit(f"--jax-compiled times the CNNs ({', '.join(conv.NETS)}), lstm and tiny_gpt, not {name}")
         make = mlp_runner if name in run.WORKLOADS else sequence_runner if name in ("lstm", "tiny_gpt") else conv_runner
         extra = {"jax_compiled": True} if args.jax_compiled else {}
         runners = {"now": make(nu_xp, name, **extra), "before": make(before, name, **extra)}

@@ -402,11 +402,11 @@ class MultiheadAttention(Layer):
         if kept.drop is not None:
             g_p = g_p * kept.drop
         # Σ_keys dP ⊙ P = Σ_keys (G Vᵀ) ⊙ P = Σ_d G ⊙ (P V) = Σ_d G ⊙ O: d numbers a row instead of S (with
-        # dropout too: dP's mask times P is P after dropout, whose product with V is O); the heads merged, both
-        # arrays are contiguous, and the row sums are one product with a column of ones
+        # dropout too: dP's mask times P is P after dropout, whose product with V is O); read with the heads
+        # merged, where both arrays are contiguous
         n, length, h, d = g_merged.shape[0], g_merged.shape[1], self.num_heads, self.head_dim
-        ones = xp.ones((d, 1), dtype=g_merged.dtype, device=self._backend.device)
-        dot = xp.reshape(g_merged * kept.o, (n * length * h, d)) @ ones
+        split = (n, length, h, d)
+        dot = xp.vecdot(xp.reshape(g_merged, split), xp.reshape(kept.o, split))  # (N, L, h)
         dot = xp.permute_dims(xp.reshape(dot, (n, length, h, 1)), (0, 2, 1, 3))  # (N, h, L, 1)
         g_a = self._backend.ops.softmax_backward(p, g_p, dot)  # P ⊙ (G_P - rowsum(G_P ⊙ P))
         g_q = (g_a @ heads.k) * (1.0 / math.sqrt(self.head_dim))  # heads.q already holds Q/√d
