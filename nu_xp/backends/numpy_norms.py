@@ -124,16 +124,20 @@ def masked_softmax(scores: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     if scores.size == 0:  # no keys, or no rows
         return scores.copy() if mask is None else np.add(scores, mask)
     bound = float(np.max(scores)) + (0.0 if mask is None else float(np.max(mask)))
-    if not math.isfinite(bound):
-        return _row_shifted_softmax(scores if mask is None else np.add(scores, mask))
-    e = np.subtract(scores, bound) if mask is None else np.add(scores, np.subtract(mask, bound, dtype=scores.dtype))
-    np.exp(e, out=e)
-    total = _row_sums(e)
-    low = total[..., 0] < _TINY_TOTAL
-    if low.any():  # rows shifted too far: their own maximum
-        rows = np.broadcast_to(scores, e.shape)[low]
-        e[low] = _row_shifted_softmax(rows if mask is None else rows + np.broadcast_to(mask, e.shape)[low])
-        total[low] = 1.0
+    with np.errstate(over="ignore"):  # a sum below the dtype's range is -inf, whose exp is 0: the limit
+        if not math.isfinite(bound):
+            return _row_shifted_softmax(scores if mask is None else np.add(scores, mask))
+        if mask is None:
+            e = np.subtract(scores, bound)
+        else:
+            e = np.add(scores, np.subtract(mask, bound, dtype=scores.dtype))
+        np.exp(e, out=e)
+        total = _row_sums(e)
+        low = total[..., 0] < _TINY_TOTAL
+        if low.any():  # rows shifted too far: their own maximum
+            rows = np.broadcast_to(scores, e.shape)[low]
+            e[low] = _row_shifted_softmax(rows if mask is None else rows + np.broadcast_to(mask, e.shape)[low])
+            total[low] = 1.0
     e /= total
     return e
 

@@ -8,10 +8,13 @@ gradient, for random upstream gradients on every output; PyTorch gets our
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import nu_xp
+from nu_xp.backends import numpy_norms
 from tests.helpers import assert_close, host, on
 
 TOL = 1e-10
@@ -357,6 +360,21 @@ def test_fully_masked_rows_give_zeros_without_warnings(backend):
         grads = mha.backward(nu_xp.backends.ops_of(out).xp.ones_like(out))
     assert np.all(host(w)[0] == 0.0) and np.all(np.isfinite(host(out)))
     assert all(np.all(np.isfinite(host(g))) for g in grads)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_numpy_softmax_kernel_of_scores_at_the_ends_of_float32_warns_of_nothing(masked):
+    """NumPy's kernel on scores ±3e38 (their differences overflow float32) with a mask of -3e38: the largest score
+    gets all the weight, a row whose scores are all the lowest float32 spreads it evenly, and no warning is
+    raised (the shifted scores below float32's range are -inf, whose exp is the limit, 0)."""
+    big = 3e38
+    scores = np.array([[big, -big, 0.0, -big], [-big, -big, -big, -big]], np.float32)
+    mask = np.array([0.0, 0.0, 0.0, -big], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = numpy_norms.masked_softmax(scores, mask if masked else None)
+    np.testing.assert_array_equal(p[0], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(p[1], [1 / 3, 1 / 3, 1 / 3, 0.0] if masked else [0.25] * 4, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
