@@ -24,10 +24,10 @@ one-dimensional search): 5.9e-8 in exact arithmetic, below a float32 ulp of
 ½. Evaluated in float32 the largest error of ``Φ`` is 2.5e-7, where ``½ +``
 cancels in the far left tail (as ``1 +`` does in the reference's
 ``(1 + erf)/2``: 5.6e-8 with SciPy's ``erf``, 1e-7 to 3e-7 with the float32
-``erf`` of JAX or the standard formulation). The fit needs 20 operations
-per block where a rational ``Φ`` of degree 6 over 4 needed 31 (4.4 against
+``erf`` of JAX or the standard formulation). The fit needs 27 operations
+per block where a rational ``Φ`` of degree 6 over 4 needed 34 (4.4 against
 5.2 ms for 1 M numbers); NumPy's ``where=`` masks, ``sign`` and ``copysign``
-cost 2-50 times an addition, so the sign is one division. Beyond ``|x| ≈ 14.4``
+cost 5-70 times an addition, so the sign is one division. Beyond ``|x| ≈ 14.4``
 ``exp`` is exactly 0, so ``Φ`` is exactly 0 or 1 there, ``-inf`` gives NaN
 (``-inf · 0``) and ``+inf`` slope 1, as the reference does; ``x²`` never
 overflows. Other dtypes and ``approximate="tanh"`` take the reference formula.
