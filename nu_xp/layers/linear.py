@@ -111,7 +111,9 @@ class Linear(Layer):
                 )
             lead = tuple(x.shape[:-1])
             x = be.xp.reshape(x, (-1, self.in_features))
-        y = x @ self.weight.data.T
+        # one input feature: an outer product, as a broadcast product (the same numbers: one term per sum);
+        # BLAS takes ~3 µs to set up a 32 × 1 × 64 product that the product of arrays does in 0.7
+        y = x @ self.weight.data.T if self.in_features != 1 else x * self.weight.data.T
         if self.bias is not None:
             y += self.bias.data  # in place (one temporary fewer); a new array where arrays are immutable (JAX)
         self.save_for_backward(x, lead, y.shape)

@@ -59,6 +59,20 @@ def test_worked_example_by_the_numbers(backend):
 # --8<-- [end:worked_example]
 
 
+@pytest.mark.parametrize("lead", [(7,), (2, 3)])
+def test_linear_with_one_input_feature_is_the_product_exactly(backend, rng, lead):
+    """``Linear(1, n)`` (its forward an outer product by broadcasting) gives exactly ``x Wᵀ + b`` in float32, for a
+    batch and for leading axes, and its gradients pass finite differences in float64."""
+    layer = nu_xp.Linear(1, 5, seed=0, backend=backend, dtype="float32")
+    x = on(backend, rng.normal(size=(*lead, 1)), dtype="float32")
+    w, b = host(layer.weight.data), host(layer.bias.data)
+    want = host(x) @ w.T  # NumPy's float32 product: each sum one term, rounded once
+    want += b
+    np.testing.assert_array_equal(host(layer(x)), want)
+    layer64 = nu_xp.Linear(1, 5, seed=0, backend=backend)
+    assert nu_xp.gradcheck(layer64, on(backend, rng.normal(size=(*lead, 1)))) < TOL
+
+
 def test_linear_without_bias_gradcheck(backend, rng):
     layer = nu_xp.Linear(4, 3, bias=False, seed=0, backend=backend)
     assert layer.bias is None and list(dict(layer.named_parameters())) == ["weight"]
