@@ -20,12 +20,13 @@ float32) takes ~0.85 ms instead of 1.45 (the 2-core benchmark machine).
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["LayerNormKept", "layer_norm", "layer_norm_backward", "masked_softmax", "softmax_backward"]
+__all__ = ["LayerNormKept", "column_sums", "layer_norm", "layer_norm_backward", "masked_softmax", "softmax_backward"]
 
 
 class LayerNormKept(NamedTuple):
@@ -72,7 +73,7 @@ def layer_norm_backward(
     if needs[1]:
         d_weight = np.reshape(np.einsum("ij,ij->j", g, x_hat), shape)  # Σ_rows g x̂, no product written out
     if needs[2]:
-        d_bias = np.reshape(_column_sums(g), shape)
+        d_bias = np.reshape(column_sums(g), shape)
     if needs[0]:
         g_hat = np.multiply(g, np.reshape(weight, (m,))) if weight is not None else g.copy()
         mean_gx = np.vecdot(g_hat, x_hat)[:, None]  # ĝ · x̂ per row
@@ -86,11 +87,24 @@ def layer_norm_backward(
     return d_x, d_weight, d_bias
 
 
-def _column_sums(a: np.ndarray) -> np.ndarray:
-    """``Σ_i a[i, :]`` of a 2-D array: ``1ᵀ A`` with BLAS where its rows are contiguous (3-4× NumPy's column
-    reduction, a running sum as BLAS's), else ``add.reduce`` (BLAS cannot read other strides)."""
-    if a.flags.c_contiguous and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
-        return np.ones(a.shape[0], a.dtype) @ a
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: Any) -> np.ndarray:
+    """A read-only vector of ``n`` ones (made once per length and dtype)."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def column_sums(a: np.ndarray) -> np.ndarray:
+    """``Σ_i a[i, :]`` of a 2-D array (a bias's gradient): ``1ᵀ A`` with BLAS where its rows are contiguous
+    float32/float64 numbers, else ``add.reduce`` (BLAS cannot read other strides). NumPy reduces down the
+    columns one row at a time, a running sum as BLAS's, at 2.4× the time (0.19 against 0.08 ms for 2048 rows
+    of 512)."""
+    if a.flags.c_contiguous and a.dtype in _BLAS_FLOATS:
+        return _ones(a.shape[0], a.dtype) @ a
     return np.add.reduce(a, axis=0)
 
 
