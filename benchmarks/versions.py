@@ -59,6 +59,18 @@ def mlp_runner(lib: Any, name: str) -> Any:
     return lambda: run.run_nu_xp(w, model, loss, x, y, lib)
 
 
+def _steps(count: int, one_step: Any) -> Any:
+    """A timed run: ``one_step()`` ``count`` times, the last loss as a float (which waits for a JAX step)."""
+
+    def run() -> float:
+        value: Any = 0.0
+        for _ in range(count):
+            value = one_step()
+        return float(value)
+
+    return run
+
+
 def conv_runner(lib: Any, name: str, jax_compiled: bool = False) -> Any:
     spec = conv.NETS[name]
     rng = np.random.default_rng(0)
@@ -69,25 +81,16 @@ def conv_runner(lib: Any, name: str, jax_compiled: bool = False) -> Any:
     x, y = lib.asarray(x_host, like=model), lib.asarray(rng.integers(0, 10, spec["batch"]), like=model)
     if jax_compiled:
         compiled = lib.compile_step(model, loss, opt)
+        return _steps(spec["steps"], lambda: compiled(x, y))
 
-        def compiled_steps() -> float:
-            value: Any = 0.0
-            for _ in range(spec["steps"]):
-                value = compiled(x, y)
-            return float(value)  # waits for the last step
+    def step() -> Any:
+        value = loss.forward(model.forward(x), y)
+        opt.zero_grad()
+        model.backward(loss.backward(), input_grad=False)
+        opt.step()
+        return value
 
-        return compiled_steps
-
-    def step() -> float:
-        value: Any = 0.0
-        for _ in range(spec["steps"]):
-            value = loss.forward(model.forward(x), y)
-            opt.zero_grad()
-            model.backward(loss.backward(), input_grad=False)
-            opt.step()
-        return float(value)
-
-    return step
+    return _steps(spec["steps"], step)
 
 
 def _sequence_model(lib: Any, name: str) -> Any:
@@ -153,22 +156,8 @@ def sequence_runner(lib: Any, name: str, jax_compiled: bool = False) -> Any:
     x, y = lib.asarray(x_host, like=model, dtype=None), lib.asarray(y_host, like=model, dtype=None)
     if jax_compiled:
         compiled = lib.compile_step(model, loss, opt)
-
-        def compiled_steps() -> float:
-            value: Any = 0.0
-            for _ in range(sequence.STEPS_PER_RUN):
-                value = compiled(x, y)
-            return float(value)  # waits for the last step
-
-        return compiled_steps
-
-    def step() -> float:
-        value: Any = 0.0
-        for _ in range(sequence.STEPS_PER_RUN):
-            value = sequence.step_nu_xp(name, model, opt, loss, x, y)
-        return float(value)
-
-    return step
+        return _steps(sequence.STEPS_PER_RUN, lambda: compiled(x, y))
+    return _steps(sequence.STEPS_PER_RUN, lambda: sequence.step_nu_xp(name, model, opt, loss, x, y))
 
 
 def cpu_model() -> str:
