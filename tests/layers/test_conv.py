@@ -192,9 +192,10 @@ def test_an_empty_batch_goes_through_convolutions_and_pools(backend, nd):
     )
     kw = {"backend": backend, "dtype": "float64"}
     model = nu_xp.Sequential(
-        conv(2, 3, 3, padding=1, seed=0, **kw), pool(2), avg(2), up(3, 2, 2, stride=2, seed=1, **kw)
-    )
-    x = on(backend, np.zeros((0, 2, *(8,) * nd)))
+        conv(1, 2, 3, padding=1, seed=2, **kw),  # one input channel: JAX's convolution by taps
+        conv(2, 3, 3, padding=1, seed=0, **kw), pool(2), avg(2), up(3, 2, 2, stride=2, seed=1, **kw),
+    )  # fmt: skip
+    x = on(backend, np.zeros((0, 1, *(8,) * nd)))
     y = model(x)
     assert tuple(y.shape) == (0, 2, *(4,) * nd)
     dx = model.backward(on(backend, np.zeros(tuple(y.shape))))
