@@ -113,7 +113,7 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
     width = a.shape[-1]
     if width == 0:
         return np.zeros((*a.shape[:-1], 1), a.dtype)
-    return np.reshape(np.reshape(a, (-1, width)) @ np.ones((width, 1), a.dtype), (*a.shape[:-1], 1))
+    return np.reshape(np.reshape(a, (-1, width)) @ _ones(width, a.dtype)[:, None], (*a.shape[:-1], 1))
 
 
 #: a row whose exps, shifted by the bound on every score, sum below this was shifted too far: it is redone exactly
