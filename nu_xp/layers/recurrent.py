@@ -77,7 +77,7 @@ class _Direction(NamedTuple):
     """What one direction of one layer keeps for its backward."""
 
     inputs: Any  #: the layer's input ``(L, N, width)``
-    h_prev: Any  #: the state entering each step (a list; stacked after a scan; None after the backend's own loop)
+    h_prev: Any  #: the state entering each step (a list; one array after a scan; None after the backend's own loop)
     kept: Any  #: what each step's cell kept (or what the backend's own loop kept, ``Ops.lstm``)
 
 
