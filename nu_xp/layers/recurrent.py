@@ -315,14 +315,13 @@ class _RNNBase(Layer):
                 h_new, c_new, kept_t = cell.step(be.ops, x_t[0], h_t, c_t, w, b, consts)
                 return (h_new, c_new), (h_new, kept_t)
 
-            h_first = h
-            (h, c), (outputs, kept_all) = be.ops.scan(body, (h, c), (a_in,), reverse=bool(direction))
+            (h_last, c), (outputs, kept_all) = be.ops.scan(body, (h, c), (a_in,), reverse=bool(direction))
             # the state each step read: the initial one, then the outputs (one array made after the loop
             # instead of a second stacked output of every step)
-            first = h_first[None, ...]
+            first = h[None, ...]
             before = [outputs[1:, ...], first] if direction else [first, outputs[: steps - 1, ...]]
             h_prev_all = xp.concat(before, axis=0)
-            return outputs, h, c, _Direction(inputs, h_prev_all, kept_all)
+            return outputs, h_last, c, _Direction(inputs, h_prev_all, kept_all)
         hs: list[Any] = [None] * steps
         kept: list[Any] = [None] * steps
         h_prev: list[Any] = [None] * steps
