@@ -144,3 +144,71 @@ def test_keep_large_blocks_lets_a_freed_block_above_32_mb_be_reused_without_page
     assert kept == str(not turned_off)
     pages = 96 * 2**20 // 4096
     assert (int(faults) > pages // 2) if turned_off else (int(faults) < pages // 20)
+
+
+@pytest.mark.parametrize("pool", ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"])
+def test_pools_whose_windows_tile_the_input_spread_their_gradient_in_one_operation(monkeypatch, pool):
+    """``stride == kernel``, no padding, sizes multiples of the kernel: the backward takes ``_spread_tiles``
+    (one broadcast, no per-tap writes) and gives the per-tap path's gradient bit for bit and the reference's:
+    ties (the first maximum wins), NaN, ±inf, a gradient of NaN and -0.0, and a gradient laid out in any order."""
+    dims = int(pool[-2])
+    kernel = (2, 3, 2)[:dims]
+    spatial = (4, 6, 4)[:dims]
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, size=(3, 2, *spatial)).astype(np.float64)  # many ties
+    flat = x.reshape(-1)
+    flat[[0, 7, 19]] = [np.nan, np.inf, -np.inf]
+    layer = getattr(nu_xp, pool)(kernel)
+    assert numpy_windows._tiles(kernel, kernel, (0,) * dims, (2, *spatial, 3))
+    calls = []
+    real = numpy_windows._spread_tiles
+    monkeypatch.setattr(numpy_windows, "_spread_tiles", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y = layer(x)
+    g = rng.normal(size=y.shape)
+    g.reshape(-1)[:2] = [np.nan, -0.0]
+    g_any = np.ascontiguousarray(g.transpose(*range(g.ndim)[::-1])).transpose(*range(g.ndim)[::-1])  # reversed
+    got = [layer.backward(g)]
+    layer(x)
+    got.append(layer.backward(g_any))
+    assert len(calls) == 2
+    monkeypatch.setattr(numpy_windows, "_tiles", lambda *a: False)  # the per-tap path
+    layer(x)
+    per_tap = layer.backward(g)
+    monkeypatch.setattr(NumpyOps, "native_pool", False)  # the layers' reference windows
+    layer(x)
+    reference = layer.backward(g)
+    for dx in got:
+        assert dx.shape == x.shape
+        np.testing.assert_array_equal(dx, per_tap)
+        np.testing.assert_array_equal(dx, reference)
+        assert np.array_equal(np.signbit(dx), np.signbit(per_tap))  # bit for bit, -0.0 included
+
+
+def test_a_max_pool_of_128_taps_or_more_tiles_with_int32_winners():
+    """``MaxPool1d(130)`` keeps its winners as int32 (int8 holds 127 taps): the tiled backward compares them
+    with a grid of that type and routes each gradient to the first maximum of its window."""
+    x = np.zeros((2, 1, 260))
+    x[0, 0, 129], x[1, 0, 200] = 5.0, 7.0
+    layer = nu_xp.MaxPool1d(130)
+    y = layer(x)
+    dx = layer.backward(np.full(y.shape, 3.0))
+    want = np.zeros_like(x)
+    want[0, 0, [129, 130]] = 3.0  # window 0's maximum at 129; window 1 all zeros: its first position, 130
+    want[1, 0, [0, 200]] = 3.0
+    np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_the_tiled_backward_takes_any_number_of_spatial_axes(monkeypatch, kind):
+    """The kernels are n-dimensional (the layers stop at 2-D): three spatial axes tile as one or two do."""
+    x = np.random.default_rng(5).integers(-2, 3, size=(2, 3, 4, 6, 2)).astype(np.float32)
+    kernel = (2, 3, 2)
+    forward, backward = getattr(numpy_windows, f"{kind}_pool"), getattr(numpy_windows, f"{kind}_pool_backward")
+    results = []
+    for tiled in (True, False):
+        monkeypatch.setattr(numpy_windows, "_tiles", lambda *a, tiled=tiled: tiled)
+        y, saved = forward(x, kernel, kernel, (0, 0, 0))
+        g = np.arange(y.size, dtype=np.float32).reshape(y.shape) - 5
+        results.append(backward(g, saved, kernel, kernel, (0, 0, 0)))
+    np.testing.assert_array_equal(*results)
+    assert results[0].shape == x.shape
