@@ -9,7 +9,9 @@ write-free ``concat`` of [`Ops.pad`][nu_xp.backends.ops.Ops.pad], and col2im is 
 ``table.at[indices].add(values)``). ``erf`` is ``jax.scipy.special.erf``.
 Convolutions are XLA's, but max pooling and (on the CPU) a convolution of
 one input channel are strided slices XLA fuses
-([`nu_xp.backends.jax_windows`][nu_xp.backends.jax_windows]).
+([`nu_xp.backends.jax_windows`][nu_xp.backends.jax_windows]), or for a 2-D one of
+stride 1 a convolution of ``2 × 2`` blocks regrouped into channels
+([`nu_xp.backends.jax_blocks`][nu_xp.backends.jax_blocks]).
 
 JAX computes in float32 unless its 64-bit mode is on, and then silently
 hands back float32 for a float64 request: [`check_dtype`][nu_xp.backends.ops.Ops.check_dtype] refuses
@@ -23,7 +25,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
-from . import jax_windows
+from . import jax_blocks, jax_windows
 from .host_memory import keep_large_blocks
 from .ops import Ops
 
@@ -168,15 +170,19 @@ class JaxOps(Ops):
         dilation: tuple[int, ...],
         groups: int,
     ) -> tuple[Any, Any]:
-        """``lax.conv_general_dilated``, or on the CPU for one input channel im2col by slices
-        ([`conv_by_taps`][nu_xp.backends.jax_windows.conv_by_taps]: XLA's CPU convolution is slow there);
-        what the backward keeps is the ``jax.vjp`` of that product."""
+        """``lax.conv_general_dilated``, or on the CPU for one input channel a convolution XLA runs well: 2-D with
+        stride 1 by space-to-depth ([`conv_by_blocks`][nu_xp.backends.jax_blocks.conv_by_blocks]), else im2col by
+        slices ([`conv_by_taps`][nu_xp.backends.jax_windows.conv_by_taps]); what the backward keeps is the
+        ``jax.vjp`` of that product."""
         lax = self.library.lax
         layout = ("NCH", "OIH", "NCH") if x.ndim == 3 else ("NCHW", "OIHW", "NCHW")
         geometry = (tuple(stride), tuple(tuple(p) for p in pads), tuple(dilation))
         by_taps = groups == 1 and x.shape[1] == 1 and self._on_cpu()
+        by_blocks = by_taps and jax_blocks.takes_blocks(x.ndim, geometry[0], geometry[2])
 
         def product(x: Any, w: Any) -> Any:
+            if by_blocks:
+                return jax_blocks.conv_by_blocks(x, w, geometry[1])
             if by_taps:
                 return jax_windows.conv_by_taps(x, w, *geometry)
             return lax.conv_general_dilated(

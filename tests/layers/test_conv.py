@@ -23,6 +23,8 @@ CONV2D = [
     (4, 4, (3, 2), (2, 1), (1, 0), (1, 2), 2, False, (7, 8)),
     (3, 6, 3, 1, "same", 1, 3, True, (5, 6)),
     (1, 3, (3, 2), (2, 1), (1, 0), (2, 1), 1, False, (9, 8)),  # one channel, strided and dilated (JAX: by taps)
+    (1, 2, (2, 3), 1, "same", 1, 1, False, (5, 8)),  # one channel, stride 1, uneven padding, odd output (by blocks)
+    (1, 3, 1, 1, 0, 1, 1, True, (3, 5)),  # one channel, a 1 × 1 kernel (JAX: by blocks)
 ]
 
 
@@ -203,3 +205,20 @@ def test_an_empty_batch_goes_through_convolutions_and_pools(backend, nd):
     for p in model.parameters():
         assert tuple(p.grad.shape) == tuple(p.shape)
         assert_close(p.grad, np.zeros(tuple(p.shape)))
+
+
+@pytest.mark.parametrize(("args", "path"), [(CONV2D[0], "blocks"), (CONV2D[4], "blocks"), (CONV2D[3], "taps")])
+def test_jax_takes_a_one_channel_convolution_by_blocks_or_by_taps(monkeypatch, args, path):
+    """On JAX's CPU a 2-D convolution of one input channel goes by space-to-depth when its stride and dilation
+    are 1 (``jax_blocks``), else by taps (``jax_windows``); either gives the im2col formula's numbers."""
+    native_ops("jax")
+    from nu_xp.backends import jax_blocks, jax_windows
+
+    module, name = (jax_blocks, "conv_by_blocks") if path == "blocks" else (jax_windows, "conv_by_taps")
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(a) or real(*a))
+    spatial = args[-1]
+    x = np.random.default_rng(5).normal(size=(2, 1, *spatial))
+    assert_native_equals_reference(monkeypatch, "jax", "native_conv", lambda: build(nu_xp.Conv2d, args, "jax"), x, True)
+    assert len(calls) == 1
