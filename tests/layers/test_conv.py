@@ -56,7 +56,8 @@ def test_conv2d_equals_torch(torch, backend, args):
 
 
 @pytest.mark.parametrize(
-    ("cls", "args"), [(nu_xp.Conv1d, CONV1D[1]), (nu_xp.Conv1d, CONV1D[3]), (nu_xp.Conv2d, CONV2D[1])]
+    ("cls", "args"),
+    [(nu_xp.Conv1d, CONV1D[1]), (nu_xp.Conv1d, CONV1D[3]), (nu_xp.Conv2d, CONV2D[1]), (nu_xp.Conv2d, CONV2D[4])],
 )
 def test_conv_gradcheck(backend, cls, args):
     shape = (2, args[0], args[-1]) if cls is nu_xp.Conv1d else (2, args[0], *args[-1])
